@@ -1,0 +1,1 @@
+"""Passwords, tokens (access, refresh, SSE tickets) and the failed-login rate limit."""

@@ -1,0 +1,158 @@
+"""The one exception tree of stretto.
+
+Everything a user can cause is an ``AppError``; the api layer turns it into the
+contract's error body (``{"error": {"code", "message", "details"}}``) in one place.
+Driver errors are re-raised as one of these with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """Base of every error that maps to an HTTP status and a contract error code."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "Internal server error."
+
+    def __init__(self, message: str | None = None, details: Mapping[str, Any] | None = None):
+        self.message = message or self.default_message
+        self.details: dict[str, Any] = dict(details or {})
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+    default_message = "The request is not valid."
+
+
+class InvalidJSON(BadRequest):
+    code = "invalid_json"
+    default_message = "The request body is not valid JSON."
+
+
+class ValidationFailed(BadRequest):
+    code = "validation_failed"
+    default_message = "The request body failed validation."
+
+
+class InvalidPath(BadRequest):
+    code = "invalid_path"
+    default_message = "The file path is not valid."
+
+
+class InvalidPlan(BadRequest):
+    code = "invalid_plan"
+    default_message = "The plan is not valid."
+
+
+class Unauthorized(AppError):
+    status = 401
+    code = "unauthorized"
+    default_message = "Missing, expired or invalid credentials."
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="stretto"'}
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+    default_message = "Email or password is incorrect."
+
+
+class NotFound(AppError):
+    status = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "Method not allowed."
+
+
+class Conflict(AppError):
+    status = 409
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+    default_message = "An account with this email already exists."
+
+
+class RunFinished(Conflict):
+    code = "run_finished"
+    default_message = "The run has already finished."
+
+
+class VersionMismatch(AppError):
+    status = 412
+    code = "version_mismatch"
+    default_message = "The resource changed: its version does not match."
+
+
+class TooLarge(AppError):
+    status = 413
+    code = "too_large"
+    default_message = "The request or resource is too large."
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "The request body must be application/json."
+
+
+class RateLimited(AppError):
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; try again later."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        *,
+        retry_after: float = 1.0,
+    ):
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after + 0.4999)))}
+
+
+class NotReady(AppError):
+    status = 503
+    code = "not_ready"
+    default_message = "The server is not ready."
+
+
+class ShuttingDown(AppError):
+    status = 503
+    code = "shutting_down"
+    default_message = "The server is shutting down."
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
+class StoreUnavailable(AppError):
+    """The database could not be reached or answered with an unexpected error."""
+
+    status = 503
+    code = "not_ready"
+    default_message = "The database is unavailable."

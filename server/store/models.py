@@ -1,0 +1,205 @@
+"""Records the store reads and writes. Frozen, typed, free of I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    name: str | None
+    created_at: datetime
+    password_hash: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    owner_id: str
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileMeta:
+    project_id: str
+    path: str
+    size: int
+    version: int
+    sha256: str
+    content_type: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FileData:
+    meta: FileMeta
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileLimits:
+    """Quotas checked inside the write transaction."""
+
+    max_file_bytes: int
+    max_files: int
+    max_total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append to a project's log in the same transaction as its change.
+
+    ``data`` is the full JSON object of the SSE ``data`` line (it carries ``type``,
+    ``project_id``, ``at`` and the rest); the store serializes it once.
+    """
+
+    project_id: str
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as committed: ``seq`` is gap-free per project; ``data`` is JSON text."""
+
+    project_id: str
+    seq: int
+    type: str
+    data: str
+    created_at: datetime
+
+
+class RefreshOutcome(StrEnum):
+    OK = "ok"
+    REUSED = "reused"  # already used: the whole family is now revoked
+    INVALID = "invalid"  # unknown, expired or revoked
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshUse:
+    outcome: RefreshOutcome
+    user_id: str | None = None
+    family_id: str | None = None
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    PLANNING = "planning"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    run_id: str
+    id: str
+    position: int  # order in the plan, for stable listing
+    tool: str
+    args: Mapping[str, Any]
+    needs: tuple[str, ...]
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    output: Any = None
+    error: Mapping[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    queue_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    project_id: str
+    owner_id: str
+    status: RunStatus
+    prompt: str | None
+    intent: Mapping[str, Any] | None
+    plan: Mapping[str, Any] | None
+    options: Mapping[str, Any]
+    error: Mapping[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    metrics: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    steps: tuple[Step, ...] = ()
+
+
+# Columns that ``RunChange.fields`` may set, and those ``StepChange.fields`` may set.
+RUN_MUTABLE_FIELDS = frozenset(
+    {
+        "status",
+        "intent",
+        "plan",
+        "error",
+        "started_at",
+        "finished_at",
+        "metrics",
+        "lease_owner",
+        "lease_expires_at",
+    }
+)
+STEP_MUTABLE_FIELDS = frozenset(
+    {
+        "status",
+        "attempts",
+        "output",
+        "error",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "queue_ms",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    run_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepChange:
+    run_id: str
+    step_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None

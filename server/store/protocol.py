@@ -1,0 +1,200 @@
+"""The ``Store`` protocol: every persistence operation stretto performs.
+
+Two real implementations: ``server.store.sqlite.SqliteStore`` (sqlite3 in worker threads)
+and ``server.store.postgres.PostgresStore`` (asyncpg through trio-asyncio). One contract
+suite (``tests/store``) runs every operation against both.
+
+Rules every backend follows:
+- Ownership is checked in SQL: methods taking ``owner_id`` return ``None`` / raise
+  ``NotFound`` for another user's resource, exactly as for a missing one.
+- A change and its events commit in one transaction. Event ``seq`` numbers are assigned
+  inside that transaction from ``projects.last_event_seq`` (gap-free per project).
+  The returned ``StoredEvent`` list is what the caller publishes to the hub after commit.
+- Driver errors are re-raised as ``server.errors`` types (``StoreUnavailable`` when the
+  database cannot be reached).
+- Cursors are opaque strings produced by the backend for the same query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from server.store.models import (
+    FileData,
+    FileLimits,
+    FileMeta,
+    NewEvent,
+    Page,
+    Project,
+    RefreshUse,
+    Run,
+    RunChange,
+    RunStatus,
+    Step,
+    StepChange,
+    StoredEvent,
+    User,
+)
+
+
+class Store(Protocol):
+    """Persistence for users, tokens, projects, files, runs, steps and the event log."""
+
+    backend: str  # "sqlite" or "postgresql"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        """Apply pending schema migrations; return the versions applied."""
+
+    async def pending_migrations(self) -> list[int]:
+        """Versions not yet applied (empty when the schema is current)."""
+
+    async def ping(self) -> None:
+        """Round trip to the database; raises ``StoreUnavailable``."""
+
+    async def aclose(self) -> None: ...
+
+    # -- users and refresh tokens ------------------------------------------------------
+    async def create_user(self, email: str, password_hash: str | None, name: str | None) -> User:
+        """Raises ``EmailTaken`` when the (lower-cased) email exists."""
+
+    async def ensure_user(self, user_id: str, email: str, name: str | None) -> User:
+        """Return the user with this id, creating it on first sight (external tokens)."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_user_by_email(self, email: str) -> User | None:
+        """Includes ``password_hash``."""
+
+    async def create_refresh_token(
+        self, token_id: str, user_id: str, family_id: str, expires_at: datetime
+    ) -> None: ...
+
+    async def use_refresh_token(self, token_id: str, now: datetime) -> RefreshUse:
+        """Atomically mark a refresh token used.
+
+        ``OK`` the first time; ``REUSED`` (and the whole family revoked) when it was used
+        before; ``INVALID`` when unknown, expired or revoked.
+        """
+
+    async def revoke_refresh_family(self, family_id: str) -> None: ...
+
+    async def revoke_refresh_token_family_of(self, token_id: str, user_id: str) -> None:
+        """Logout: revoke the family the token belongs to, if it is that user's."""
+
+    # -- projects ----------------------------------------------------------------------
+    async def create_project(self, owner_id: str, name: str, description: str | None) -> Project: ...
+
+    async def get_project(self, owner_id: str, project_id: str) -> Project | None: ...
+
+    async def list_projects(
+        self, owner_id: str, limit: int, cursor: str | None
+    ) -> Page[Project]: ...
+
+    async def update_project(
+        self,
+        owner_id: str,
+        project_id: str,
+        *,
+        name: str | None,
+        description: str | None,
+        set_description: bool,
+    ) -> tuple[Project, StoredEvent]:
+        """Raises ``NotFound``. Appends ``project.updated``."""
+
+    async def delete_project(self, owner_id: str, project_id: str) -> None:
+        """Raises ``NotFound``. Cascades files, runs, steps and events."""
+
+    async def project_owner(self, project_id: str) -> str | None:
+        """Owner of a project, without an ownership check (internal use)."""
+
+    # -- files -------------------------------------------------------------------------
+    async def list_files(
+        self, project_id: str, prefix: str, limit: int, cursor: str | None
+    ) -> Page[FileMeta]: ...
+
+    async def get_file(self, project_id: str, path: str) -> FileData | None: ...
+
+    async def get_file_meta(self, project_id: str, path: str) -> FileMeta | None: ...
+
+    async def put_file(
+        self,
+        project_id: str,
+        path: str,
+        content: bytes,
+        *,
+        content_type: str,
+        sha256: str,
+        limits: FileLimits,
+        if_match: int | None = None,
+        if_none_match_any: bool = False,
+    ) -> tuple[FileMeta, bool, StoredEvent]:
+        """Create or atomically replace; returns (meta, created, ``file.changed`` event).
+
+        Raises ``VersionMismatch`` when ``if_match`` is stale (or the file is missing),
+        or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota.
+        """
+
+    async def move_file(
+        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+    ) -> tuple[FileMeta, StoredEvent]:
+        """Raises ``NotFound`` (no src), ``Conflict`` (dst exists), ``VersionMismatch``."""
+
+    async def delete_file(
+        self, project_id: str, path: str, *, if_match: int | None = None
+    ) -> StoredEvent:
+        """Raises ``NotFound``, ``VersionMismatch``. Appends ``file.deleted``."""
+
+    # -- event log ---------------------------------------------------------------------
+    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Append events (any projects) in one transaction."""
+
+    async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Retained events with ``seq > after_seq``, in order."""
+
+    async def event_bounds(self, project_id: str) -> tuple[int, int]:
+        """(first retained seq, last assigned seq); (last+1, last) when none retained."""
+
+    async def trim_events(self, project_id: str, keep_last: int, older_than: datetime) -> int:
+        """Delete events beyond the newest ``keep_last`` and older than ``older_than``.
+
+        Only a prefix is ever deleted, so what remains stays gap-free.
+        """
+
+    # -- workflow runs -----------------------------------------------------------------
+    async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool, list[StoredEvent]]:
+        """Insert a run with its steps. With ``run.idempotency_key`` set and a run of the same
+        owner and key existing, return that one and ``created=False`` (no events)."""
+
+    async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
+        """The run with its steps; ``owner_id`` restricts it to that owner."""
+
+    async def list_runs(
+        self,
+        owner_id: str,
+        project_id: str | None,
+        status: RunStatus | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page[Run]:
+        """Newest first, with steps."""
+
+    async def write_run_state(
+        self,
+        *,
+        run: RunChange | None = None,
+        new_steps: Sequence[Step] = (),
+        steps: Sequence[StepChange] = (),
+        events: Sequence[NewEvent] = (),
+    ) -> list[StoredEvent]:
+        """One transaction: update the run, insert/replace steps, update steps, append events."""
+
+    async def unfinished_runs(self, lease_expired_before: datetime | None) -> list[Run]:
+        """Runs not finished whose lease is empty or expired before the given time."""
+
+    async def claim_run(self, run_id: str, owner: str, expires_at: datetime) -> bool:
+        """Take the run's lease if it is free, expired or already ours."""
+
+    async def renew_leases(self, owner: str, expires_at: datetime) -> None: ...
