@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.timeutil import DAYS, HOURS, MINUTES, SECONDS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -34,58 +36,103 @@ class Settings:
     # -- server ----------------------------------------------------------------------------
     host: str = _setting("127.0.0.1", "Address to listen on.")
     port: int = _setting(8080, "TCP port to listen on (0 picks a free one).")
-    data_dir: Path = _setting(Path("stretto-data"), "Directory for the SQLite database and the generated JWT secret.")
+    data_dir: Path = _setting(
+        Path("stretto-data"), "Directory for the SQLite database and the generated JWT secret."
+    )
     database_url: str | None = _setting(
-        None, "postgresql://... selects PostgreSQL; unset uses SQLite in the data directory.",
-        env="DATABASE_URL", secret=True,
+        None,
+        "postgresql://... selects PostgreSQL; unset uses SQLite in the data directory.",
+        env="DATABASE_URL",
+        secret=True,
     )
     db_pool_size: int = _setting(10, "PostgreSQL pool size (connections per process).")
     backlog: int = _setting(4096, "Listen backlog (SSE-heavy loads open many connections at once).")
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
-    shutdown_grace_s: float = _setting(10 * SECONDS, "On SIGTERM: seconds running runs get to finish before they are cancelled.")
+    shutdown_grace_s: float = _setting(
+        10 * SECONDS, "On SIGTERM: seconds running runs get to finish before they are cancelled."
+    )
     log_level: str = _setting("info", "Log level: debug, info, warning, error.")
     log_format: str = _setting("json", "Log format: json (one object per line) or text.")
-    instance_id: str | None = _setting(None, "Name of this instance (leases, logs); default: hostname-pid.")
+    instance_id: str | None = _setting(
+        None, "Name of this instance (leases, logs); default: hostname-pid."
+    )
     # -- auth ------------------------------------------------------------------------------
     jwt_secret: str | None = _setting(
-        None, "HS256 secret (32+ bytes). Unset with HS256: generated once into the data directory.",
+        None,
+        "HS256 secret (32+ bytes). Unset with HS256: generated once into the data directory.",
         secret=True,
     )
-    jwt_algorithm: str = _setting("HS256", "Access-token algorithm: HS256, RS256 or ES256 (pinned; never taken from tokens).")
-    jwt_public_key_file: Path | None = _setting(None, "PEM public key verifying RS256/ES256 tokens minted by an external auth service.")
-    jwt_jwks_file: Path | None = _setting(None, "JWKS file verifying RS256/ES256 tokens minted by an external auth service.")
+    jwt_algorithm: str = _setting(
+        "HS256", "Access-token algorithm: HS256, RS256 or ES256 (pinned; never taken from tokens)."
+    )
+    jwt_public_key_file: Path | None = _setting(
+        None, "PEM public key verifying RS256/ES256 tokens minted by an external auth service."
+    )
+    jwt_jwks_file: Path | None = _setting(
+        None, "JWKS file verifying RS256/ES256 tokens minted by an external auth service."
+    )
     jwt_issuer: str = _setting("stretto", "Expected and issued `iss` claim.")
     jwt_audience: str = _setting("stretto", "Expected and issued `aud` claim.")
     access_token_ttl_s: int = _setting(int(15 * MINUTES), "Access-token lifetime in seconds.")
     refresh_token_ttl_s: int = _setting(int(30 * DAYS), "Refresh-token lifetime in seconds.")
     login_max_failures: int = _setting(5, "Failed logins per email and client address before 429.")
-    login_window_s: float = _setting(5 * MINUTES, "Window of the failed-login rate limit, in seconds.")
+    login_window_s: float = _setting(
+        5 * MINUTES, "Window of the failed-login rate limit, in seconds."
+    )
     # -- files -----------------------------------------------------------------------------
-    max_file_bytes: int = _setting(5 * MIB, "Largest file in a project's virtual file system, in bytes.")
+    max_file_bytes: int = _setting(
+        5 * MIB, "Largest file in a project's virtual file system, in bytes."
+    )
     max_files_per_project: int = _setting(10_000, "Most files one project may hold.")
     max_project_bytes: int = _setting(200 * MIB, "Most bytes one project's files may total.")
     # -- server-sent events ----------------------------------------------------------------
-    sse_heartbeat_s: float = _setting(15 * SECONDS, "Idle SSE streams get a `: ping` comment this often.")
-    sse_max_lifetime_s: float = _setting(1 * HOURS, "An SSE stream is closed after this long (jittered +-10%); the client reconnects.")
-    sse_buffer: int = _setting(256, "Events queued per SSE subscriber before it is disconnected as too slow.")
-    sse_ticket_ttl_s: int = _setting(int(5 * MINUTES), "Lifetime of an SSE stream ticket, in seconds.")
+    sse_heartbeat_s: float = _setting(
+        15 * SECONDS, "Idle SSE streams get a `: ping` comment this often."
+    )
+    sse_max_lifetime_s: float = _setting(
+        1 * HOURS,
+        "An SSE stream is closed after this long (jittered +-10%); the client reconnects.",
+    )
+    sse_buffer: int = _setting(
+        256, "Events queued per SSE subscriber before it is disconnected as too slow."
+    )
+    sse_ticket_ttl_s: int = _setting(
+        int(5 * MINUTES), "Lifetime of an SSE stream ticket, in seconds."
+    )
     event_retention_count: int = _setting(10_000, "Events kept per project for replay (newest).")
-    event_retention_s: float = _setting(7 * DAYS, "Events older than this may be trimmed (beyond the count kept).")
+    event_retention_s: float = _setting(
+        7 * DAYS, "Events older than this may be trimmed (beyond the count kept)."
+    )
     # -- workflow --------------------------------------------------------------------------
     max_plan_steps: int = _setting(100, "Most steps in one plan.")
     run_concurrency: int = _setting(16, "Steps of one run executing at once.")
-    global_concurrency: int = _setting(256, "Steps executing at once across all runs of this process.")
-    step_output_max_bytes: int = _setting(64 * KIB, "Step outputs larger than this are stored truncated, with a marker.")
-    run_lease_s: float = _setting(30 * SECONDS, "Lease a process holds on a running run; expired leases are resumed elsewhere.")
+    global_concurrency: int = _setting(
+        256, "Steps executing at once across all runs of this process."
+    )
+    step_output_max_bytes: int = _setting(
+        64 * KIB, "Step outputs larger than this are stored truncated, with a marker."
+    )
+    run_lease_s: float = _setting(
+        30 * SECONDS,
+        "Lease a process holds on a running run; expired leases are resumed elsewhere.",
+    )
     # -- AI --------------------------------------------------------------------------------
-    gemini_api_key: str | None = _setting(None, "Google Gemini API key; unset uses the offline provider.", secret=True)
+    gemini_api_key: str | None = _setting(
+        None, "Google Gemini API key; unset uses the offline provider.", secret=True
+    )
     gemini_model: str = _setting("gemini-2.5-flash", "Gemini model name.")
-    gemini_base_url: str | None = _setting(None, "Override the Gemini API endpoint (tests, proxies).")
+    gemini_base_url: str | None = _setting(
+        None, "Override the Gemini API endpoint (tests, proxies)."
+    )
     ai_timeout_s: float = _setting(60 * SECONDS, "Upper bound on one model call, in seconds.")
     ai_concurrency: int = _setting(8, "Model calls in flight at once across the process.")
     ai_max_prompt_chars: int = _setting(20_000, "Longest prompt accepted, in characters.")
-    ai_max_context_bytes: int = _setting(256 * KIB, "Most file bytes loaded as model context per call.")
-    offline_latency_ms: float = _setting(0.0, "Simulated latency of each offline model call (benchmarks).")
+    ai_max_context_bytes: int = _setting(
+        256 * KIB, "Most file bytes loaded as model context per call."
+    )
+    offline_latency_ms: float = _setting(
+        0.0, "Simulated latency of each offline model call (benchmarks)."
+    )
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -121,7 +168,12 @@ def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
     base = kind.removesuffix("|None")
     if optional and raw == "":
         return None
-    parsers: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str, "Path": Path}
+    parsers: dict[str, Callable[[str], Any]] = {
+        "int": int,
+        "float": float,
+        "str": str,
+        "Path": Path,
+    }
     try:
         return parsers[base](raw)
     except (KeyError, ValueError):
@@ -171,26 +223,57 @@ def validate(s: Settings) -> None:
             raise SettingsError(message)
 
     check(0 <= s.port <= 65535, f"port: {s.port} is not a TCP port")
-    check(s.database_url is None or s.database_url.startswith(("postgresql://", "postgres://")),
-          "DATABASE_URL: must start with postgresql://")
-    check(s.jwt_algorithm in ("HS256", "RS256", "ES256"), f"jwt_algorithm: {s.jwt_algorithm} is not one of HS256, RS256, ES256")
+    check(
+        s.database_url is None or s.database_url.startswith(("postgresql://", "postgres://")),
+        "DATABASE_URL: must start with postgresql://",
+    )
+    check(
+        s.jwt_algorithm in ("HS256", "RS256", "ES256"),
+        f"jwt_algorithm: {s.jwt_algorithm} is not one of HS256, RS256, ES256",
+    )
     if s.jwt_algorithm == "HS256":
-        check(s.jwt_secret is None or len(s.jwt_secret.encode()) >= 32,
-              "jwt_secret: must be at least 32 bytes for HS256")
+        check(
+            s.jwt_secret is None or len(s.jwt_secret.encode()) >= 32,
+            "jwt_secret: must be at least 32 bytes for HS256",
+        )
     else:
-        check((s.jwt_public_key_file is None) != (s.jwt_jwks_file is None),
-              f"{s.jwt_algorithm}: set exactly one of jwt_public_key_file, jwt_jwks_file")
+        check(
+            (s.jwt_public_key_file is None) != (s.jwt_jwks_file is None),
+            f"{s.jwt_algorithm}: set exactly one of jwt_public_key_file, jwt_jwks_file",
+        )
         for path in (s.jwt_public_key_file, s.jwt_jwks_file):
             check(path is None or path.is_file(), f"{path}: no such file")
-    check(s.log_level in ("debug", "info", "warning", "error"), f"log_level: {s.log_level} is not a level")
+    check(
+        s.log_level in ("debug", "info", "warning", "error"),
+        f"log_level: {s.log_level} is not a level",
+    )
     check(s.log_format in ("json", "text"), f"log_format: {s.log_format} is not json or text")
     positives: Sequence[str] = (
-        "db_pool_size", "backlog", "max_body_bytes", "access_token_ttl_s", "refresh_token_ttl_s",
-        "login_max_failures", "login_window_s", "max_file_bytes", "max_files_per_project",
-        "max_project_bytes", "sse_heartbeat_s", "sse_max_lifetime_s", "sse_buffer",
-        "sse_ticket_ttl_s", "event_retention_count", "event_retention_s", "max_plan_steps",
-        "run_concurrency", "global_concurrency", "step_output_max_bytes", "run_lease_s",
-        "ai_timeout_s", "ai_concurrency", "ai_max_prompt_chars", "ai_max_context_bytes",
+        "db_pool_size",
+        "backlog",
+        "max_body_bytes",
+        "access_token_ttl_s",
+        "refresh_token_ttl_s",
+        "login_max_failures",
+        "login_window_s",
+        "max_file_bytes",
+        "max_files_per_project",
+        "max_project_bytes",
+        "sse_heartbeat_s",
+        "sse_max_lifetime_s",
+        "sse_buffer",
+        "sse_ticket_ttl_s",
+        "event_retention_count",
+        "event_retention_s",
+        "max_plan_steps",
+        "run_concurrency",
+        "global_concurrency",
+        "step_output_max_bytes",
+        "run_lease_s",
+        "ai_timeout_s",
+        "ai_concurrency",
+        "ai_max_prompt_chars",
+        "ai_max_context_bytes",
     )
     for name in positives:
         check(getattr(s, name) > 0, f"{name}: must be positive")

@@ -7,8 +7,10 @@ Driver errors are re-raised as one of these with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class AppError(Exception):

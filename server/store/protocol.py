@@ -17,26 +17,28 @@ Rules every backend follows:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from server.store.models import (
-    FileData,
-    FileLimits,
-    FileMeta,
-    NewEvent,
-    Page,
-    Project,
-    RefreshUse,
-    Run,
-    RunChange,
-    RunStatus,
-    Step,
-    StepChange,
-    StoredEvent,
-    User,
-)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from server.store.models import (
+        FileData,
+        FileLimits,
+        FileMeta,
+        NewEvent,
+        Page,
+        Project,
+        RefreshUse,
+        Run,
+        RunChange,
+        RunStatus,
+        Step,
+        StepChange,
+        StoredEvent,
+        User,
+    )
 
 
 class Store(Protocol):
@@ -85,7 +87,9 @@ class Store(Protocol):
         """Logout: revoke the family the token belongs to, if it is that user's."""
 
     # -- projects ----------------------------------------------------------------------
-    async def create_project(self, owner_id: str, name: str, description: str | None) -> Project: ...
+    async def create_project(
+        self, owner_id: str, name: str, description: str | None
+    ) -> Project: ...
 
     async def get_project(self, owner_id: str, project_id: str) -> Project | None: ...
 
@@ -164,7 +168,9 @@ class Store(Protocol):
         """
 
     # -- workflow runs -----------------------------------------------------------------
-    async def create_run(self, run: Run, events: Sequence[NewEvent]) -> tuple[Run, bool, list[StoredEvent]]:
+    async def create_run(
+        self, run: Run, events: Sequence[NewEvent]
+    ) -> tuple[Run, bool, list[StoredEvent]]:
         """Insert a run with its steps. With ``run.idempotency_key`` set and a run of the same
         owner and key existing, return that one and ``created=False`` (no events)."""
 

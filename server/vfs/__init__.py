@@ -1,1 +1,1 @@
-"""vfs."""
+"""The project's virtual file system: path rules, content types, and the file service."""

@@ -1,0 +1,185 @@
+"""The model provider seam: what the planner and the AI tools ask of a model.
+
+Two real implementations: ``GeminiProvider`` (google-genai, imported only when an API key
+is configured) and ``OfflineProvider`` (deterministic rules and templates, no network).
+``build_provider`` picks one from the settings and wraps it in ``LimitedProvider``, which
+holds the process-wide bound on model calls in flight.
+
+Errors: providers raise ``ModelError`` only. ``retryable`` marks transient failures (429,
+503 and other 5xx, timeouts, connection failures); ``retry_after`` carries the server's
+``Retry-After``. The planner turns a ``ModelError`` into an ``AppError`` with
+``to_app_error``; the AI tools turn it into a ``ToolError``.
+
+Streaming: ``stream_text`` is an async generator. Callers must close it deterministically
+(``async with contextlib.aclosing(provider.stream_text(...)) as chunks``), from the task
+that iterates it, so that a cancelled run closes the HTTP request at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from server.errors import AppError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from server.config import Settings
+
+Hints = Mapping[str, Any]
+"""Structured facts a prompt was built from (``task``: intent, plan, generate, edit; the user
+request, file listing, file content...). A model reads the prompt and ignores hints; the
+offline provider works from the hints alone."""
+
+
+class ModelError(Exception):
+    """A failed model call. ``code`` is snake_case (``model_rate_limited``, ``model_timeout``...)."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"ModelError({self.code!r}, {self.message!r}, retryable={self.retryable})"
+
+
+class ModelProvider(Protocol):
+    """A language model. Implementations are safe to share between concurrent tasks."""
+
+    name: str
+
+    async def generate_json(
+        self, *, system: str, prompt: str, schema: dict[str, Any], hints: Hints | None = None
+    ) -> dict[str, Any]:
+        """Structured output: a JSON object meant to follow ``schema`` (callers validate it).
+
+        Raises ``ModelError`` (``model_invalid_output`` when the answer is not a JSON object).
+        """
+        ...
+
+    def stream_text(
+        self, *, system: str | None, prompt: str, hints: Hints | None = None
+    ) -> AsyncIterator[str]:
+        """Text chunks as they arrive. Raises ``ModelError``. Close it with ``aclosing``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's connections. Idempotent."""
+        ...
+
+
+class LimitedProvider:
+    """Wraps a provider so that at most ``limiter.total_tokens`` model calls run at once.
+
+    A streaming call holds its token until the stream is closed.
+    """
+
+    def __init__(self, inner: ModelProvider, limiter: trio.CapacityLimiter) -> None:
+        self.inner = inner
+        self.limiter = limiter
+        self.name = inner.name
+
+    async def generate_json(
+        self, *, system: str, prompt: str, schema: dict[str, Any], hints: Hints | None = None
+    ) -> dict[str, Any]:
+        async with self.limiter:
+            return await self.inner.generate_json(
+                system=system, prompt=prompt, schema=schema, hints=hints
+            )
+
+    async def stream_text(
+        self, *, system: str | None, prompt: str, hints: Hints | None = None
+    ) -> AsyncIterator[str]:
+        async with self.limiter:
+            stream = self.inner.stream_text(system=system, prompt=prompt, hints=hints)
+            try:
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ModelUnavailable(AppError):
+    """A transient model failure surfaced through the API (planning only)."""
+
+    status = 503
+    code = "model_unavailable"
+    default_message = "The model is unavailable; try again later."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        seconds = 1.0 if self.retry_after is None else self.retry_after
+        return {"Retry-After": str(max(1, round(seconds + 0.4999)))}
+
+
+class ModelFailed(AppError):
+    """A permanent model failure (bad request, refused key, unusable answer)."""
+
+    status = 502
+    code = "model_error"
+    default_message = "The model could not handle the request."
+
+
+def to_app_error(error: ModelError) -> AppError:
+    details: dict[str, Any] = {"model_code": error.code}
+    if error.status is not None:
+        details["model_status"] = error.status
+    if error.retryable:
+        return ModelUnavailable(error.message, details, retry_after=error.retry_after)
+    return ModelFailed(error.message, details)
+
+
+HttpClientFactory = Callable[[], "httpx.AsyncClient"]
+
+
+def build_provider(
+    settings: Settings,
+    *,
+    limiter: trio.CapacityLimiter | None = None,
+    http_client_factory: HttpClientFactory | None = None,
+) -> LimitedProvider:
+    """Gemini when ``settings.gemini_api_key`` is set, else the offline provider.
+
+    google-genai is imported only on the Gemini path (it costs ~50 MB and ~1 s). The result
+    bounds calls in flight by ``limiter`` (default: ``settings.ai_concurrency``). The caller
+    owns the provider and must ``await provider.aclose()`` at shutdown.
+    """
+    inner: ModelProvider
+    if settings.gemini_api_key:
+        from server.ai.gemini import GeminiProvider
+
+        inner = GeminiProvider(settings, http_client_factory=http_client_factory)
+    else:
+        from server.ai.offline import OfflineProvider
+
+        inner = OfflineProvider(latency_s=settings.offline_latency_ms / 1000.0)
+    return LimitedProvider(inner, limiter or trio.CapacityLimiter(settings.ai_concurrency))

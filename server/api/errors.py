@@ -1,0 +1,91 @@
+"""The one place where errors become responses, and where request ids are assigned.
+
+Every status >= 400 leaves the server as ``{"error": {"code", "message", "details"}}``:
+``AppError`` subclasses, framework errors (404, 405, 413 from werkzeug/quart), and
+unexpected exceptions (500, logged with the request id, never a stack trace in the body).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import TYPE_CHECKING
+
+from quart import g, request
+from werkzeug.exceptions import HTTPException
+
+from server.api.deps import json_response
+from server.errors import AppError
+from server.timeutil import new_id
+
+if TYPE_CHECKING:
+    from quart import Response
+    from quart_trio import QuartTrio
+
+log = logging.getLogger("stretto.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def app_error_response(error: AppError) -> Response:
+    return json_response(error.body(), error.status, error.headers())
+
+
+def install_error_handling(app: QuartTrio) -> None:
+    @app.before_request
+    async def assign_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else new_id()
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def add_request_id(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id") or new_id()
+        return response
+
+    @app.errorhandler(AppError)
+    async def handle_app_error(error: AppError) -> Response:
+        return app_error_response(error)
+
+    @app.errorhandler(HTTPException)
+    async def handle_http_exception(error: HTTPException) -> Response:
+        status = error.code or 500
+        code = _HTTP_CODES.get(status, "http_error")
+        message = error.description or error.name
+        if status == 404:
+            message = "No route matches this URL."
+        elif status == 413:
+            message = "The request body is too large."
+        response = json_response(
+            {"error": {"code": code, "message": message, "details": {}}}, status
+        )
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    async def handle_unexpected(error: Exception) -> Response:
+        log.error(
+            "unhandled error in %s %s",
+            request.method,
+            request.path,
+            exc_info=error,
+            extra={"request_id": g.get("request_id")},
+        )
+        body = {
+            "error": {"code": "internal_error", "message": "Internal server error.", "details": {}}
+        }
+        return json_response(body, 500)

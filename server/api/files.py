@@ -1,0 +1,117 @@
+"""Files of a project's virtual file system: list, read, write, move, delete.
+
+Conditional requests: ``ETag: "<version>"``; ``If-None-Match`` on GET -> 304;
+``If-Match: "<version>"`` on PUT/PATCH/DELETE -> 412 when stale; ``If-None-Match: *`` on
+PUT -> 412 when the file exists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quart import Blueprint, Response, request
+
+from server.api.deps import json_response, page_params, read_body, read_json, services
+from server.api.projects import owned_project
+from server.api.validation import object_schema
+from server.errors import ValidationFailed
+from server.timeutil import rfc3339
+
+if TYPE_CHECKING:
+    from server.store.models import FileMeta
+
+blueprint = Blueprint("files", __name__)
+
+MOVE_SCHEMA = object_schema({"path": {"type": "string", "minLength": 1}}, ("path",))
+
+
+def file_json(meta: FileMeta) -> dict[str, Any]:
+    return {
+        "path": meta.path,
+        "size": meta.size,
+        "version": meta.version,
+        "sha256": meta.sha256,
+        "content_type": meta.content_type,
+        "updated_at": rfc3339(meta.updated_at),
+    }
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _if_match() -> int | None:
+    """The version of ``If-Match: "<version>"``; ``None`` when absent."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    try:
+        version = int(value)
+    except ValueError:
+        raise ValidationFailed(details={"If-Match": 'must be "<version>"'}) from None
+    if version < 1:
+        raise ValidationFailed(details={"If-Match": "versions start at 1"})
+    return version
+
+
+def _etags(header: str) -> set[str]:
+    return {part.strip().removeprefix("W/") for part in header.split(",")}
+
+
+@blueprint.get("/api/projects/<project_id>/files")
+async def list_files(project_id: str) -> Response:
+    project = await owned_project(project_id)
+    limit, cursor = page_params()
+    prefix = request.args.get("prefix", "")
+    page = await services().files.list(project.id, prefix, limit, cursor)
+    return json_response(
+        {"items": [file_json(m) for m in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@blueprint.get("/api/projects/<project_id>/files/<path:path>")
+async def read_file(project_id: str, path: str) -> Response:
+    project = await owned_project(project_id)
+    files = services().files
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None:
+        meta = await files.stat(project.id, path)
+        tags = _etags(if_none_match)
+        if "*" in tags or etag(meta.version) in tags:
+            return Response(status=304, headers={"ETag": etag(meta.version)})
+    data = await files.read(project.id, path)
+    return Response(
+        data.content,
+        status=200,
+        content_type=data.meta.content_type,
+        headers={"ETag": etag(data.meta.version), "Cache-Control": "no-cache"},
+    )
+
+
+@blueprint.put("/api/projects/<project_id>/files/<path:path>")
+async def write_file(project_id: str, path: str) -> Response:
+    project = await owned_project(project_id)
+    svc = services()
+    if_match = _if_match()
+    if_none_match_any = request.headers.get("If-None-Match", "").strip() == "*"
+    content = await read_body(svc.files.limits.max_file_bytes)
+    meta, created = await svc.files.write(
+        project.id, path, content, if_match=if_match, if_none_match_any=if_none_match_any
+    )
+    return json_response(file_json(meta), 201 if created else 200, {"ETag": etag(meta.version)})
+
+
+@blueprint.patch("/api/projects/<project_id>/files/<path:path>")
+async def move_file(project_id: str, path: str) -> Response:
+    project = await owned_project(project_id)
+    body = await read_json(MOVE_SCHEMA)
+    meta = await services().files.move(project.id, path, body["path"], if_match=_if_match())
+    return json_response(file_json(meta), 200, {"ETag": etag(meta.version)})
+
+
+@blueprint.delete("/api/projects/<project_id>/files/<path:path>")
+async def delete_file(project_id: str, path: str) -> Response:
+    project = await owned_project(project_id)
+    await services().files.delete(project.id, path, if_match=_if_match())
+    return Response(status=204)

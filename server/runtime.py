@@ -1,0 +1,227 @@
+"""Running the server: services, the service nursery, hypercorn, and graceful shutdown.
+
+``serve`` owns everything the process runs. Inside a trio-asyncio loop (asyncpg and
+google-genai need it) it opens the store, migrates, builds the services, starts the
+background services in one nursery, then hypercorn. On SIGTERM/SIGINT (or
+``Lifecycle.request_shutdown``): readiness turns 503, new runs are refused, every SSE
+stream ends, running runs get ``shutdown_grace_s`` to finish and are then cancelled with
+reason ``shutdown`` (left resumable), hypercorn stops, and the nursery is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+import trio_asyncio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from server.app import create_app
+from server.auth.passwords import PasswordHasher
+from server.auth.ratelimit import LoginRateLimiter
+from server.auth.tokens import TokenService
+from server.events.hub import EventHub
+from server.observability.metrics import Metrics
+from server.ops import sdnotify
+from server.services import Lifecycle, Services
+from server.store.factory import open_store
+from server.store.models import FileLimits
+from server.vfs.service import FileService
+from server.workflow.supervisor import RunSupervisor
+from server.workflow.tools.ai_tools import ai_tools
+from server.workflow.tools.registry import default_registry
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from server.config import Settings
+    from server.store.protocol import Store
+
+log = logging.getLogger("stretto")
+
+# After the grace period, in-flight HTTP requests get this long before hypercorn cancels them.
+HTTP_DRAIN_S = 3.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """What ``serve`` reports once it listens."""
+
+    urls: list[str]
+    services: Services
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Services:
+    """Assemble the process's services (no I/O beyond reading key files)."""
+    from server.ai.planner import Planner
+    from server.ai.provider import build_provider
+
+    instance_id = settings.instance_id or default_instance_id()
+    metrics = Metrics()
+    hub = EventHub(buffer=settings.sse_buffer, store=store)
+    files = FileService(
+        store,
+        hub,
+        FileLimits(
+            max_file_bytes=settings.max_file_bytes,
+            max_files=settings.max_files_per_project,
+            max_total_bytes=settings.max_project_bytes,
+        ),
+    )
+    tools = default_registry(ai_tools())
+    provider = build_provider(settings)
+    planner = Planner(
+        provider=provider,
+        files=files,
+        registry=tools,
+        settings=settings,
+        limiter=trio.CapacityLimiter(settings.ai_concurrency),
+    )
+    supervisor = RunSupervisor(
+        store=store,
+        publisher=hub,
+        files=files,
+        registry=tools,
+        settings=settings,
+        planner=planner,
+        provider=provider,
+        instance_id=instance_id,
+    )
+    return Services(
+        settings=settings,
+        instance_id=instance_id,
+        store=store,
+        hub=hub,
+        files=files,
+        tokens=TokenService.from_settings(settings),
+        passwords=PasswordHasher(),
+        login_limiter=LoginRateLimiter(
+            max_failures=settings.login_max_failures, window_s=settings.login_window_s
+        ),
+        tools=tools,
+        supervisor=supervisor,
+        provider=provider,
+        metrics=metrics,
+        lifecycle=lifecycle,
+    )
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.backlog = settings.backlog
+    config.graceful_timeout = HTTP_DRAIN_S
+    config.keep_alive_timeout = 75  # above common proxies' idle timeouts
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    return config
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
+    """Store opened and migrated, services built; closed on exit."""
+    async with open_store(settings) as store:
+        applied = await store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+        services = build_services(settings, store, lifecycle)
+        try:
+            yield services
+        finally:
+            with trio.CancelScope(shield=True):
+                await services.provider.aclose()
+
+
+async def _start_background(nursery: trio.Nursery, services: Services) -> None:
+    settings = services.settings
+    await nursery.start(services.hub.run)
+    await nursery.start(services.supervisor.run)
+    if settings.database_url is not None:
+        from server.events.pgbus import PostgresEventBus
+
+        bus = PostgresEventBus(
+            database_url=settings.database_url, store=services.store, hub=services.hub
+        )
+        await nursery.start(bus.run)
+    nursery.start_soon(sdnotify.watchdog)
+    await services.supervisor.resume_unfinished()
+
+
+async def _drain(services: Services, stop_http: trio.Event) -> None:
+    """The shutdown sequence, from readiness 503 to hypercorn's stop."""
+    lifecycle = services.lifecycle
+    await lifecycle.shutdown_requested.wait()
+    sdnotify.notify("STOPPING=1")
+    log.info("shutting down: streams end, runs get %.1fs", services.settings.shutdown_grace_s)
+    services.hub.close_all()
+    await services.supervisor.shutdown(services.settings.shutdown_grace_s)
+    stop_http.set()
+
+
+async def _watch_signals(lifecycle: Lifecycle) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s", signal.Signals(signum).name)
+            lifecycle.request_shutdown()
+
+
+async def serve(
+    settings: Settings,
+    *,
+    handle_signals: bool = False,
+    lifecycle: Lifecycle | None = None,
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until shutdown is requested (signal or ``lifecycle.request_shutdown()``).
+
+    Reports ``Running`` through ``task_status`` once it listens and is ready.
+    """
+    lifecycle = lifecycle or Lifecycle()
+    async with trio_asyncio.open_loop(), open_services(settings, lifecycle) as services:
+        app = create_app(services)
+        stop_http = trio.Event()
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                nursery.start_soon(_watch_signals, lifecycle)
+            await _start_background(nursery, services)
+            http_done = trio.Event()
+
+            async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await hypercorn_serve(
+                        app,  # type: ignore[arg-type]
+                        hypercorn_config(settings),
+                        shutdown_trigger=stop_http.wait,
+                        task_status=task_status,
+                    )
+                finally:
+                    http_done.set()
+
+            urls: list[str] = await nursery.start(run_http)
+            nursery.start_soon(_drain, services, stop_http)
+            lifecycle.ready = True
+            sdnotify.notify("READY=1")
+            log.info("stretto listening on %s (%s)", ", ".join(urls), services.store.backend)
+            task_status.started(Running(urls, services))
+            await stop_http.wait()
+            # hypercorn returns once its connections are drained (graceful_timeout); a
+            # client that stopped reading can hold a shielded write, so bound the wait.
+            with trio.move_on_after(HTTP_DRAIN_S + 2):
+                await http_done.wait()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,235 @@
+"""Versioned schema migrations for both dialects.
+
+Each ``Migration`` is applied in its own transaction together with its row in
+``schema_migrations``; the backends own the applying (``SqliteStore.migrate``,
+``PostgresStore.migrate``). Never edit a released migration: append a new one.
+
+Dialect notes: SQLite stores times as RFC 3339 text (fixed width, so they sort) and JSON as
+text; PostgreSQL uses ``timestamptz`` and ``jsonb``, and its key columns use ``COLLATE "C"``
+so that cursor order is byte order on both backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    sqlite_sql: str
+    postgres_sql: str
+
+
+SCHEMA_MIGRATIONS_SQLITE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)
+"""
+
+SCHEMA_MIGRATIONS_POSTGRES = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+_V1_SQLITE = """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT,
+    password_hash TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE refresh_tokens (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    family_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY,
+    owner_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    description TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_event_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX projects_owner_id ON projects (owner_id, id);
+CREATE TABLE files (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    content BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, path)
+);
+"""
+
+_V1_POSTGRES = """
+CREATE TABLE users (
+    id text COLLATE "C" PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    name text,
+    password_hash text,
+    created_at timestamptz NOT NULL
+);
+CREATE TABLE refresh_tokens (
+    id text PRIMARY KEY,
+    user_id text NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    family_id text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    used_at timestamptz,
+    revoked_at timestamptz
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE TABLE projects (
+    id text COLLATE "C" PRIMARY KEY,
+    owner_id text COLLATE "C" NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name text NOT NULL,
+    description text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    last_event_seq bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX projects_owner_id ON projects (owner_id, id);
+CREATE TABLE files (
+    project_id text COLLATE "C" NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path text COLLATE "C" NOT NULL,
+    content bytea NOT NULL,
+    size bigint NOT NULL,
+    version bigint NOT NULL,
+    sha256 text NOT NULL,
+    content_type text NOT NULL,
+    updated_at timestamptz NOT NULL,
+    PRIMARY KEY (project_id, path)
+);
+"""
+
+_V2_SQLITE = """
+CREATE TABLE events (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, seq)
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    owner_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    prompt TEXT,
+    intent TEXT,
+    plan TEXT,
+    options TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    metrics TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    idempotency_key TEXT,
+    lease_owner TEXT,
+    lease_expires_at TEXT,
+    UNIQUE (owner_id, idempotency_key)
+);
+CREATE INDEX runs_owner_id ON runs (owner_id, id);
+CREATE INDEX runs_project_id ON runs (project_id, id);
+CREATE INDEX runs_unfinished ON runs (status)
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
+CREATE TABLE steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    args TEXT NOT NULL,
+    needs TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    output TEXT,
+    error TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    duration_ms REAL,
+    queue_ms REAL,
+    PRIMARY KEY (run_id, id)
+);
+"""
+
+_V2_POSTGRES = """
+CREATE TABLE events (
+    project_id text COLLATE "C" NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    seq bigint NOT NULL,
+    type text NOT NULL,
+    data text NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (project_id, seq)
+);
+CREATE TABLE runs (
+    id text COLLATE "C" PRIMARY KEY,
+    project_id text COLLATE "C" NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    owner_id text COLLATE "C" NOT NULL,
+    status text NOT NULL,
+    prompt text,
+    intent jsonb,
+    plan jsonb,
+    options jsonb NOT NULL DEFAULT '{}',
+    error jsonb,
+    metrics jsonb,
+    created_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    idempotency_key text,
+    lease_owner text,
+    lease_expires_at timestamptz,
+    UNIQUE (owner_id, idempotency_key)
+);
+CREATE INDEX runs_owner_id ON runs (owner_id, id);
+CREATE INDEX runs_project_id ON runs (project_id, id);
+CREATE INDEX runs_unfinished ON runs (status)
+    WHERE status NOT IN ('succeeded', 'failed', 'cancelled');
+CREATE TABLE steps (
+    run_id text COLLATE "C" NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    id text COLLATE "C" NOT NULL,
+    position integer NOT NULL,
+    tool text NOT NULL,
+    args jsonb NOT NULL,
+    needs jsonb NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    output jsonb,
+    error jsonb,
+    started_at timestamptz,
+    finished_at timestamptz,
+    duration_ms double precision,
+    queue_ms double precision,
+    PRIMARY KEY (run_id, id)
+);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "users, refresh tokens, projects, files", _V1_SQLITE, _V1_POSTGRES),
+    Migration(2, "event log, workflow runs and steps", _V2_SQLITE, _V2_POSTGRES),
+)
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1].version
+
+
+def pending(applied: set[int]) -> list[Migration]:
+    """Migrations not in ``applied``, in version order."""
+    return [m for m in sorted(MIGRATIONS, key=lambda m: m.version) if m.version not in applied]

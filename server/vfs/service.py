@@ -1,0 +1,89 @@
+"""FileService: every change to a project's files goes through here.
+
+It validates paths, computes the content hash and type, enforces quotas through the store
+(inside the write transaction), and publishes the committed event after commit. The HTTP
+routes and the workflow's vfs tools share it, so both behave identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from server.errors import NotFound, TooLarge
+from server.vfs.content_types import content_type_for
+from server.vfs.paths import validate_path, validate_prefix
+
+if TYPE_CHECKING:
+    from server.events.publisher import Publisher
+    from server.store.models import FileData, FileLimits, FileMeta, Page
+    from server.store.protocol import Store
+
+
+class FileService:
+    def __init__(self, store: Store, publisher: Publisher, limits: FileLimits) -> None:
+        self._store = store
+        self._publisher = publisher
+        self.limits = limits
+
+    async def read(self, project_id: str, path: str) -> FileData:
+        validate_path(path)
+        data = await self._store.get_file(project_id, path)
+        if data is None:
+            raise NotFound(f"No file at {path!r}.")
+        return data
+
+    async def stat(self, project_id: str, path: str) -> FileMeta:
+        validate_path(path)
+        meta = await self._store.get_file_meta(project_id, path)
+        if meta is None:
+            raise NotFound(f"No file at {path!r}.")
+        return meta
+
+    async def write(
+        self,
+        project_id: str,
+        path: str,
+        content: bytes,
+        *,
+        if_match: int | None = None,
+        if_none_match_any: bool = False,
+    ) -> tuple[FileMeta, bool]:
+        validate_path(path)
+        if len(content) > self.limits.max_file_bytes:
+            raise TooLarge(
+                f"The file is larger than {self.limits.max_file_bytes} bytes.",
+                {"size": len(content), "max_file_bytes": self.limits.max_file_bytes},
+            )
+        meta, created, event = await self._store.put_file(
+            project_id,
+            path,
+            content,
+            content_type=content_type_for(path),
+            sha256=hashlib.sha256(content).hexdigest(),
+            limits=self.limits,
+            if_match=if_match,
+            if_none_match_any=if_none_match_any,
+        )
+        self._publisher.publish([event])
+        return meta, created
+
+    async def move(
+        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+    ) -> FileMeta:
+        validate_path(src)
+        validate_path(dst, "to")
+        meta, event = await self._store.move_file(project_id, src, dst, if_match=if_match)
+        self._publisher.publish([event])
+        return meta
+
+    async def delete(self, project_id: str, path: str, *, if_match: int | None = None) -> None:
+        validate_path(path)
+        event = await self._store.delete_file(project_id, path, if_match=if_match)
+        self._publisher.publish([event])
+
+    async def list(
+        self, project_id: str, prefix: str, limit: int, cursor: str | None
+    ) -> Page[FileMeta]:
+        validate_prefix(prefix)
+        return await self._store.list_files(project_id, prefix, limit, cursor)

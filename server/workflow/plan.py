@@ -1,0 +1,246 @@
+"""What a plan is and how it is validated (the static half of the dependency analyzer).
+
+Pure: no trio, quart or driver imports. ``parse_plan`` turns untrusted JSON into a frozen
+``Plan`` or raises ``InvalidPlan`` whose ``details`` name every problem found:
+``{"steps.<id>.<part>": "problem", "cycle": [ids...]}`` (a step without a usable id is
+named by position: ``steps[3]``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+
+from server.errors import InvalidPlan
+from server.workflow.graph import find_cycle
+from server.workflow.templates import references
+
+if TYPE_CHECKING:
+    from server.workflow.tools.registry import ToolRegistry
+
+STEP_ID_RE = re.compile(r"[a-z0-9_-]{1,64}")
+MAX_STEP_TIMEOUT_S = 3600.0
+MAX_STEP_RETRIES = 10
+_STEP_KEYS = frozenset({"id", "tool", "args", "needs", "timeout_s", "retries", "continue_on_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    id: str
+    tool: str
+    args: Mapping[str, Any]
+    needs: tuple[str, ...] = ()
+    timeout_s: float | None = None
+    retries: int | None = None
+    continue_on_error: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "tool": self.tool,
+            "args": dict(self.args),
+            "needs": list(self.needs),
+        }
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
+        if self.retries is not None:
+            out["retries"] = self.retries
+        if self.continue_on_error:
+            out["continue_on_error"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[PlanStep, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": [step.to_json() for step in self.steps]}
+
+    def step(self, step_id: str) -> PlanStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        return {step.id: step.needs for step in self.steps}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(float(value))  # type: ignore[arg-type]
+
+
+def _schema_problem(error: Any) -> tuple[str, str]:
+    where = ".".join(str(p) for p in error.absolute_path)
+    return where, str(error.message)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.details: dict[str, Any] = {}
+
+    def add(self, key: str, problem: str) -> None:
+        self.details.setdefault(key, problem)
+
+
+def _parse_step(
+    raw: object, index: int, registry: ToolRegistry, seen: set[str], errs: _Collector
+) -> PlanStep | None:
+    """Validate one step's own fields (not its references to other steps)."""
+    if not isinstance(raw, Mapping):
+        errs.add(f"steps[{index}]", "must be an object")
+        return None
+    step_id = raw.get("id")
+    if not isinstance(step_id, str) or STEP_ID_RE.fullmatch(step_id) is None:
+        errs.add(f"steps[{index}].id", "must match [a-z0-9_-]{1,64}")
+        return None
+    key = f"steps.{step_id}"
+    if step_id in seen:
+        errs.add(f"{key}.id", f"duplicate step id {step_id!r}")
+        return None
+    seen.add(step_id)
+    ok = True
+    for unknown in sorted(set(raw) - _STEP_KEYS):
+        errs.add(f"{key}.{unknown}", "unknown field")
+        ok = False
+
+    tool_name = raw.get("tool")
+    tool = registry.get(tool_name) if isinstance(tool_name, str) else None
+    if tool is None:
+        errs.add(f"{key}.tool", f"unknown tool {tool_name!r}")
+        ok = False
+
+    args = raw.get("args", {})
+    if not isinstance(args, Mapping):
+        errs.add(f"{key}.args", "must be an object")
+        ok = False
+    elif tool is not None:
+        validator = Draft202012Validator(tool.args_schema)
+        for error in sorted(validator.iter_errors(dict(args)), key=lambda e: list(e.path)):
+            where, message = _schema_problem(error)
+            errs.add(f"{key}.args.{where}" if where else f"{key}.args", message)
+            ok = False
+
+    needs_raw = raw.get("needs", [])
+    needs: tuple[str, ...] = ()
+    if not isinstance(needs_raw, list) or not all(isinstance(n, str) for n in needs_raw):
+        errs.add(f"{key}.needs", "must be a list of step ids")
+        ok = False
+    elif len(set(needs_raw)) != len(needs_raw):
+        errs.add(f"{key}.needs", "lists a step twice")
+        ok = False
+    elif step_id in needs_raw:
+        errs.add(f"{key}.needs", "a step cannot need itself")
+        errs.details.setdefault("cycle", [step_id])
+        ok = False
+    else:
+        needs = tuple(needs_raw)
+
+    timeout_s = raw.get("timeout_s")
+    if timeout_s is not None and not (
+        _is_number(timeout_s) and 0 < timeout_s <= MAX_STEP_TIMEOUT_S
+    ):
+        errs.add(f"{key}.timeout_s", f"must be a number in (0, {MAX_STEP_TIMEOUT_S:g}]")
+        ok = False
+    retries = raw.get("retries")
+    if retries is not None and not (_is_int(retries) and 0 <= retries <= MAX_STEP_RETRIES):
+        errs.add(f"{key}.retries", f"must be an integer in [0, {MAX_STEP_RETRIES}]")
+        ok = False
+    continue_on_error = raw.get("continue_on_error", False)
+    if not isinstance(continue_on_error, bool):
+        errs.add(f"{key}.continue_on_error", "must be a boolean")
+        ok = False
+    if not ok or tool is None or not isinstance(args, Mapping):
+        return None
+    return PlanStep(
+        id=step_id,
+        tool=tool.name,
+        args=dict(args),
+        needs=needs,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
+        retries=retries,
+        continue_on_error=continue_on_error,
+    )
+
+
+def _check_links(raw_steps: list[Any], ids: set[str], errs: _Collector) -> None:
+    """``needs`` name existing steps; template references name direct needs."""
+    for raw in raw_steps:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str):
+            continue
+        key = f"steps.{raw['id']}"
+        needs = raw.get("needs", [])
+        if isinstance(needs, list):
+            for need in needs:
+                if isinstance(need, str) and need not in ids:
+                    errs.add(f"{key}.needs", f"unknown step {need!r}")
+        args = raw.get("args")
+        if not isinstance(args, Mapping):
+            continue
+        refs, malformed = references(args)
+        for where in malformed:
+            errs.add(
+                f"{key}.args.{where}",
+                "malformed reference: use {{steps.<id>.output}} or {{steps.<id>.output.<field>}}",
+            )
+        direct = set(needs) if isinstance(needs, list) else set()
+        for ref in refs:
+            if ref.step_id not in direct:
+                errs.add(
+                    f"{key}.args.{ref.arg_path}",
+                    f"references step {ref.step_id!r}, which is not in this step's needs",
+                )
+
+
+def parse_plan(data: object, registry: ToolRegistry, max_steps: int) -> Plan:
+    """Validate untrusted plan JSON. Raises ``InvalidPlan`` with every problem in ``details``."""
+    errs = _Collector()
+    if not isinstance(data, Mapping):
+        raise InvalidPlan(
+            "The plan must be an object with a steps list.", {"plan": "must be an object"}
+        )
+    for unknown in sorted(set(data) - {"steps"}):
+        errs.add(f"plan.{unknown}", "unknown field")
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        errs.add("steps", "must be a non-empty list")
+        raise InvalidPlan("The plan is not valid.", errs.details)
+    if len(raw_steps) > max_steps:
+        errs.add("steps", f"at most {max_steps} steps are allowed, got {len(raw_steps)}")
+        raise InvalidPlan("The plan has too many steps.", errs.details)
+
+    seen: set[str] = set()
+    parsed = [_parse_step(raw, i, registry, seen, errs) for i, raw in enumerate(raw_steps)]
+    _check_links(raw_steps, seen, errs)
+    if "cycle" not in errs.details:
+        graph: dict[str, list[str]] = {}
+        for raw in raw_steps:
+            if isinstance(raw, Mapping) and isinstance(raw.get("id"), str):
+                needs = raw.get("needs", [])
+                graph.setdefault(
+                    raw["id"],
+                    [n for n in needs if isinstance(n, str)] if isinstance(needs, list) else [],
+                )
+        cycle = find_cycle(graph)
+        if cycle is not None:
+            errs.details["cycle"] = cycle
+            for member in cycle:
+                errs.add(
+                    f"steps.{member}.needs", f"part of a dependency cycle: {' -> '.join(cycle)}"
+                )
+    if errs.details:
+        first = next((k for k in errs.details if k.startswith("steps")), next(iter(errs.details)))
+        raise InvalidPlan(f"The plan is not valid: {first}: {errs.details[first]}", errs.details)
+    steps = tuple(step for step in parsed if step is not None)
+    return Plan(steps=steps)

@@ -1,0 +1,101 @@
+"""Template references in step args: `{{steps.<id>.output}}`, `{{steps.<id>.output.<field>}}`.
+
+Pure functions. ``references`` finds them (for validation), ``render_args`` substitutes the
+outputs of finished steps. A ``<field>`` may be a dotted path (``output.meta.size``); list
+items are addressed by index (``output.files.0.path``). A whole output or a non-string
+value is embedded as compact JSON; a string value is embedded as is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_FIELD = r"[A-Za-z0-9_-]+"
+TEMPLATE_RE = re.compile(
+    r"\{\{\s*steps\.(?P<step>[a-z0-9_-]{1,64})\.output(?P<path>(?:\." + _FIELD + r")*)\s*\}\}"
+)
+# Anything that looks like a step reference; compared with TEMPLATE_RE to spot malformed ones.
+_LOOSE_RE = re.compile(r"\{\{\s*steps\b.*?\}\}")
+
+
+class TemplateError(ValueError):
+    """A reference that cannot be resolved (missing field); a permanent step failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    arg_path: str  # where in args: "path", "files.0"...
+    step_id: str
+    field_path: tuple[str, ...]
+
+
+def _walk_strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _walk_strings(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _walk_strings(item, f"{where}.{index}" if where else str(index))
+
+
+def references(args: Mapping[str, Any]) -> tuple[list[Reference], list[str]]:
+    """All well-formed references in ``args`` and the arg paths holding malformed ones."""
+    found: list[Reference] = []
+    malformed: list[str] = []
+    for where, text in _walk_strings(args, ""):
+        if "{{" not in text:
+            continue
+        for match in TEMPLATE_RE.finditer(text):
+            path = tuple(p for p in match.group("path").split(".") if p)
+            found.append(Reference(where, match.group("step"), path))
+        loose = [m.group(0) for m in _LOOSE_RE.finditer(text)]
+        if any(TEMPLATE_RE.fullmatch(item) is None for item in loose):
+            malformed.append(where)
+    return found, malformed
+
+
+def _lookup(output: Any, step_id: str, path: tuple[str, ...]) -> Any:
+    value = output
+    for part in path:
+        if isinstance(value, Mapping) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            dotted = ".".join(("output", *path))
+            raise TemplateError(f"steps.{step_id}.{dotted}: no such field in the step's output")
+    return value
+
+
+def _embed(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def render_string(text: str, outputs: Mapping[str, Any]) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        step_id = match.group("step")
+        if step_id not in outputs:
+            raise TemplateError(f"steps.{step_id}: output not available")
+        path = tuple(p for p in match.group("path").split(".") if p)
+        return _embed(_lookup(outputs[step_id], step_id, path))
+
+    return TEMPLATE_RE.sub(substitute, text)
+
+
+def render_args(args: Any, outputs: Mapping[str, Any]) -> Any:
+    """A copy of ``args`` with every reference replaced; raises ``TemplateError``."""
+    if isinstance(args, str):
+        return render_string(args, outputs) if "{{" in args else args
+    if isinstance(args, Mapping):
+        return {key: render_args(value, outputs) for key, value in args.items()}
+    if isinstance(args, list | tuple):
+        return [render_args(item, outputs) for item in args]
+    return args

@@ -1,0 +1,257 @@
+"""Built-in tools over the project's virtual file system, through ``FileService``.
+
+``FileService`` validates paths, enforces quotas and publishes ``file.*`` events; these tools
+only adapt arguments and outputs. ``AppError``s it raises (``not_found``, ``invalid_path``...)
+become permanent step failures in the executor. ``vfs.search`` is bounded: the pattern
+length, files, bytes, line length and matches scanned are capped, and matching runs in a
+worker thread that is abandoned when the step is cancelled or times out.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from server.errors import NotFound
+from server.workflow.tools.registry import Tool, ToolError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from server.store.models import FileMeta
+    from server.workflow.tools.registry import ToolContext
+
+SEARCH_MAX_PATTERN = 256
+SEARCH_MAX_FILES = 500
+SEARCH_MAX_BYTES = 8 * 1024 * 1024
+SEARCH_MAX_MATCHES = 200
+SEARCH_MAX_LINE = 4096
+LIST_MAX_FILES = 1000
+_PAGE = 200
+_search_limiter = trio.CapacityLimiter(2)
+
+_PATH = {"type": "string", "minLength": 1, "maxLength": 1024}
+_META_PROPS: dict[str, Any] = {
+    "path": {"type": "string"},
+    "size": {"type": "integer"},
+    "version": {"type": "integer"},
+    "sha256": {"type": "string"},
+    "content_type": {"type": "string"},
+}
+_META: dict[str, Any] = {"type": "object", "properties": _META_PROPS}
+
+
+def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+def _meta_json(meta: FileMeta) -> dict[str, Any]:
+    return {
+        "path": meta.path,
+        "size": meta.size,
+        "version": meta.version,
+        "sha256": meta.sha256,
+        "content_type": meta.content_type,
+    }
+
+
+async def _read(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    data = await ctx.files.read(ctx.project_id, args["path"])
+    try:
+        text = data.content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ToolError("binary_file", f"{args['path']} is not UTF-8 text") from None
+    return {**_meta_json(data.meta), "content": text}
+
+
+async def _write(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    meta, created = await ctx.files.write(ctx.project_id, args["path"], args["content"].encode())
+    return {**_meta_json(meta), "created": created}
+
+
+async def _list_metas(ctx: ToolContext, prefix: str, cap: int) -> tuple[list[FileMeta], bool]:
+    metas: list[FileMeta] = []
+    cursor: str | None = None
+    while True:
+        page = await ctx.files.list(ctx.project_id, prefix, _PAGE, cursor)
+        metas.extend(page.items)
+        cursor = page.next_cursor
+        if len(metas) >= cap:
+            return metas[:cap], cursor is not None or len(metas) > cap
+        if cursor is None:
+            return metas, False
+
+
+async def _list(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    metas, truncated = await _list_metas(ctx, args.get("prefix", ""), LIST_MAX_FILES)
+    return {"files": [_meta_json(m) for m in metas], "truncated": truncated}
+
+
+async def _delete(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    await ctx.files.delete(ctx.project_id, args["path"])
+    return {"path": args["path"], "deleted": True}
+
+
+async def _move(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    meta = await ctx.files.move(ctx.project_id, args["from"], args["to"])
+    return {"from": args["from"], **_meta_json(meta)}
+
+
+def _search_text(regex: re.Pattern[str], text: str, limit: int) -> list[tuple[int, str]]:
+    hits: list[tuple[int, str]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if regex.search(line[:SEARCH_MAX_LINE]):
+            hits.append((number, line[:200]))
+            if len(hits) >= limit:
+                break
+    return hits
+
+
+async def _search(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        regex = re.compile(args["pattern"])
+    except re.error as exc:
+        raise ToolError("invalid_pattern", f"not a valid regular expression: {exc}") from None
+    metas, truncated = await _list_metas(ctx, args.get("prefix", ""), SEARCH_MAX_FILES)
+    matches: list[dict[str, Any]] = []
+    scanned_files = scanned_bytes = 0
+    for meta in metas:
+        if len(matches) >= SEARCH_MAX_MATCHES or scanned_bytes + meta.size > SEARCH_MAX_BYTES:
+            truncated = True
+            break
+        try:
+            data = await ctx.files.read(ctx.project_id, meta.path)
+        except NotFound:  # deleted meanwhile: skip it
+            continue
+        scanned_files += 1
+        scanned_bytes += len(data.content)
+        text = data.content.decode("utf-8", errors="replace")
+        hits = await trio.to_thread.run_sync(
+            _search_text,
+            regex,
+            text,
+            SEARCH_MAX_MATCHES - len(matches),
+            limiter=_search_limiter,
+            abandon_on_cancel=True,
+        )
+        matches.extend({"path": meta.path, "line": n, "text": line} for n, line in hits)
+    return {
+        "matches": matches,
+        "files_scanned": scanned_files,
+        "bytes_scanned": scanned_bytes,
+        "truncated": truncated,
+    }
+
+
+def vfs_tools() -> list[Tool]:
+    """The built-in tools of API.md: vfs.read, write, list, delete, move, search."""
+    meta_out = _META
+    return [
+        Tool(
+            name="vfs.read",
+            description="Read a UTF-8 text file of the project.",
+            args_schema=_obj({"path": _PATH}, ["path"]),
+            output_schema={
+                **meta_out,
+                "properties": {**_META_PROPS, "content": {"type": "string"}},
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_read,
+        ),
+        Tool(
+            name="vfs.write",
+            description="Create or replace a text file of the project.",
+            args_schema=_obj({"path": _PATH, "content": {"type": "string"}}, ["path", "content"]),
+            output_schema={
+                **meta_out,
+                "properties": {**_META_PROPS, "created": {"type": "boolean"}},
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_write,
+        ),
+        Tool(
+            name="vfs.list",
+            description=f"List the project's files under a prefix (at most {LIST_MAX_FILES}).",
+            args_schema=_obj({"prefix": {"type": "string", "maxLength": 1024}}, []),
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "files": {"type": "array", "items": meta_out},
+                    "truncated": {"type": "boolean"},
+                },
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_list,
+        ),
+        Tool(
+            name="vfs.delete",
+            description="Delete a file of the project.",
+            args_schema=_obj({"path": _PATH}, ["path"]),
+            output_schema={
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "deleted": {"type": "boolean"}},
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_delete,
+        ),
+        Tool(
+            name="vfs.move",
+            description="Move or rename a file of the project (fails if the target exists).",
+            args_schema=_obj({"from": _PATH, "to": _PATH}, ["from", "to"]),
+            output_schema={
+                **meta_out,
+                "properties": {**_META_PROPS, "from": {"type": "string"}},
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_move,
+        ),
+        Tool(
+            name="vfs.search",
+            description=(
+                "Search file contents with a regular expression, line by line. Bounded: "
+                f"{SEARCH_MAX_FILES} files, {SEARCH_MAX_BYTES} bytes, {SEARCH_MAX_MATCHES} "
+                "matches; `truncated` tells when a bound was hit."
+            ),
+            args_schema=_obj(
+                {
+                    "pattern": {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX_PATTERN},
+                    "prefix": {"type": "string", "maxLength": 1024},
+                },
+                ["pattern"],
+            ),
+            output_schema={
+                "type": "object",
+                "properties": {
+                    "matches": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "path": {"type": "string"},
+                                "line": {"type": "integer"},
+                                "text": {"type": "string"},
+                            },
+                        },
+                    },
+                    "files_scanned": {"type": "integer"},
+                    "bytes_scanned": {"type": "integer"},
+                    "truncated": {"type": "boolean"},
+                },
+            },
+            timeout_s=30.0,
+            retries=0,
+            run=_search,
+        ),
+    ]
