@@ -13,15 +13,33 @@ HOURS = 60 * MINUTES
 DAYS = 24 * HOURS
 
 
+_last_ms = 0
+_last_counter = 0
+
+
 def new_id() -> str:
-    """A UUIDv7 as a string: time-ordered, so ids sort by creation."""
+    """A UUIDv7 as a string: time-ordered, so ids sort by creation.
+
+    Within one millisecond the 12-bit ``rand_a`` field is a counter (RFC 9562, method 1),
+    so ids made by this process are strictly increasing.
+    """
+    global _last_ms, _last_counter
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    if ms <= _last_ms:
+        ms = _last_ms
+        _last_counter += 1
+        if _last_counter > 0xFFF:  # counter exhausted: borrow the next millisecond
+            ms += 1
+            _last_counter = 0
+    else:
+        _last_counter = int.from_bytes(os.urandom(2), "big") & 0x7FF
+    _last_ms = ms
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= _last_counter << 64
     value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
+    value |= rand_b
     return str(uuid.UUID(int=value))
 
 

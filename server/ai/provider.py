@@ -17,7 +17,7 @@ that iterates it, so that a cancelled run closes the HTTP request at once.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -36,7 +36,7 @@ offline provider works from the hints alone."""
 
 
 class ModelError(Exception):
-    """A failed model call. ``code`` is snake_case (``model_rate_limited``, ``model_timeout``...)."""
+    """A failed model call; ``code`` is snake_case, e.g. ``model_rate_limited``."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class ModelProvider(Protocol):
 
     def stream_text(
         self, *, system: str | None, prompt: str, hints: Hints | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Text chunks as they arrive. Raises ``ModelError``. Close it with ``aclosing``."""
         ...
 
@@ -104,7 +104,7 @@ class LimitedProvider:
 
     async def stream_text(
         self, *, system: str | None, prompt: str, hints: Hints | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         async with self.limiter:
             stream = self.inner.stream_text(system=system, prompt=prompt, hints=hints)
             try:

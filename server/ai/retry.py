@@ -34,8 +34,8 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return max(0.0, retry_after)
-        base = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
-        spread = (rng or random).uniform(-self.jitter, self.jitter) * base
+        base = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
+        spread = float((rng or random).uniform(-self.jitter, self.jitter)) * base
         return max(0.0, base + spread)
 
 

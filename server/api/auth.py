@@ -41,6 +41,7 @@ MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 MAX_NAME_CHARS = 200
 MAX_REFRESH_TOKEN_CHARS = 512
+_PASSWORD_PROBLEM = f"must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long"
 
 _EMAIL = {"type": "string", "maxLength": MAX_EMAIL_CHARS + 64}  # before trimming
 _REFRESH = object_schema(
@@ -50,17 +51,13 @@ _REFRESH = object_schema(
 REGISTER_SCHEMA = object_schema(
     {
         "email": _EMAIL,
-        "password": {
-            "type": "string",
-            "minLength": MIN_PASSWORD_CHARS,
-            "maxLength": MAX_PASSWORD_CHARS,
-        },
+        "password": {"type": "string"},  # length checked in code: messages must not echo it
         "name": {"type": ["string", "null"], "maxLength": MAX_NAME_CHARS},
     },
     ("email", "password"),
 )
 LOGIN_SCHEMA = object_schema(
-    {"email": _EMAIL, "password": {"type": "string", "maxLength": MAX_PASSWORD_CHARS}},
+    {"email": _EMAIL, "password": {"type": "string"}},
     ("email", "password"),
 )
 REFRESH_SCHEMA = _REFRESH
@@ -106,9 +103,12 @@ async def register() -> Response:
     email = normalize_email(body["email"])
     if not is_valid_email(email):
         raise ValidationFailed(details={"email": "must be an email address"})
+    password: str = body["password"]
+    if not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise ValidationFailed(details={"password": _PASSWORD_PROBLEM})
     raw_name = body.get("name")
     name = (raw_name.strip() or None) if isinstance(raw_name, str) else None
-    password_hash = await svc.passwords.hash(body["password"])
+    password_hash = await svc.passwords.hash(password)
     user = await svc.store.create_user(email, password_hash, name)  # EmailTaken -> 409
     return json_response(await _session(svc, user), 201)
 
@@ -119,8 +119,13 @@ async def login() -> Response:
     body = await read_json(LOGIN_SCHEMA)
     email = normalize_email(body["email"])
     password: str = body["password"]
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise ValidationFailed(details={"password": _PASSWORD_PROBLEM})
     key = f"{email}\x00{request.remote_addr or ''}"
     svc.login_limiter.check(key)  # RateLimited -> 429 with Retry-After
+    # Charged before the (slow) verify and refunded on success, so that concurrent
+    # guesses cannot all pass the check before the first failure is recorded.
+    svc.login_limiter.failure(key)
     user = await svc.store.get_user_by_email(email) if is_valid_email(email) else None
     if user is None or user.password_hash is None:
         await svc.passwords.verify_dummy(password)
@@ -128,7 +133,6 @@ async def login() -> Response:
     else:
         ok = await svc.passwords.verify(user.password_hash, password)
     if user is None or not ok:
-        svc.login_limiter.failure(key)
         raise InvalidCredentials()
     svc.login_limiter.success(key)
     return json_response(await _session(svc, user))

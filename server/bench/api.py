@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from server.bench.conn import HttpConnection
 from server.bench.errors import BenchError
-from server.bench.target import Target
+
+if TYPE_CHECKING:
+    from server.bench.target import Target
 
 BENCH_PASSWORD = "bench-password"
 

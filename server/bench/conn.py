@@ -7,11 +7,11 @@ limit. Owns its stream; ``aclose`` closes it forcefully (no TLS close_notify wai
 from __future__ import annotations
 
 import ssl
+from typing import TYPE_CHECKING
 
 import trio
 
 from server.bench.errors import BenchError
-from server.bench.target import Target
 from server.bench.wire import (
     HEAD_END,
     MAX_HEAD_BYTES,
@@ -20,6 +20,9 @@ from server.bench.wire import (
     parse_head,
     request_bytes,
 )
+
+if TYPE_CHECKING:
+    from server.bench.target import Target
 
 RECEIVE_BYTES = 64 * 1024
 

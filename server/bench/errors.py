@@ -1,4 +1,4 @@
-"""The one error the bench raises for things a user can fix (bad target, refused host, failed setup).
+"""The one error the bench raises for what a user can fix (bad target, refused host, failed setup).
 
 The CLI prints it on one line and exits 2 (usage) or 1 (a run that could not measure).
 """

@@ -5,10 +5,12 @@ the table or the JSON line."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Progress:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from server.bench.conn import RECEIVE_BYTES, open_stream, read_head
 from server.bench.errors import BenchError
-from server.bench.target import Target
 from server.bench.wire import ChunkedDecoder, FrameSplitter, has_retry, request_bytes
+
+if TYPE_CHECKING:
+    from server.bench.target import Target
 
 OnFrames = Callable[[bytes, float], None]
 """Called with whole frames and the monotonic arrival time (trio clock) of the read."""
@@ -44,13 +47,15 @@ async def subscribe(
     on_frames: OnFrames,
     *,
     last_event_id: str | None = None,
+    stall: bool = False,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> bool:
     """Hold one SSE stream. Reports started after the ``retry`` frame was read.
 
     Returns True when the server ended the stream (end of body, close or reset), which a
-    caller may answer by reconnecting. Raises BenchError or OSError only before the start
-    (refused, non-200, timeout)."""
+    caller may answer by reconnecting. With ``stall`` it stops reading after the start and
+    holds the socket until cancelled (a slow client). Raises BenchError or OSError only
+    before the start (refused, non-200, timeout)."""
     stream = None
     try:
         with trio.fail_after(request.connect_timeout_s):
@@ -62,7 +67,7 @@ async def subscribe(
                 raise BenchError(f"SSE status {head.status}")
             decoder = ChunkedDecoder() if head.chunked else None
             splitter = FrameSplitter()
-            pending = bytes(buffer)
+            pending: bytes | bytearray = bytes(buffer)
             while True:
                 now = trio.current_time()
                 body = decoder.feed(pending) if decoder is not None else pending
@@ -88,6 +93,8 @@ async def subscribe(
         raise
     task_status.started()
     try:
+        if stall:
+            await trio.sleep_forever()
         return await _read_until_end(stream, decoder, splitter, on_frames)
     finally:
         await trio.aclose_forcefully(stream)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 Percentiles = dict[str, float | None]
 

@@ -71,12 +71,11 @@ def parse_target(url: str | None, *, allow_remote: bool = False) -> Target:
     except ValueError as exc:
         raise BenchError(f"target URL has a bad port: {url!r}") from exc
     host = parts.hostname
-    if not is_loopback(host):
-        if not (explicit and allow_remote):
-            raise BenchError(
-                f"refusing to load the non-loopback host {host}: a bench run generates real "
-                "load; pass the URL explicitly with --url and add --allow-remote if you mean it"
-            )
+    if not is_loopback(host) and not (explicit and allow_remote):
+        raise BenchError(
+            f"refusing to load the non-loopback host {host}: a bench run generates real "
+            "load; pass the URL explicitly with --url and add --allow-remote if you mean it"
+        )
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     return Target(parts.scheme, host, port, parts.path.rstrip("/"))

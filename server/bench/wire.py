@@ -76,7 +76,7 @@ class ChunkedDecoder:
         self._skip = 0
         self.done = False
 
-    def feed(self, data: bytes) -> bytes:
+    def feed(self, data: bytes | bytearray) -> bytes:
         pending = self._pending
         pending += data
         out = bytearray()
@@ -120,8 +120,8 @@ class FrameSplitter:
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, data: bytes) -> bytes:
-        buffer = self._buffer + data if self._buffer else data
+    def feed(self, data: bytes | bytearray) -> bytes:
+        buffer = self._buffer + data if self._buffer else bytes(data)
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
         end = buffer.rfind(b"\n\n")

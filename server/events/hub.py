@@ -14,7 +14,6 @@ Transient events (``step.delta``) bypass ordering and carry no ``seq``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,8 @@ from server.events.model import run_id_of
 from server.events.sse import encode_stored, encode_transient
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
     from server.store.models import StoredEvent
     from server.store.protocol import Store
 
@@ -98,6 +99,7 @@ class _Topic:
     subscribers: dict[Subscription, None] = field(default_factory=dict)
     last: int | None = None  # highest seq delivered; None until the first one
     pending: dict[int, Frame] = field(default_factory=dict)  # held after a gap
+    fill_missed: bool = False  # a fill was asked for before ``last`` was known
 
 
 class EventHub:
@@ -123,20 +125,10 @@ class EventHub:
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, events: Sequence[StoredEvent]) -> None:
         """Deliver committed events in ``seq`` order per project, each once. Never blocks."""
+        self._published += len(events)
         for event in events:
-            self._published += 1
             self._active.add(event.project_id)
-            topic = self._topics.get(event.project_id)
-            if topic is None:
-                continue
-            if topic.last is not None and event.seq <= topic.last:
-                self._duplicates += 1
-                continue
-            if event.seq in topic.pending:
-                self._duplicates += 1
-                continue
-            frame = Frame(event.seq, run_id_of(event.type, event.data), encode_stored(event))
-            self._deliver_committed(event.project_id, topic, frame)
+        self._accept(events)
 
     def publish_transient(self, project_id: str, data: Mapping[str, Any]) -> None:
         """Deliver a live-only event (no ``seq``) to the project's current subscribers."""
@@ -178,6 +170,9 @@ class EventHub:
         if topic is not None and topic.last is None:
             topic.last = seq
             self._drain_pending(project_id, topic)
+            if topic.fill_missed:
+                topic.fill_missed = False
+                self._request_fill(project_id)
 
     def close_project(self, project_id: str) -> None:
         """The project was deleted: end its streams (queued frames are still read)."""
@@ -258,8 +253,10 @@ class EventHub:
         while True:
             after = topic.last
             if after is None:
-                # Nothing delivered yet: start at the first held event, if any.
+                # Nothing delivered yet: start at the first held event, if any; otherwise
+                # wait for ``set_baseline`` to say where the subscribers start.
                 if not topic.pending:
+                    topic.fill_missed = True
                     return
                 after = min(topic.pending) - 1
                 topic.last = after
@@ -270,12 +267,23 @@ class EventHub:
                 events = []
             if self._topics.get(project_id) is not topic:
                 return  # unsubscribed or closed meanwhile
-            self.publish(events)
+            self._accept(events)
             if len(events) < FILL_BATCH:
                 break
         if topic.pending:
             # What the log no longer holds (trimmed) is skipped: endpoints reset on their own.
             self._skip_gap(project_id, topic)
+
+    def _accept(self, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            topic = self._topics.get(event.project_id)
+            if topic is None:
+                continue
+            if (topic.last is not None and event.seq <= topic.last) or event.seq in topic.pending:
+                self._duplicates += 1
+                continue
+            frame = Frame(event.seq, run_id_of(event.type, event.data), encode_stored(event))
+            self._deliver_committed(event.project_id, topic, frame)
 
     def _deliver_committed(self, project_id: str, topic: _Topic, frame: Frame) -> None:
         assert frame.seq is not None
@@ -300,6 +308,8 @@ class EventHub:
             frame = topic.pending.pop(topic.last + 1)
             self._fan_out(topic, frame)
             topic.last += 1
+        if topic.pending:
+            self._request_fill(project_id)
 
     def _skip_gap(self, project_id: str, topic: _Topic) -> None:
         if not topic.pending:
@@ -310,6 +320,7 @@ class EventHub:
 
     def _fan_out(self, topic: _Topic, frame: Frame) -> None:
         slow: list[Subscription] = []
+        gone: list[Subscription] = []
         for subscription in topic.subscribers:
             if not subscription.wants(frame):
                 continue
@@ -318,13 +329,14 @@ class EventHub:
             except trio.WouldBlock:
                 slow.append(subscription)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                slow.append(subscription)
+                gone.append(subscription)
             else:
                 self._delivered += 1
         for subscription in slow:
-            if subscription.closed_reason is None and not subscription._send._closed:
-                self._dropped += 1
+            self._dropped += 1
             subscription._close("slow")
+            topic.subscribers.pop(subscription, None)
+        for subscription in gone:
             topic.subscribers.pop(subscription, None)
 
     def _remove(self, subscription: Subscription) -> None:

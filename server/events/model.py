@@ -8,12 +8,14 @@ Pure: no trio, no I/O. Every event ``data`` is a JSON object carrying at least `
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.store.models import NewEvent
 from server.timeutil import rfc3339, utc_now
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class EventType(StrEnum):

@@ -8,13 +8,14 @@ the benchmark client. ``parse_last_event_id`` and ``redact_secrets`` serve the e
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType, dumps, event_data
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from server.store.models import StoredEvent
 
 RETRY_MS = 3000

@@ -10,9 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.errors import TooLarge, ValidationFailed, VersionMismatch
 from server.store.models import (
@@ -29,6 +28,9 @@ from server.store.models import (
     User,
 )
 from server.timeutil import parse_rfc3339, rfc3339
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 

@@ -12,13 +12,15 @@ thread to finish its unit (the transaction is never left half-done), then propag
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
 from server.errors import AppError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 T = TypeVar("T")
 
@@ -122,4 +124,9 @@ class SqliteDatabase:
             for _ in range(len(self._readers)):
                 await self._reader_slots.acquire()
             conns = [self._writer, *self._readers]
-            await trio.to_thread.run_sync(lambda: [c.close() for c in conns])
+
+            def close_all() -> None:
+                for conn in conns:
+                    conn.close()
+
+            await trio.to_thread.run_sync(close_all)

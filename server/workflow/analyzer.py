@@ -42,6 +42,13 @@ class DependencyAnalyzer:
         for sid in succeeded:
             self._slot[sid] = Slot.SUCCEEDED
 
+    def restore(self, step_id: str, slot: Slot) -> None:
+        """Set a step's slot from a stored state (resumed runs)."""
+        self._slot[step_id] = slot
+
+    def __contains__(self, step_id: object) -> bool:
+        return step_id in self._slot
+
     def slot(self, step_id: str) -> Slot:
         return self._slot[step_id]
 

@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-
 from server.errors import InvalidPlan
 from server.workflow.graph import find_cycle
 from server.workflow.templates import references
+from server.workflow.tools.registry import args_validator
 
 if TYPE_CHECKING:
     from server.workflow.tools.registry import ToolRegistry
@@ -126,7 +125,7 @@ def _parse_step(
         errs.add(f"{key}.args", "must be an object")
         ok = False
     elif tool is not None:
-        validator = Draft202012Validator(tool.args_schema)
+        validator = args_validator(tool)
         for error in sorted(validator.iter_errors(dict(args)), key=lambda e: list(e.path)):
             where, message = _schema_problem(error)
             errs.add(f"{key}.args.{where}" if where else f"{key}.args", message)

@@ -17,17 +17,21 @@ timeout or a cancellation really closed the HTTP request. An unscripted request 
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import h11
 import trio
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+_ROUTE = re.compile(r"/v1beta/models/[A-Za-z0-9._-]+:(generateContent|streamGenerateContent)")
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -41,7 +45,7 @@ _STATUS_NAMES = {
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer. Build with ``text_reply``/``json_reply``/``error_reply``/``hang_reply``."""
+    """One scripted answer: see text_reply, json_reply, error_reply, hang_reply."""
 
     status: int = 200
     texts: tuple[str, ...] = ()
@@ -49,14 +53,16 @@ class Reply:
     retry_after: str | None = None
     hang: bool = False
     hold_open: bool = False
+    gate: trio.Event | None = None  # when set, wait for it before answering
 
 
-def text_reply(*texts: str, hold_open: bool = False) -> Reply:
+def text_reply(*texts: str, hold_open: bool = False, gate: trio.Event | None = None) -> Reply:
     """Model text. Non-streaming calls get the texts joined; streaming calls one chunk each.
 
     ``hold_open``: after the chunks, keep the stream open until the client disconnects.
+    ``gate``: answer only once the event is set.
     """
-    return Reply(texts=tuple(texts), hold_open=hold_open)
+    return Reply(texts=tuple(texts), hold_open=hold_open, gate=gate)
 
 
 def json_reply(obj: Any) -> Reply:
@@ -108,6 +114,7 @@ class FakeGemini:
     disconnected: trio.Event = field(default_factory=trio.Event)
     disconnects: int = 0
     _replies: deque[Reply] = field(default_factory=deque)
+    _waiters: list[tuple[int, trio.Event]] = field(default_factory=list)
 
     def script(self, *replies: Reply) -> None:
         """Queue replies; each request takes the next one."""
@@ -116,6 +123,19 @@ class FakeGemini:
     @property
     def pending_replies(self) -> int:
         return len(self._replies)
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once ``count`` requests have arrived."""
+        if len(self.requests) < count:
+            event = trio.Event()
+            self._waiters.append((count, event))
+            await event.wait()
+
+    def _record(self, received: Received) -> None:
+        self.requests.append(received)
+        for count, event in self._waiters:
+            if len(self.requests) >= count:
+                event.set()
 
     # -- protocol -----------------------------------------------------------------------
     def _response_body(self, text: str, *, final: bool) -> dict[str, Any]:
@@ -143,9 +163,14 @@ class FakeGemini:
                 received = await _read_request(stream, conn)
                 if received is None:
                     return
-                self.requests.append(received)
-                reply = self._replies.popleft() if self._replies else None
-                if reply is None:
+                self._record(received)
+                if not _ROUTE.fullmatch(received.path) or received.method != "POST":
+                    reply = error_reply(404, f"fake gemini: no route {received.path}")
+                elif received.streaming and received.query.get("alt") != ["sse"]:
+                    reply = error_reply(400, "fake gemini: streaming needs alt=sse")
+                elif self._replies:
+                    reply = self._replies.popleft()
+                else:
                     reply = error_reply(500, "fake gemini: no scripted reply")
                 keep_going = await self._answer(stream, conn, received, reply)
                 if not keep_going or conn.our_state is h11.MUST_CLOSE:
@@ -160,6 +185,8 @@ class FakeGemini:
         self, stream: trio.SocketStream, conn: h11.Connection, received: Received, reply: Reply
     ) -> bool:
         """Send ``reply``; return False when the connection is done."""
+        if reply.gate is not None:
+            await reply.gate.wait()
         if reply.hang:
             await self._wait_for_disconnect(stream)
             return False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -312,9 +311,11 @@ def test_refresh_tokens_are_random_and_stored_hashed() -> None:
     tokens = hs_service()
     token, token_id = tokens.new_refresh_token()
     other, other_id = tokens.new_refresh_token()
-    assert token != other and token_id != other_id
+    assert token != other
+    assert token_id != other_id
     assert tokens.refresh_token_id(token) == token_id
-    assert len(token_id) == 64 and token not in token_id
+    assert len(token_id) == 64
+    assert token not in token_id
     assert len(token) >= 40
 
 
@@ -355,5 +356,4 @@ def test_tickets_work_in_rs256_mode(tmp_path: Path, rsa_private: rsa.RSAPrivateK
     tokens = rs_service(tmp_path, rsa_private)
     ticket, _ = tokens.issue_ticket("ext-1", "p")
     assert tokens.verify_ticket(ticket, "p") == "ext-1"
-    assert json.loads(keys.tamper(ticket) and "{}") == {}
     assert (tmp_path / SECRET_FILE_NAME).exists()  # tickets need a local secret

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jsonschema import Draft202012Validator
+
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
@@ -140,6 +142,17 @@ class Tool:
             "transient_errors": self.transient_errors,
             "max_concurrency": self.max_concurrency,
         }
+
+
+_validators: dict[int, tuple[Tool, Draft202012Validator]] = {}
+
+
+def args_validator(tool: Tool) -> Draft202012Validator:
+    """The (cached) JSON Schema validator of a tool's args."""
+    cached = _validators.get(id(tool))
+    if cached is None or cached[0] is not tool:
+        cached = _validators[id(tool)] = (tool, Draft202012Validator(tool.args_schema))
+    return cached[1]
 
 
 class ToolRegistry:

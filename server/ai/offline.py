@@ -1,0 +1,72 @@
+"""The offline provider: deterministic rules and templates, no network, no key.
+
+The default when no Gemini key is configured, so ``stretto serve`` handles prompts on a
+fresh machine. It works from the call's ``hints`` (see ``server.ai.provider.Hints``):
+``task`` = ``intent`` (rules), ``plan`` (templates), ``generate`` / ``edit`` (text
+templates). ``latency_s`` simulates a model's latency once per call (benchmarks; default 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import trio
+
+from server.ai import offline_rules, offline_text
+from server.ai.provider import Hints, ModelError
+
+
+class OfflineProvider:
+    name = "offline"
+
+    def __init__(self, *, latency_s: float = 0.0, words_per_chunk: int = 4) -> None:
+        self.latency_s = latency_s
+        self.words_per_chunk = words_per_chunk
+
+    async def _latency(self) -> None:
+        if self.latency_s > 0:
+            await trio.sleep(self.latency_s)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def generate_json(
+        self, *, system: str, prompt: str, schema: dict[str, Any], hints: Hints | None = None
+    ) -> dict[str, Any]:
+        await self._latency()
+        hints = hints or {}
+        files = [f for f in hints.get("files", []) if isinstance(f, str)]
+        request = str(hints.get("prompt", prompt))
+        task = hints.get("task")
+        if task == "intent":
+            return offline_rules.classify(request, files)
+        if task == "plan":
+            intent = hints.get("intent")
+            if not isinstance(intent, Mapping):
+                intent = offline_rules.classify(request, files)
+            return offline_rules.plan_for(intent, request, files)
+        raise ModelError(
+            "model_unsupported",
+            f"The offline provider cannot answer a structured request of task {task!r}.",
+        )
+
+    async def stream_text(
+        self, *, system: str | None, prompt: str, hints: Hints | None = None
+    ) -> AsyncGenerator[str, None]:
+        await self._latency()
+        text = self.text_for(system=system, prompt=prompt, hints=hints or {})
+        for chunk in offline_text.chunks(text, self.words_per_chunk):
+            await trio.lowlevel.checkpoint()
+            yield chunk
+
+    def text_for(self, *, system: str | None, prompt: str, hints: Hints) -> str:
+        if hints.get("task") == "edit":
+            return offline_text.edited(
+                str(hints["path"]), str(hints["content"]), str(hints["instruction"])
+            )
+        context = hints.get("context") or {}
+        request = str(hints.get("prompt", prompt))
+        return offline_text.answer(request, system, {str(k): str(v) for k, v in context.items()})
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,80 @@
+"""Server-Sent Events routes: stream tickets and the project event stream.
+
+``POST /api/sse/tickets`` (Bearer) mints a short-lived ticket good for streaming one
+project (browsers' EventSource cannot send headers). ``GET /api/sse/projects/{id}``
+authenticates by Bearer header or ``?ticket=`` (never an access token in a URL), answers
+404 for a missing or another user's project, and streams ``server.events.stream``.
+Tickets are never logged: ``server.events.sse.redact_secrets`` scrubs request targets.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from server.api.deps import json_response, read_json, require_user, services
+from server.api.validation import object_schema
+from server.errors import NotFound, ShuttingDown, Unauthorized, ValidationFailed
+from server.events.sse import parse_last_event_id
+from server.events.stream import StreamOptions, event_stream
+
+blueprint = Blueprint("sse", __name__)
+
+_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+TICKET_SCHEMA = object_schema({"project_id": _ID}, ("project_id",))
+MAX_RUN_ID_CHARS = 128
+
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",
+}
+
+
+@blueprint.post("/api/sse/tickets")
+async def create_ticket() -> Response:
+    user = await require_user()
+    body = await read_json(TICKET_SCHEMA)
+    svc = services()
+    project = await svc.store.get_project(user.user_id, body["project_id"])
+    if project is None:
+        raise NotFound("No such project.")
+    ticket, expires_in = svc.tokens.issue_ticket(user.user_id, project.id)
+    return json_response(
+        {"ticket": ticket, "expires_in": expires_in}, 201, {"Cache-Control": "no-store"}
+    )
+
+
+async def _stream_user(project_id: str) -> str:
+    """The caller's user id from the Bearer header, else from ``?ticket=``."""
+    if request.headers.get("Authorization") is not None:
+        return (await require_user()).user_id
+    ticket = request.args.get("ticket")
+    if ticket:
+        return services().tokens.verify_ticket(ticket, project_id)
+    raise Unauthorized("Authentication required: a Bearer token or a stream ticket.")
+
+
+@blueprint.get("/api/sse/projects/<project_id>")
+async def stream_project(project_id: str) -> Response:
+    svc = services()
+    user_id = await _stream_user(project_id)
+    if await svc.store.get_project(user_id, project_id) is None:
+        raise NotFound("No such project.")
+    run_id = request.args.get("run_id") or None
+    if run_id is not None and len(run_id) > MAX_RUN_ID_CHARS:
+        raise ValidationFailed(details={"run_id": f"at most {MAX_RUN_ID_CHARS} characters"})
+    if svc.lifecycle.draining:
+        raise ShuttingDown()
+    given, last_event_id = parse_last_event_id(
+        request.headers.get("Last-Event-ID"), request.args.get("last_event_id")
+    )
+    options = StreamOptions(
+        heartbeat_s=svc.settings.sse_heartbeat_s,
+        max_lifetime_s=svc.settings.sse_max_lifetime_s,
+        run_id=run_id,
+        last_event_id_given=given,
+        last_event_id=last_event_id,
+    )
+    body = event_stream(svc.hub, svc.store, project_id, options)
+    response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
+    response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
+    return response

@@ -1,0 +1,133 @@
+"""Workflow routes: submit, plan, list, get and cancel runs; the tool catalog.
+
+Thin: parse and authorize here, the ``RunSupervisor`` does the work. Another user's run is
+404 (existence is not leaked), exactly as a missing one.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from server.api.deps import json_response, page_params, read_json, require_user, services
+from server.api.validation import object_schema
+from server.errors import NotFound, ValidationFailed
+from server.store.models import RunStatus
+from server.workflow.events import run_json
+
+blueprint = Blueprint("workflow", __name__)
+
+MAX_IDEMPOTENCY_KEY = 200
+_ID = {"type": "string", "minLength": 1, "maxLength": 100}
+RUN_SCHEMA = object_schema(
+    {
+        "project_id": _ID,
+        "prompt": {"type": "string"},
+        "plan": {"type": "object"},
+        "options": {"type": "object"},
+    },
+    ("project_id",),
+)
+PLAN_SCHEMA = object_schema(
+    {"project_id": _ID, "prompt": {"type": "string"}}, ("project_id", "prompt")
+)
+
+
+def _check_prompt(prompt: str | None) -> None:
+    if prompt is None:
+        return
+    limit = services().settings.ai_max_prompt_chars
+    if not prompt.strip():
+        raise ValidationFailed("The prompt is empty.", {"prompt": "must not be empty"})
+    if len(prompt) > limit:
+        raise ValidationFailed(
+            f"The prompt is longer than {limit} characters.",
+            {"prompt": f"at most {limit} characters"},
+        )
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ValidationFailed(
+            "The Idempotency-Key header is not valid.",
+            {"Idempotency-Key": f"1..{MAX_IDEMPOTENCY_KEY} characters"},
+        )
+    return key
+
+
+@blueprint.post("/api/workflow/runs")
+async def create_run() -> Response:
+    user = await require_user()
+    body = await read_json(RUN_SCHEMA)
+    _check_prompt(body.get("prompt"))
+    key = _idempotency_key()
+    run, _created = await services().supervisor.submit(
+        owner_id=user.user_id,
+        project_id=body["project_id"],
+        prompt=body.get("prompt"),
+        plan=body.get("plan"),
+        options=body.get("options") or {},
+        idempotency_key=key,
+    )
+    return json_response(run_json(run), 202)
+
+
+@blueprint.post("/api/workflow/plan")
+async def plan_only() -> Response:
+    user = await require_user()
+    body = await read_json(PLAN_SCHEMA)
+    _check_prompt(body["prompt"])
+    svc = services()
+    planner = svc.supervisor.planner
+    if planner is None:
+        raise ValidationFailed(
+            "No planner is configured on this server.", {"prompt": "no planner configured"}
+        )
+    if await svc.store.get_project(user.user_id, body["project_id"]) is None:
+        raise NotFound("No such project.")
+    intent, plan = await planner.analyze_and_plan(body["project_id"], body["prompt"])
+    return json_response({"intent": intent, "plan": plan})
+
+
+@blueprint.get("/api/workflow/runs")
+async def list_runs() -> Response:
+    user = await require_user()
+    limit, cursor = page_params()
+    raw_status = request.args.get("status") or None
+    status: RunStatus | None = None
+    if raw_status is not None:
+        try:
+            status = RunStatus(raw_status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in RunStatus)
+            raise ValidationFailed(details={"status": f"must be one of {allowed}"}) from None
+    project_id = request.args.get("project_id") or None
+    page = await services().store.list_runs(user.user_id, project_id, status, limit, cursor)
+    return json_response(
+        {"items": [run_json(r) for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@blueprint.get("/api/workflow/runs/<run_id>")
+async def get_run(run_id: str) -> Response:
+    user = await require_user()
+    run = await services().store.get_run(run_id, user.user_id)
+    if run is None:
+        raise NotFound("No such run.")
+    return json_response(run_json(run))
+
+
+@blueprint.post("/api/workflow/runs/<run_id>/cancel")
+async def cancel_run(run_id: str) -> Response:
+    user = await require_user()
+    run = await services().supervisor.cancel(run_id, user.user_id)
+    return json_response(run_json(run), 202)
+
+
+@blueprint.get("/api/workflow/tools")
+async def list_tools() -> Response:
+    await require_user()
+    return json_response({"items": services().tools.catalog(), "next_cursor": None})

@@ -1,0 +1,202 @@
+"""workflow: K ``ai.generate`` steps in W independent chains (step i needs step i-W), run
+``runs`` times while one SSE stream watches the project. Wall time per run = POST sent ->
+terminal run event read; the critical path = ceil(K/W) x the provider's latency. Checks that
+each step started only after its needs succeeded and that every step reported both events."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from server.bench.api import ApiClient
+from server.bench.errors import BenchError
+from server.bench.sse import SseRequest, subscribe
+from server.bench.stats import percentiles, rounded
+from server.bench.wire import parse_events
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from server.bench.scenarios.common import RunContext
+
+TERMINAL = ("run.succeeded", "run.failed", "run.cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowOptions:
+    steps: int = 20
+    width: int = 10
+    runs: int = 3
+    latency_ms: float = 100.0
+    run_timeout_s: float = 60.0
+
+
+@dataclass(slots=True)
+class _RunTrace:
+    events: list[tuple[str, str | None]] = field(default_factory=list)
+    done: trio.Event = field(default_factory=trio.Event)
+    terminal: str | None = None
+    done_at: float = 0.0
+    server_wall_ms: float | None = None
+
+
+def build_plan(steps: int, width: int) -> dict[str, Any]:
+    """W chains: step i is link i // W of chain i % W."""
+    return {
+        "steps": [
+            {
+                "id": f"s{i}",
+                "tool": "ai.generate",
+                "args": {"prompt": f"step {i}"},
+                "needs": [f"s{i - width}"] if i >= width else [],
+            }
+            for i in range(steps)
+        ]
+    }
+
+
+def check_order(
+    plan: dict[str, Any], events: Sequence[tuple[str, str | None]]
+) -> tuple[bool, bool]:
+    """(every step reported started and succeeded, every step started after all its needs
+    succeeded), from the order of the run's events."""
+    position = {f"{name}:{step}": i for i, (name, step) in enumerate(events)}
+    complete = order_ok = True
+    for step in plan["steps"]:
+        started = position.get(f"step.started:{step['id']}")
+        if started is None or f"step.succeeded:{step['id']}" not in position:
+            complete = False
+            continue
+        for need in step["needs"]:
+            done = position.get(f"step.succeeded:{need}")
+            if done is None or done > started:
+                order_ok = False
+    return complete, order_ok
+
+
+def max_parallelism(events: Sequence[tuple[str, str | None]]) -> int:
+    running = peak = 0
+    for name, _ in events:
+        if name == "step.started":
+            running += 1
+            peak = max(peak, running)
+        elif name in ("step.succeeded", "step.failed", "step.cancelled"):
+            running = max(0, running - 1)
+    return peak
+
+
+async def run(ctx: RunContext, opts: WorkflowOptions) -> dict[str, Any]:
+    api = ApiClient(ctx.target)
+    try:
+        return await _run(ctx, opts, api)
+    finally:
+        await api.aclose()
+
+
+async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[str, Any]:
+    project_id = await api.setup_project()
+    assert api.token is not None
+    traces: dict[str, _RunTrace] = {}
+
+    def on_frames(frames: bytes, at: float) -> None:
+        for event in parse_events(frames):
+            data = event.data if isinstance(event.data, dict) else {}
+            run_id = data.get("run_id")
+            if not isinstance(run_id, str):
+                continue
+            trace = traces.setdefault(run_id, _RunTrace())
+            step = data.get("step_id")
+            trace.events.append((event.event, step if isinstance(step, str) else None))
+            if event.event in TERMINAL and trace.terminal is None:
+                trace.terminal = event.event
+                trace.done_at = at
+                wall = data.get("wall_ms")
+                trace.server_wall_ms = float(wall) if isinstance(wall, int | float) else None
+                trace.done.set()
+
+    plan = build_plan(opts.steps, opts.width)
+    chain_len = math.ceil(opts.steps / opts.width)
+    critical_ms = chain_len * opts.latency_ms
+    walls: list[float] = []
+    server_walls: list[float | None] = []
+    server_critical: list[float | None] = []
+    parallelism: list[int] = []
+    complete = order_ok = True
+    failed_runs = 0
+    first_accept_ms: float | None = None
+    async with trio.open_nursery() as streams:
+        await streams.start(subscribe, SseRequest(ctx.target, project_id, api.token), on_frames)
+        for index in range(opts.runs):
+            ctx.progress.stage(
+                f"run {index + 1}/{opts.runs}: {opts.steps} steps, width {opts.width}"
+            )
+            t0 = trio.current_time()
+            created = await api.call(
+                "POST",
+                "/api/workflow/runs",
+                {"project_id": project_id, "plan": plan},
+                202,
+                "create run",
+            )
+            if first_accept_ms is None:
+                first_accept_ms = (trio.current_time() - t0) * 1000
+            trace = traces.setdefault(str(created["id"]), _RunTrace())
+            with trio.move_on_after(opts.run_timeout_s):
+                await trace.done.wait()
+            if not trace.done.is_set():
+                raise BenchError(f"run {created['id']} did not finish in {opts.run_timeout_s:g} s")
+            if trace.terminal != "run.succeeded":
+                failed_runs += 1
+            walls.append((trace.done_at - t0) * 1000)
+            run_complete, run_order_ok = check_order(plan, trace.events)
+            complete, order_ok = complete and run_complete, order_ok and run_order_ok
+            parallelism.append(max_parallelism(trace.events))
+            metrics = await _server_metrics(api, str(created["id"]))
+            server_walls.append(trace.server_wall_ms or metrics.get("wall_ms"))
+            server_critical.append(metrics.get("critical_path_ms"))
+        streams.cancel_scope.cancel()
+
+    wall_p50 = percentiles(walls)["p50"]
+    return {
+        "steps": opts.steps,
+        "width": opts.width,
+        "chain_len": chain_len,
+        "runs": opts.runs,
+        "latency_ms_assumed": opts.latency_ms,
+        "critical_path_ms": critical_ms,
+        "wall_ms": [rounded(wall, 1) for wall in walls],
+        "wall_ms_p50": wall_p50,
+        "overhead_ms_p50": rounded(wall_p50 - critical_ms, 1) if wall_p50 is not None else None,
+        "wall_over_critical_path": (
+            rounded(wall_p50 / critical_ms, 3) if wall_p50 is not None and critical_ms else None
+        ),
+        "server_wall_ms": server_walls,
+        "server_critical_path_ms": server_critical,
+        "max_parallelism": max(parallelism, default=0),
+        "post_202_ms_first": rounded(first_accept_ms) if first_accept_ms is not None else None,
+        "failed_runs": failed_runs,
+        "events_complete": complete,
+        "dag_order_ok": order_ok,
+    }
+
+
+async def _server_metrics(api: ApiClient, run_id: str) -> dict[str, float | None]:
+    """The run's own metrics (stretto's run resource has them; the peers' has none)."""
+    try:
+        status, body = await api.request("GET", f"/api/workflow/runs/{run_id}")
+    except BenchError:
+        return {}
+    if status != 200:
+        return {}
+    try:
+        metrics = json.loads(body).get("metrics") or {}
+    except (ValueError, AttributeError):
+        return {}
+    return {
+        key: float(metrics[key]) if isinstance(metrics.get(key), int | float) else None
+        for key in ("wall_ms", "critical_path_ms")
+    }

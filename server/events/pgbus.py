@@ -1,0 +1,177 @@
+"""Events across instances on PostgreSQL: one LISTEN connection per process.
+
+The store sends one ``pg_notify(EVENTS_CHANNEL, '<project_id>:<last seq>')`` per project
+in every transaction that appends events. ``PostgresEventBus`` listens on a dedicated
+asyncpg connection (through trio-asyncio) and tells the hub: the hub reads the events it
+has not delivered yet from the log (``EventHub.notify_committed``), so notifications
+carry only (project, sequence) and a local event that also comes back as a notification
+is delivered once. A payload ``'<project_id>:deleted'`` ends that project's streams here.
+
+While the connection is down, the bus polls the log of every watched project every
+``poll_interval_s`` and reconnects with exponential backoff and jitter. Transient events
+(``step.delta``) are not carried across instances: only subscribers on the instance that
+runs the step see them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from server.events.model import EventType, event_data
+from server.store.postgres import EVENTS_CHANNEL
+
+if TYPE_CHECKING:
+    from server.events.hub import EventHub
+    from server.store.protocol import Store
+
+log = logging.getLogger("stretto.events.pgbus")
+
+DELETED = "deleted"
+APPLICATION_NAME = "stretto-events"  # how the LISTEN connection shows in pg_stat_activity
+
+
+@dataclass(frozen=True, slots=True)
+class BusStatistics:
+    connected: bool
+    connects: int
+    notifications: int
+    polls: int
+
+
+def parse_payload(payload: str) -> tuple[str, int | None] | None:
+    """``'<project_id>:<seq>'`` -> (project_id, seq); ``':deleted'`` -> (project_id, None)."""
+    project_id, sep, tail = payload.rpartition(":")
+    if not sep or not project_id:
+        return None
+    if tail == DELETED:
+        return project_id, None
+    if not tail.isascii() or not tail.isdigit():
+        return None
+    return project_id, int(tail)
+
+
+class PostgresEventBus:
+    """The LISTEN side of cross-instance events (see the module doc). A service: ``run``."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        store: Store,
+        hub: EventHub,
+        poll_interval_s: float = 1.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        health_interval_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        self._url = database_url
+        self._store = store
+        self._hub = hub
+        self._poll_interval_s = poll_interval_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._health_interval_s = health_interval_s
+        self._connect_timeout_s = connect_timeout_s
+        self._connected = False
+        self._connects = 0
+        self._notifications = 0
+        self._polls = 0
+
+    def statistics(self) -> BusStatistics:
+        return BusStatistics(self._connected, self._connects, self._notifications, self._polls)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled. Reports started after the first connection attempt,
+        successful or not (the server starts anyway and polls meanwhile)."""
+        started = False
+        backoff = self._backoff_initial_s
+        while True:
+            connected = await self._connect()
+            if not started:
+                task_status.started()
+                started = True
+            if connected is not None:
+                connection, lost = connected
+                backoff = self._backoff_initial_s
+                try:
+                    self._connected = True
+                    self._hub.catch_up_all()  # whatever was committed while we were away
+                    await self._listen_until_lost(connection, lost)
+                finally:
+                    self._connected = False
+                    connection.terminate()
+                log.warning("event listener connection lost; polling until it is back")
+            await self._poll_for(backoff)
+            backoff = min(self._backoff_max_s, backoff * 2) * random.uniform(0.8, 1.2)
+
+    async def _connect(self) -> tuple[Any, trio.Event] | None:
+        """A connection LISTENing on the channel, and the event set when it closes."""
+        try:
+            with trio.fail_after(self._connect_timeout_s):
+                connection = await trio_asyncio.aio_as_trio(asyncpg.connect)(
+                    self._url,
+                    timeout=self._connect_timeout_s,
+                    server_settings={"application_name": APPLICATION_NAME},
+                )
+        except (OSError, asyncpg.PostgresError, trio.TooSlowError, TimeoutError) as exc:
+            log.warning("event listener cannot connect: %s", type(exc).__name__)
+            return None
+        lost = trio.Event()
+        try:
+            connection.add_termination_listener(lambda _connection: lost.set())
+            await trio_asyncio.aio_as_trio(connection.add_listener)(EVENTS_CHANNEL, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            connection.terminate()
+            log.warning("event listener cannot LISTEN: %s", type(exc).__name__)
+            return None
+        except BaseException:
+            connection.terminate()
+            raise
+        self._connects += 1
+        return connection, lost
+
+    async def _listen_until_lost(self, connection: Any, lost: trio.Event) -> None:
+        """Return when the connection closes or stops answering the health check."""
+        while True:
+            with trio.move_on_after(self._health_interval_s):
+                await lost.wait()
+                return
+            try:
+                with trio.fail_after(self._connect_timeout_s):
+                    await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, trio.TooSlowError):
+                return
+
+    async def _poll_for(self, duration: float) -> None:
+        deadline = trio.current_time() + duration
+        while True:
+            self._polls += 1
+            self._hub.catch_up_all()
+            remaining = deadline - trio.current_time()
+            if remaining <= 0:
+                return
+            await trio.sleep(min(self._poll_interval_s, remaining))
+
+    # -- asyncpg callbacks (run in the trio-asyncio loop, on the trio thread) ------------------
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._notifications += 1
+        parsed = parse_payload(payload)
+        if parsed is None:
+            log.warning("ignoring malformed event notification")
+            return
+        project_id, seq = parsed
+        if seq is None:
+            self._hub.publish_transient(
+                project_id, event_data(EventType.PROJECT_DELETED, project_id)
+            )
+            self._hub.close_project(project_id)
+        else:
+            self._hub.notify_committed(project_id, seq)

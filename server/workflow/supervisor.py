@@ -1,0 +1,361 @@
+"""The run supervisor: the long-lived service that owns every run of this process.
+
+``run()`` lives in the app's service nursery and owns one nursery; each run gets a task in
+it, and that task owns the run's own nursery (``RunExecutor``). HTTP requests only submit
+and cancel: a run never lives inside the request that created it. ``run()`` also renews
+the leases of the runs it holds and adopts unfinished runs whose lease expired (a dead
+process's), so runs survive restarts on both databases.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
+from server.events.model import EventType
+from server.store.models import Run, RunChange, RunStatus, StepChange, StepStatus
+from server.timeutil import new_id, utc_now
+from server.workflow.events import run_event, step_event
+from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner, steps_of
+from server.workflow.plan import parse_plan
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from server.config import Settings
+    from server.events.publisher import Publisher
+    from server.store.models import NewEvent
+    from server.store.protocol import Store
+    from server.workflow.tools.registry import FileAccess, ToolRegistry
+
+__all__ = ["RunPlanner", "RunSupervisor"]
+
+log = logging.getLogger("stretto.workflow")
+
+CANCEL_WAIT_S = 5.0
+MAX_RUN_TIMEOUT_S = 24 * 3600.0
+
+
+@dataclass
+class _Active:
+    executor: RunExecutor
+    owner_id: str
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """Run options: ``concurrency`` (1..run_concurrency) and ``timeout_s`` (seconds).
+
+    Raises ``ValidationFailed`` naming the field.
+    """
+    problems: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "concurrency":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems["options.concurrency"] = "must be a positive integer"
+            else:
+                out[key] = min(value, settings.run_concurrency)
+        elif key == "timeout_s":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or not 0 < value <= MAX_RUN_TIMEOUT_S:
+                problems["options.timeout_s"] = f"must be a number in (0, {MAX_RUN_TIMEOUT_S:g}]"
+            else:
+                out[key] = float(value)
+        else:
+            problems[f"options.{key}"] = "unknown option"
+    if problems:
+        raise ValidationFailed("The run options are not valid.", problems)
+    return out
+
+
+class RunSupervisor:
+    """Submits, runs, cancels and resumes workflow runs. One per process."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        publisher: Publisher,
+        files: FileAccess,
+        registry: ToolRegistry,
+        settings: Settings,
+        planner: RunPlanner | None,
+        provider: Any,
+        instance_id: str,
+        deps: ExecutorDeps | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.registry = registry
+        self.settings = settings
+        self.planner = planner
+        self.instance_id = instance_id
+        self.deps = deps or ExecutorDeps(
+            store=store,
+            publisher=publisher,
+            files=files,
+            registry=registry,
+            settings=settings,
+            provider=provider,
+            planner=planner,
+        )
+        self._nursery: trio.Nursery | None = None
+        self._active: dict[str, _Active] = {}
+        self._accepting = True
+        self._changed = trio.Event()
+
+    # -- the service -------------------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the runs' nursery; renew leases and adopt orphaned runs until cancelled.
+
+        Cancelling it cancels every run (recorded as ``shutdown``, left resumable).
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await self._maintain_leases()
+            finally:
+                self._nursery = None
+                self._accepting = False
+
+    async def _maintain_leases(self) -> None:
+        period = max(self.settings.run_lease_s / 3, 0.05)
+        adopt_every = max(1, round(self.settings.run_lease_s / period))
+        tick = 0
+        while True:
+            await trio.sleep(period)
+            tick += 1
+            try:
+                if self._active:
+                    await self.store.renew_leases(self.instance_id, self._lease_until())
+                if tick % adopt_every == 0 and self._accepting:
+                    await self.resume_unfinished()
+            except Exception:
+                log.exception("lease maintenance failed; retrying")
+
+    def _lease_until(self) -> Any:
+        return utc_now() + timedelta(seconds=self.settings.run_lease_s)
+
+    @property
+    def active_runs(self) -> int:
+        return len(self._active)
+
+    # -- submitting --------------------------------------------------------------------------
+    async def submit(
+        self,
+        *,
+        owner_id: str,
+        project_id: str,
+        prompt: str | None,
+        plan: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+        idempotency_key: str | None,
+    ) -> tuple[Run, bool]:
+        """Validate, persist (``run.created``), start in the supervisor's nursery; return at once.
+
+        Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``.
+        Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
+        """
+        if not self._accepting or self._nursery is None:
+            raise ShuttingDown("The server is not accepting new runs.")
+        if await self.store.get_project(owner_id, project_id) is None:
+            raise NotFound("No such project.")
+        if (prompt is None) == (plan is None):
+            raise ValidationFailed(
+                "Send exactly one of prompt and plan.", {"prompt": "exactly one of prompt, plan"}
+            )
+        if prompt is not None and self.planner is None:
+            raise ValidationFailed(
+                "No planner is configured: send a plan instead of a prompt.",
+                {"prompt": "no planner configured; send a plan"},
+            )
+        if prompt is not None and not prompt.strip():
+            raise ValidationFailed("The prompt is empty.", {"prompt": "must not be empty"})
+        opts = validate_options(options, self.settings)
+        run_id = new_id()
+        parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
+        now = utc_now()
+        run = Run(
+            id=run_id,
+            project_id=project_id,
+            owner_id=owner_id,
+            status=RunStatus.PENDING,
+            prompt=prompt,
+            intent=None,
+            plan=parsed.to_json() if parsed else None,
+            options=opts,
+            error=None,
+            created_at=now,
+            idempotency_key=idempotency_key,
+            steps=tuple(steps_of(run_id, parsed)) if parsed else (),
+        )
+        created_event = run_event(
+            EventType.RUN_CREATED,
+            project_id,
+            run_id,
+            now,
+            status=str(RunStatus.PENDING),
+            prompt=prompt,
+            plan=run.plan,
+        )
+        stored, created, events = await self.store.create_run(run, [created_event])
+        self.publisher.publish(events)
+        if created:
+            self._start(stored)
+        return stored, created
+
+    def _start(self, run: Run) -> None:
+        if self._nursery is None or run.id in self._active:
+            return
+        executor = RunExecutor(self.deps, run)
+        active = _Active(executor=executor, owner_id=run.owner_id)
+        self._active[run.id] = active
+        self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
+
+    async def _drive(self, active: _Active) -> None:
+        run_id = active.executor.run_id
+        try:
+            if await self.store.claim_run(run_id, self.instance_id, self._lease_until()):
+                await active.executor.execute()
+            else:
+                log.info("run %s is held by another instance", run_id)
+        except Exception:
+            log.exception("run %s: supervisor caught an error", run_id)
+        finally:
+            del self._active[run_id]
+            active.done.set()
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_finished(self, run_id: str) -> None:
+        """Return once this process no longer executes the run (tests, benchmarks)."""
+        active = self._active.get(run_id)
+        if active is not None:
+            await active.done.wait()
+
+    # -- cancelling ----------------------------------------------------------------------------
+    async def cancel(self, run_id: str, owner_id: str) -> Run:
+        """Cancel a run of ``owner_id``: every running step together; waits until it ended.
+
+        Raises ``NotFound`` (missing or another user's), ``RunFinished``.
+        """
+        run = await self.store.get_run(run_id, owner_id)
+        if run is None:
+            raise NotFound("No such run.")
+        if run.status.finished:
+            raise RunFinished()
+        active = self._active.get(run_id)
+        if active is not None:
+            active.executor.cancel("user")
+            with trio.move_on_after(CANCEL_WAIT_S):
+                await active.done.wait()
+        else:
+            await self._cancel_orphan(run)
+        fresh = await self.store.get_run(run_id, owner_id)
+        if fresh is None:
+            raise NotFound("No such run.")
+        return fresh
+
+    async def _cancel_orphan(self, run: Run) -> None:
+        """Cancel a run no executor of this process holds (not started, or another process's)."""
+        now = utc_now()
+        changes: list[StepChange] = []
+        events: list[NewEvent] = []
+        for step in run.steps:
+            if step.status is StepStatus.RUNNING:
+                changes.append(
+                    StepChange(
+                        run.id, step.id, {"status": StepStatus.CANCELLED, "finished_at": now}
+                    )
+                )
+                events.append(
+                    step_event(
+                        EventType.STEP_CANCELLED,
+                        run.project_id,
+                        run.id,
+                        step.id,
+                        step.attempts,
+                        now,
+                        reason="user",
+                    )
+                )
+            elif step.status is StepStatus.PENDING:
+                changes.append(StepChange(run.id, step.id, {"status": StepStatus.SKIPPED}))
+                events.append(
+                    step_event(
+                        EventType.STEP_SKIPPED,
+                        run.project_id,
+                        run.id,
+                        step.id,
+                        0,
+                        now,
+                        reason="run_failed",
+                    )
+                )
+        error = {"code": "cancelled", "message": "Cancelled by the user.", "reason": "user"}
+        events.append(
+            run_event(
+                EventType.RUN_CANCELLED, run.project_id, run.id, now, reason="user", error=error
+            )
+        )
+        stored = await self.store.write_run_state(
+            run=RunChange(
+                run.id,
+                {
+                    "status": RunStatus.CANCELLED,
+                    "finished_at": now,
+                    "error": error,
+                    "lease_owner": None,
+                },
+            ),
+            steps=changes,
+            events=events,
+        )
+        self.publisher.publish(stored)
+
+    async def cancel_project(self, project_id: str) -> None:
+        """The project is being deleted: cancel its runs here and wait until they ended."""
+        doomed = [a for a in self._active.values() if a.executor.project_id == project_id]
+        for active in doomed:
+            active.executor.cancel("user")
+        with trio.move_on_after(CANCEL_WAIT_S):
+            for active in doomed:
+                await active.done.wait()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuse new runs; give running runs ``grace_s`` to finish, then cancel them with
+        reason ``shutdown`` (left resumable) and wait briefly until they recorded it."""
+        self._accepting = False
+        with trio.move_on_after(grace_s):
+            while self._active:
+                await self._changed.wait()
+        remaining = list(self._active.values())
+        for active in remaining:
+            active.executor.cancel("shutdown")
+        with trio.move_on_after(CANCEL_WAIT_S):
+            for active in remaining:
+                await active.done.wait()
+
+    async def resume_unfinished(self) -> int:
+        """Start every unfinished run whose lease is free or expired (a dead process's):
+        succeeded steps keep their outputs, the others run again. Returns how many started."""
+        if self._nursery is None or not self._accepting:
+            return 0
+        started = 0
+        for run in await self.store.unfinished_runs(utc_now()):
+            if run.id in self._active:
+                continue
+            full = run if run.steps or run.plan is None else await self.store.get_run(run.id)
+            if full is None:
+                continue
+            self._start(full)
+            started += 1
+        return started

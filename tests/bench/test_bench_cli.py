@@ -1,0 +1,230 @@
+"""``stretto bench`` end to end: the real CLI parser, the real server on loopback, tiny sizes.
+
+These check behaviour (nothing lost, fields present and consistent), never speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from server.bench.cli import run_bench
+from server.cli.main import build_parser, main
+
+if TYPE_CHECKING:
+    from tests.fixtures.server import RunningServer, StartServer
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+async def bench(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    """Run ``stretto bench ARGV --json --quiet`` in this trio run; (exit status, result)."""
+    args = build_parser().parse_args(["bench", *argv, "--json", "--quiet"])
+    code = await run_bench(args)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1, lines
+    return code, json.loads(lines[0])
+
+
+async def test_fanout_delivers_every_event_once(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, result = await bench(
+        capsys,
+        "fanout",
+        "--url",
+        server.url,
+        "--subs",
+        "3",
+        "--events",
+        "5",
+        "--rate",
+        "50",
+        "--drain-s",
+        "10",
+        "--label",
+        "tiny",
+    )
+    assert code == 0, result
+    assert result["scenario"] == "fanout"
+    assert result["label"] == "tiny"
+    assert result["url"] == server.url
+    assert (result["connected"], result["connect_failed"]) == (3, 0)
+    assert (result["expected"], result["delivered"]) == (15, 15)
+    assert (result["lost"], result["duplicates"], result["put_errors"]) == (0, 0, 0)
+    assert result["disconnected_by_server"] == 0
+    latency = result["latency_ms"]
+    assert 0 <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert result["put_ms"]["p50"] is not None
+    assert result["rss_kb"] is None  # no --pid given
+
+
+@SQLITE_ONLY
+async def test_fanout_reconnects_with_last_event_id_and_loses_nothing(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Streams end every ~0.1 s; the writes take ~0.5 s, so every subscriber reconnects and
+    # must get what it missed by replay, without duplicates.
+    server = await start_server(sse_max_lifetime_s=0.1)
+    code, result = await bench(
+        capsys,
+        "fanout",
+        "--url",
+        server.url,
+        "--subs",
+        "3",
+        "--events",
+        "10",
+        "--rate",
+        "20",
+        "--reconnect",
+    )
+    assert code == 0, result
+    assert result["reconnects"] > 0
+    assert result["reconnect_failed"] == 0
+    assert (result["lost"], result["duplicates"], result["delivered"]) == (0, 0, 30)
+
+
+@SQLITE_ONLY
+async def test_idle_holds_streams_and_counts_heartbeats(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await start_server(sse_heartbeat_s=0.05)
+    # The server runs in this process, so this PID is the one holding the connections.
+    code, result = await bench(
+        capsys,
+        "idle",
+        "--url",
+        server.url,
+        "--conns",
+        "5",
+        "--hold-s",
+        "0.3",
+        "--pid",
+        str(os.getpid()),
+    )
+    assert code == 0, result
+    assert (result["connected"], result["connect_failed"], result["closed_by_server"]) == (5, 0, 0)
+    assert result["pings_received"] > 0
+    assert isinstance(result["rss_per_conn_kb"], float)
+    assert set(result["rss_kb"]) == {"before", "connected", "after_hold"}
+    assert "server_cpu_pct" in result
+
+
+@SQLITE_ONLY
+async def test_http_reports_requests_per_second(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, result = await bench(
+        capsys,
+        "http",
+        "--url",
+        server.url,
+        "--engine",
+        "python",
+        "--conns",
+        "4",
+        "--seconds",
+        "0.5",
+        "--warmup-s",
+        "0",
+    )
+    assert code == 0, result
+    assert result["engine"] == "python"
+    assert result["requests"] > 0
+    assert result["rps"] > 0
+    assert (result["errors"], result["non2xx"]) == (0, 0)
+    assert result["latency_ms"]["p50"] is not None
+
+
+@SQLITE_ONLY
+async def test_workflow_reports_wall_time_and_critical_path(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await start_server(offline_latency_ms=20.0)
+    code, result = await bench(
+        capsys,
+        "workflow",
+        "--url",
+        server.url,
+        "--steps",
+        "4",
+        "--width",
+        "2",
+        "--runs",
+        "2",
+        "--latency-ms",
+        "20",
+    )
+    assert code == 0, result
+    assert (result["chain_len"], result["critical_path_ms"]) == (2, 40.0)
+    assert len(result["wall_ms"]) == 2
+    assert result["wall_ms_p50"] >= result["critical_path_ms"]  # chained steps cannot overlap
+    assert result["failed_runs"] == 0
+    assert result["events_complete"] is True
+    assert result["dag_order_ok"] is True
+    assert result["max_parallelism"] == 2  # both chains ran at once
+
+
+@SQLITE_ONLY
+async def test_a_refused_request_inside_a_scenario_is_a_failed_run(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await start_server(max_plan_steps=2)
+    code, result = await bench(
+        capsys, "workflow", "--url", server.url, "--steps", "4", "--width", "2", "--runs", "1"
+    )
+    assert code == 1
+    assert "create run: expected 202, got 400" in result["error"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_unreachable_server_is_a_failed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = await bench(capsys, "idle", "--url", f"http://127.0.0.1:{_closed_port()}")
+    assert code == 1
+    assert "register" in result["error"]
+
+
+def test_cli_refuses_remote_host_without_allow_remote(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "http", "--url", "http://192.0.2.1:80", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "refusing" in captured.err
+
+
+def test_cli_bounds_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "fanout", "--subs", "1000000"])
+    assert exit_info.value.code == 2
+    assert "--subs" in capsys.readouterr().err
+
+
+@SQLITE_ONLY
+async def test_hard_time_limit_ends_the_run(
+    server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, result = await bench(
+        capsys,
+        "fanout",
+        "--url",
+        server.url,
+        "--subs",
+        "1",
+        "--events",
+        "100",
+        "--rate",
+        "1",
+        "--max-s",
+        "1",
+    )
+    assert code == 1
+    assert result["error"] == "hard time limit of 1 s reached"
