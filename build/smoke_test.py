@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,8 +202,10 @@ def smoke(binary: Path) -> dict[str, Any]:
             proc.wait()
         log.close()
         sys.stderr.write((workdir / "server.log").read_text(errors="replace")[-8000:])
+        sys.stderr.write(f"\n(server log and data kept in {workdir})\n")
         raise
     log.close()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept on failure, for its server.log
     return figures
 
 

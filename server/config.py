@@ -75,6 +75,8 @@ class Settings:
     jwt_audience: str = _setting("stretto", "Expected and issued `aud` claim.")
     access_token_ttl_s: int = _setting(int(15 * MINUTES), "Access-token lifetime in seconds.")
     refresh_token_ttl_s: int = _setting(int(30 * DAYS), "Refresh-token lifetime in seconds.")
+    argon2_time_cost: int = _setting(3, "argon2id passes per password hash.")
+    argon2_memory_kib: int = _setting(64 * 1024, "argon2id memory per password hash, in KiB.")
     login_max_failures: int = _setting(5, "Failed logins per email and client address before 429.")
     login_window_s: float = _setting(
         5 * MINUTES, "Window of the failed-login rate limit, in seconds."

@@ -109,7 +109,9 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         hub=hub,
         files=files,
         tokens=TokenService.from_settings(settings),
-        passwords=PasswordHasher(),
+        passwords=PasswordHasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+        ),
         login_limiter=LoginRateLimiter(
             max_failures=settings.login_max_failures, window_s=settings.login_window_s
         ),

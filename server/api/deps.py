@@ -112,3 +112,12 @@ def json_response(
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+def empty_response(status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """A response without a body (204, 304).
+
+    Always with ``b""``: quart turns a missing body into a sync iterable that it iterates
+    on an asyncio executor, which fails under trio.
+    """
+    return Response(b"", status=status, headers=dict(headers or {}))

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
-from server.api.deps import json_response, page_params, read_body, read_json, services
+from server.api.deps import (
+    empty_response,
+    json_response,
+    page_params,
+    read_body,
+    read_json,
+    services,
+)
 from server.api.projects import owned_project
 from server.api.validation import object_schema
 from server.errors import ValidationFailed
@@ -79,7 +86,7 @@ async def read_file(project_id: str, path: str) -> Response:
         meta = await files.stat(project.id, path)
         tags = _etags(if_none_match)
         if "*" in tags or etag(meta.version) in tags:
-            return Response(status=304, headers={"ETag": etag(meta.version)})
+            return empty_response(304, {"ETag": etag(meta.version)})
     data = await files.read(project.id, path)
     return Response(
         data.content,
@@ -114,4 +121,4 @@ async def move_file(project_id: str, path: str) -> Response:
 async def delete_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     await services().files.delete(project.id, path, if_match=_if_match())
-    return Response(status=204)
+    return empty_response(204)

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response
 
-from server.api.deps import json_response, page_params, read_json, require_user, services
+from server.api.deps import (
+    empty_response,
+    json_response,
+    page_params,
+    read_json,
+    require_user,
+    services,
+)
 from server.api.validation import object_schema
 from server.errors import NotFound, ValidationFailed
 from server.timeutil import rfc3339, utc_now
@@ -103,4 +110,4 @@ async def delete_project(project_id: str) -> Response:
         {"type": "project.deleted", "project_id": project.id, "at": rfc3339(utc_now())},
     )
     svc.hub.close_project(project.id)
-    return Response(status=204)
+    return empty_response(204)

@@ -192,6 +192,11 @@ class EventHub:
                 subscription._close("shutdown")
         self._fill_wakeup.set()
 
+    @property
+    def closed(self) -> bool:
+        """True after ``close_all``: new subscriptions are refused."""
+        return self._closed
+
     def statistics(self) -> HubStatistics:
         return HubStatistics(
             subscribers=sum(len(t.subscribers) for t in self._topics.values()),

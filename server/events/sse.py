@@ -40,7 +40,11 @@ def encode_frame(event_type: str, data: str, seq: int | None = None) -> bytes:
     for line in _LINE_BREAK.split(data):
         parts.append(f"data: {line}\n")
     parts.append("\n")
-    return "".join(parts).encode()
+    text = "".join(parts)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): never fail a publish
+        return text.encode("utf-8", "replace")
 
 
 def encode_stored(event: StoredEvent) -> bytes:

@@ -72,6 +72,8 @@ async def event_stream(
     hub: EventHub, store: Store, project_id: str, options: StreamOptions
 ) -> AsyncIterator[bytes]:
     """The stream's bytes, chunk by chunk. See the module doc."""
+    if hub.closed:
+        return  # shutdown began after the route checked: end the stream, the client retries
     with hub.subscribe(project_id, options.run_id) as subscription:
         if await store.project_owner(project_id) is None:
             return  # deleted between the auth check and the subscription

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from tests.ai.fake_gemini import json_reply, text_reply
+from tests.ai.fake_gemini import error_reply, json_reply, text_reply
 from tests.events.sse_client import open_stream
 from tests.fixtures.server import create_project, register_user
 
@@ -259,3 +259,27 @@ def httpx_client(server: RunningServer) -> httpx.AsyncClient:
     import httpx
 
     return httpx.AsyncClient(base_url=server.url, timeout=30)
+
+
+async def test_plan_only_reports_model_failures_as_contract_errors(
+    start_server: StartServer, fake_gemini: FakeGemini
+) -> None:
+    server = await start_server(**gemini_overrides(fake_gemini))
+    fake_gemini.script(
+        error_reply(403, "API key not valid."),
+        *[error_reply(503, "overloaded", retry_after="0")] * 3,
+    )
+    async with httpx_client(server) as client:
+        user = await register_user(client)
+        pid = await create_project(client, user)
+        body = {"project_id": pid, "prompt": "create a.txt"}
+
+        refused = await client.post("/api/workflow/plan", json=body, headers=user.headers)
+        assert refused.status_code == 502
+        assert refused.json()["error"]["code"] == "model_error"
+        assert "STRETTO_GEMINI_API_KEY" in refused.json()["error"]["message"]
+
+        busy = await client.post("/api/workflow/plan", json=body, headers=user.headers)
+        assert busy.status_code == 503
+        assert busy.json()["error"]["code"] == "model_unavailable"
+        assert busy.headers["Retry-After"] == "1"

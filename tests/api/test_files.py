@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import trio
 
 from tests.api.test_health_and_errors import assert_error
 from tests.fixtures.server import AuthedUser, create_project, register_user
@@ -20,9 +22,24 @@ async def setup(client: httpx.AsyncClient) -> tuple[AuthedUser, str]:
     return user, await create_project(client, user)
 
 
-def raw_url(client: httpx.AsyncClient, raw_path: str) -> httpx.URL:
-    """A URL whose path is sent exactly as written (no dot-segment normalization)."""
-    return client.base_url.copy_with(raw_path=raw_path.encode("ascii"))
+async def raw_put(base_url: str, target: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """PUT with the request target sent byte for byte, as a hostile client would.
+
+    HTTP client libraries normalize dot segments and slashes; a raw socket does not.
+    """
+    url = httpx.URL(base_url)
+    assert url.port is not None
+    stream = await trio.open_tcp_stream(url.host, url.port)
+    async with stream:
+        lines = [f"PUT {target} HTTP/1.1", f"Host: {url.host}", "Content-Length: 1"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines += ["Connection: close", "", "x"]
+        await stream.send_all("\r\n".join(lines).encode("ascii"))
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
 
 
 async def test_write_read_replace_delete(client: httpx.AsyncClient) -> None:
@@ -137,9 +154,11 @@ BAD_PATHS = {
 @pytest.mark.parametrize("path", BAD_PATHS.values(), ids=BAD_PATHS.keys())
 async def test_every_path_rule(client: httpx.AsyncClient, path: str) -> None:
     user, pid = await setup(client)
-    url = raw_url(client, f"/api/projects/{pid}/files/{path}")
-    response = await client.put(url, content=b"x", headers=user.headers)
-    assert_error(response, 400, "invalid_path")
+    status, body = await raw_put(
+        str(client.base_url), f"/api/projects/{pid}/files/{path}", user.headers
+    )
+    assert status == 400, body
+    assert json.loads(body)["error"]["code"] == "invalid_path"
     listing = await client.get(f"/api/projects/{pid}/files", headers=user.headers)
     assert listing.json()["items"] == []
 

@@ -66,6 +66,7 @@ IDLE = [
     Metric(
         "connect failures + closes", "", lambda r: _sum(r, "connect_failed", "closed_by_server")
     ),
+    Metric("heartbeats received", "", lambda r: _get(r, "pings_received"), better="higher"),
 ]
 HTTP = [
     Metric("requests/s", "", lambda r: _get(r, "rps"), better="higher"),

@@ -74,20 +74,30 @@ if [ "$EXTRA" = 1 ]; then
   kill "$pid" 2>/dev/null || true; sleep 2
   # Many idle streams with heartbeats flowing (the 10x-connections target).
   pid=$("$BENCH_DIR/run-peers.sh" cmd "$PORT" 0 "$(stretto_cmd STRETTO_SSE_HEARTBEAT_S=2)")
-  taskset -c 1 $STRETTO_CMD bench idle --url "http://127.0.0.1:$PORT" --label "stretto+$IDLE_MANY" \
+  taskset -c 1 $STRETTO_CMD bench idle --url "http://127.0.0.1:$PORT" --label "stretto+heartbeat-2s" \
     --conns "$IDLE_MANY" --hold-s 20 --pid "$pid" --json --quiet \
     | tee -a "$OUT_DIR/extra.jsonl" || true
   kill "$pid" 2>/dev/null || true
 fi
 
-{
-  echo "{"
-  echo "  \"date\": \"$(date -u +%Y-%m-%d)\","
-  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//' || echo '?')
-  mem=$(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo)
-  echo "  \"machine\": \"$(nproc)-core VM ($cpu), $mem RAM, Linux $(uname -r); server pinned to CPU 0, load generator to CPU 1\","
-  echo "  \"versions\": \"$("$STRETTO_CMD" version 2>/dev/null | head -1 | tr -d '"' || echo stretto), node $(node --version), $(go version 2>/dev/null | cut -d' ' -f3 || echo 'go ?'), wrk $(wrk -v 2>&1 | head -1 | cut -d' ' -f2 || echo '?')\""
-  echo "}"
-} >"$OUT_DIR/meta.json"
+STRETTO_VERSION="$($STRETTO_CMD version 2>/dev/null | head -1 || echo stretto)" \
+NODE_VERSION="$(node --version 2>/dev/null || echo '?')" \
+GO_VERSION="$(go version 2>/dev/null | cut -d' ' -f3 || echo '?')" \
+WRK_VERSION="$(wrk -v 2>&1 | head -1 | cut -d' ' -f2 || echo '?')" \
+python3 - "$OUT_DIR/meta.json" <<'PY'
+import datetime, json, os, platform, sys
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem_kb = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+env = os.environ
+meta = {
+    "date": datetime.date.today().isoformat(),
+    "machine": f"{os.cpu_count()}-core VM ({cpu}), {mem_kb / 1048576:.0f} GB RAM, Linux "
+    f"{platform.release()}; server pinned to CPU 0, load generator to CPU 1",
+    "versions": f"{env['STRETTO_VERSION']}, node {env['NODE_VERSION']}, {env['GO_VERSION']}, "
+    f"wrk {env['WRK_VERSION']}",
+}
+with open(sys.argv[1], "w") as out:
+    json.dump(meta, out, indent=2)
+PY
 python3 "$HERE/results_table.py" "$OUT_DIR" | tee "$OUT_DIR/table.md"
 echo "results: $OUT_DIR" >&2

@@ -46,6 +46,8 @@ async def test_fanout_delivers_every_event_once(
         "50",
         "--drain-s",
         "10",
+        "--stall",
+        "1",
         "--label",
         "tiny",
     )
@@ -54,6 +56,7 @@ async def test_fanout_delivers_every_event_once(
     assert result["label"] == "tiny"
     assert result["url"] == server.url
     assert (result["connected"], result["connect_failed"]) == (3, 0)
+    assert (result["stalled"], result["stalled_connected"]) == (1, 1)  # not counted in expected
     assert (result["expected"], result["delivered"]) == (15, 15)
     assert (result["lost"], result["duplicates"], result["put_errors"]) == (0, 0, 0)
     assert result["disconnected_by_server"] == 0

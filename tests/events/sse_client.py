@@ -159,6 +159,7 @@ async def open_stream(
         sse = SSEStream(stream, status, response_headers)
         sse._wire = rest
         sse._dechunk()
+        await sse.started()  # the first frame comes after the server subscribed
         yield sse
     finally:
         await stream.aclose()

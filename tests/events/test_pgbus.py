@@ -120,3 +120,24 @@ async def test_deleted_notification_ends_streams(postgres_url: str, tmp_path: Pa
                     await sub.receive()
                 assert sub.closed_reason == "project_deleted"
             nursery.cancel_scope.cancel()
+
+
+async def test_starts_and_polls_while_the_database_is_unreachable() -> None:
+    with trio.socket.socket() as sock:  # a port nobody listens on
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hub = EventHub(buffer=8)
+    bus = PostgresEventBus(
+        database_url=f"postgresql://nobody@127.0.0.1:{port}/none",
+        store=None,  # type: ignore[arg-type]  # never reached: the hub has no store either
+        hub=hub,
+        poll_interval_s=0.01,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.05,
+    )
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        await nursery.start(bus.run)
+        assert not bus.statistics().connected
+        await wait_until(lambda: bus.statistics().polls >= 3)
+        assert bus.statistics().connects == 0
+        nursery.cancel_scope.cancel()
