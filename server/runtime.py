@@ -28,6 +28,7 @@ from server.auth.passwords import PasswordHasher
 from server.auth.ratelimit import LoginRateLimiter
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
+from server.events.retention import EventRetention
 from server.observability.metrics import Metrics
 from server.ops import sdnotify
 from server.services import Lifecycle, Services
@@ -101,7 +102,9 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         planner=planner,
         provider=provider,
         instance_id=instance_id,
+        observer=metrics,
     )
+    metrics.watch_hub(hub.statistics)
     return Services(
         settings=settings,
         instance_id=instance_id,
@@ -161,7 +164,9 @@ async def _start_background(nursery: trio.Nursery, services: Services) -> None:
             database_url=settings.database_url, store=services.store, hub=services.hub
         )
         await nursery.start(bus.run)
-    nursery.start_soon(sdnotify.watchdog)
+    retention = EventRetention.from_settings(settings, services.store, services.hub)
+    await nursery.start(retention.run)
+    await nursery.start(sdnotify.watchdog)
     await services.supervisor.resume_unfinished()
 
 
@@ -177,8 +182,13 @@ async def _drain(services: Services, stop_http: trio.Event) -> None:
 
 
 async def _watch_signals(lifecycle: Lifecycle) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    """SIGTERM/SIGINT start the graceful shutdown (once). SIGHUP is acknowledged: logs go to
+    stdout (journald, Fly), so there is no file to reopen."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: logs go to stdout, nothing to reopen")
+                continue
             log.info("received %s", signal.Signals(signum).name)
             lifecycle.request_shutdown()
 
@@ -207,7 +217,7 @@ async def serve(
             async def run_http(task_status: trio.TaskStatus[list[str]]) -> None:
                 try:
                     await hypercorn_serve(
-                        app,  # type: ignore[arg-type]
+                        app,
                         hypercorn_config(settings),
                         shutdown_trigger=stop_http.wait,
                         task_status=task_status,

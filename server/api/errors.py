@@ -1,4 +1,4 @@
-"""The one place where errors become responses, and where request ids are assigned.
+"""The one place where errors become responses.
 
 Every status >= 400 leaves the server as ``{"error": {"code", "message", "details"}}``:
 ``AppError`` subclasses, framework errors (404, 405, 413 from werkzeug/quart), and
@@ -8,16 +8,13 @@ unexpected exceptions (500, logged with the request id, never a stack trace in t
 from __future__ import annotations
 
 import logging
-import re
-import time
 from typing import TYPE_CHECKING
 
-from quart import g, request
+from quart import request
 from werkzeug.exceptions import HTTPException
 
 from server.api.deps import json_response
 from server.errors import AppError
-from server.timeutil import new_id
 
 if TYPE_CHECKING:
     from quart import Response
@@ -25,7 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stretto.http")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -45,17 +41,6 @@ def app_error_response(error: AppError) -> Response:
 
 
 def install_error_handling(app: QuartTrio) -> None:
-    @app.before_request
-    async def assign_request_id() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else new_id()
-        g.started = time.perf_counter()
-
-    @app.after_request
-    async def add_request_id(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id") or new_id()
-        return response
-
     @app.errorhandler(AppError)
     async def handle_app_error(error: AppError) -> Response:
         return app_error_response(error)
@@ -83,7 +68,6 @@ def install_error_handling(app: QuartTrio) -> None:
             request.method,
             request.path,
             exc_info=error,
-            extra={"request_id": g.get("request_id")},
         )
         body = {
             "error": {"code": "internal_error", "message": "Internal server error.", "details": {}}

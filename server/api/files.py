@@ -77,7 +77,7 @@ async def list_files(project_id: str) -> Response:
     )
 
 
-@blueprint.get("/api/projects/<project_id>/files/<path:path>")
+@blueprint.get("/api/projects/<project_id>/files/<vfspath:path>")
 async def read_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     files = services().files
@@ -96,7 +96,7 @@ async def read_file(project_id: str, path: str) -> Response:
     )
 
 
-@blueprint.put("/api/projects/<project_id>/files/<path:path>")
+@blueprint.put("/api/projects/<project_id>/files/<vfspath:path>")
 async def write_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     svc = services()
@@ -109,7 +109,7 @@ async def write_file(project_id: str, path: str) -> Response:
     return json_response(file_json(meta), 201 if created else 200, {"ETag": etag(meta.version)})
 
 
-@blueprint.patch("/api/projects/<project_id>/files/<path:path>")
+@blueprint.patch("/api/projects/<project_id>/files/<vfspath:path>")
 async def move_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     body = await read_json(MOVE_SCHEMA)
@@ -117,7 +117,7 @@ async def move_file(project_id: str, path: str) -> Response:
     return json_response(file_json(meta), 200, {"ETag": etag(meta.version)})
 
 
-@blueprint.delete("/api/projects/<project_id>/files/<path:path>")
+@blueprint.delete("/api/projects/<project_id>/files/<vfspath:path>")
 async def delete_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     await services().files.delete(project.id, path, if_match=_if_match())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from server.config import Settings, SettingsError, add_arguments, load_settings
+from server.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -107,12 +108,16 @@ async def _check(settings: Settings) -> int:
     from server.errors import AppError
     from server.store.factory import open_store
 
+    failure: BaseException | None = None
+    pending: list[int] = []
     try:
         async with trio_asyncio.open_loop(), open_store(settings) as store:
             await store.ping()
             pending = await store.pending_migrations()
-    except (AppError, OSError) as exc:
-        print(f"database: unreachable ({exc})", file=sys.stderr)
+    except* (AppError, OSError) as group:  # trio-asyncio's nursery wraps errors in a group
+        failure = group.exceptions[0]
+    if failure is not None:
+        print(f"database: unreachable ({failure})", file=sys.stderr)
         return EXIT_DATABASE
     backend = "postgresql" if settings.uses_postgres else f"sqlite ({settings.sqlite_path})"
     if pending:
@@ -141,14 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     _configure_logging(settings)
     if args.command == "serve":
-        trio.run(_serve, settings)
+        unavailable: BaseException | None = None
+        try:
+            trio.run(_serve, settings)
+        except* StoreUnavailable as group:
+            unavailable = group.exceptions[0]
+        if unavailable is not None:
+            print(f"stretto: {unavailable}", file=sys.stderr)
+            return EXIT_DATABASE
         return EXIT_OK
     if args.command == "migrate":
         return trio.run(_migrate, settings)
-    if args.command == "check":
-        return trio.run(_check, settings)
-    parser.error(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
-    return EXIT_USAGE  # pragma: no cover
+    return trio.run(_check, settings)  # "check": argparse allows no other command
 
 
 def console_main() -> None:

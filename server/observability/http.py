@@ -3,8 +3,8 @@
 `install_request_observability(app, metrics)` registers a ``before_request`` hook (takes
 the client's ``X-Request-ID`` when it is sane, else a new id, and binds it for logging) and
 an ``after_request`` hook (echoes ``X-Request-ID``, records the request by route template
-and status, logs ``stretto.access``). The query string is never logged (SSE tickets live
-there). Streams are measured to their response head.
+and status, logs ``stretto.access`` at debug level). The query string is never logged (SSE
+tickets live there). Streams are measured to their response head.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def install_request_observability(app: Quart, metrics: Metrics) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id
         rule = request.url_rule.rule if request.url_rule is not None else None
         metrics.observe_request(request.method, rule, response.status_code, seconds)
-        _access.info(
+        _access.debug(
             "%s %s %d",
             request.method,
             request.path,

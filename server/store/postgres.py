@@ -379,8 +379,10 @@ class PostgresStore:
             )
             if status == "DELETE 0":
                 raise NotFound("Project not found.")
+            # Other instances end the project's streams (server.events.pgbus).
+            await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{project_id}:deleted")
 
-        await self._db.run(op, transaction=False)
+        await self._db.run(op, transaction=True)
 
     async def project_owner(self, project_id: str) -> str | None:
         async def op(conn: Conn) -> str | None:

@@ -65,6 +65,14 @@ class RunPlanner(Protocol):
     ) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
 
+class WorkflowObserver(Protocol):
+    """Told of every committed status change (``server.observability.metrics.Metrics``)."""
+
+    def run_status(self, status: str) -> None: ...
+
+    def step_finished(self, tool: str, status: str, seconds: float | None = None) -> None: ...
+
+
 @dataclass
 class ExecutorDeps:
     """What every run shares: the store, the publisher, the tools and the process limits."""
@@ -81,6 +89,7 @@ class ExecutorDeps:
     rng: random.Random = field(default_factory=random.Random)
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    observer: WorkflowObserver | None = None
 
     def __post_init__(self) -> None:
         if self.global_limiter is None:
@@ -204,6 +213,29 @@ class RunExecutor:
                 events=events,
             )
         self.deps.publisher.publish(stored)
+        if self.deps.observer is not None:
+            self._observe(run, steps)
+
+    def _observe(
+        self, run: Mapping[str, Any] | None, steps: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> None:
+        observer = self.deps.observer
+        assert observer is not None
+        if run is not None and "status" in run:
+            observer.run_status(str(run["status"]))
+        for step_id, fields in steps:
+            status = fields.get("status")
+            if status is None or not StepStatus(status).finished:
+                continue
+            tool = self._tool_names().get(step_id, "unknown")
+            duration_ms = fields.get("duration_ms")
+            seconds = duration_ms / 1000 if duration_ms is not None else None
+            observer.step_finished(tool, str(status), seconds)
+
+    def _tool_names(self) -> dict[str, str]:
+        if self._plan is None:
+            return {}
+        return {step.id: step.tool for step in self._plan.steps}
 
     def _run_event(self, kind: EventType, **fields: Any) -> NewEvent:
         return run_event(kind, self.project_id, self.run_id, self.clock.now(), **fields)

@@ -22,7 +22,13 @@ from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus, StepChange, StepStatus
 from server.timeutil import new_id, utc_now
 from server.workflow.events import run_event, step_event
-from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner, steps_of
+from server.workflow.executor import (
+    ExecutorDeps,
+    RunExecutor,
+    RunPlanner,
+    WorkflowObserver,
+    steps_of,
+)
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:
@@ -90,6 +96,7 @@ class RunSupervisor:
         provider: Any,
         instance_id: str,
         deps: ExecutorDeps | None = None,
+        observer: WorkflowObserver | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -105,6 +112,7 @@ class RunSupervisor:
             settings=settings,
             provider=provider,
             planner=planner,
+            observer=observer,
         )
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, _Active] = {}
@@ -209,6 +217,8 @@ class RunSupervisor:
         stored, created, events = await self.store.create_run(run, [created_event])
         self.publisher.publish(events)
         if created:
+            if self.deps.observer is not None:
+                self.deps.observer.run_status(str(RunStatus.PENDING))
             self._start(stored)
         return stored, created
 

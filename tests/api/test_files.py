@@ -36,9 +36,16 @@ async def raw_put(base_url: str, target: str, headers: dict[str, str]) -> tuple[
         lines += ["Connection: close", "", "x"]
         await stream.send_all("\r\n".join(lines).encode("ascii"))
         data = b""
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            body += await stream.receive_some(65536)
     return int(head.split(b" ")[1]), body
 
 

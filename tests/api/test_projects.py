@@ -83,9 +83,9 @@ async def test_other_users_projects_are_not_found(client: httpx.AsyncClient) -> 
     intruder = await register_user(client)
     pid = await create_project(client, owner)
     for method in ("GET", "PATCH", "DELETE"):
-        kwargs = {"json": {"name": "mine"}} if method == "PATCH" else {}
+        body = {"name": "mine"} if method == "PATCH" else None
         response = await client.request(
-            method, f"/api/projects/{pid}", headers=intruder.headers, **kwargs
+            method, f"/api/projects/{pid}", headers=intruder.headers, json=body
         )
         assert_error(response, 404, "not_found")
     listed = await client.get("/api/projects", headers=intruder.headers)
