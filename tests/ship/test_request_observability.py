@@ -30,7 +30,8 @@ def make_app(metrics: Metrics) -> QuartTrio:
 async def test_request_ids_metrics_and_access_log() -> None:
     metrics = Metrics(process_metrics=False)
     stream = io.StringIO()
-    handler = configure_logging(Settings(log_level="info"), stream=stream)
+    # Access lines are debug-level (one per request costs too much at info on a busy server).
+    handler = configure_logging(Settings(log_level="debug"), stream=stream)
     try:
         client = make_app(metrics).test_client()
         echoed = await client.get(
