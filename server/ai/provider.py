@@ -83,33 +83,68 @@ class ModelProvider(Protocol):
         ...
 
 
+class ModelCallObserver(Protocol):
+    """Told of every finished model call (``server.observability.metrics.Metrics``)."""
+
+    def model_call(
+        self, provider: str, operation: str, seconds: float, error_code: str | None = None
+    ) -> None: ...
+
+
 class LimitedProvider:
     """Wraps a provider so that at most ``limiter.total_tokens`` model calls run at once.
 
     A streaming call holds its token until the stream is closed.
     """
 
-    def __init__(self, inner: ModelProvider, limiter: trio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        inner: ModelProvider,
+        limiter: trio.CapacityLimiter,
+        observer: ModelCallObserver | None = None,
+    ) -> None:
         self.inner = inner
         self.limiter = limiter
         self.name = inner.name
+        self.observer = observer
+
+    def _observe(self, operation: str, started: float, error: BaseException | None) -> None:
+        if self.observer is None:
+            return
+        code = None
+        if error is not None:
+            code = error.code if isinstance(error, ModelError) else type(error).__name__
+        self.observer.model_call(self.name, operation, trio.current_time() - started, code)
 
     async def generate_json(
         self, *, system: str, prompt: str, schema: dict[str, Any], hints: Hints | None = None
     ) -> dict[str, Any]:
         async with self.limiter:
-            return await self.inner.generate_json(
-                system=system, prompt=prompt, schema=schema, hints=hints
-            )
+            started = trio.current_time()
+            try:
+                result = await self.inner.generate_json(
+                    system=system, prompt=prompt, schema=schema, hints=hints
+                )
+            except Exception as exc:
+                self._observe("generate_json", started, exc)
+                raise
+            self._observe("generate_json", started, None)
+            return result
 
     async def stream_text(
         self, *, system: str | None, prompt: str, hints: Hints | None = None
     ) -> AsyncGenerator[str, None]:
         async with self.limiter:
+            started = trio.current_time()
             stream = self.inner.stream_text(system=system, prompt=prompt, hints=hints)
             try:
                 async for chunk in stream:
                     yield chunk
+            except Exception as exc:
+                self._observe("stream_text", started, exc)
+                raise
+            else:
+                self._observe("stream_text", started, None)
             finally:
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
@@ -166,6 +201,7 @@ def build_provider(
     *,
     limiter: trio.CapacityLimiter | None = None,
     http_client_factory: HttpClientFactory | None = None,
+    observer: ModelCallObserver | None = None,
 ) -> LimitedProvider:
     """Gemini when ``settings.gemini_api_key`` is set, else the offline provider.
 
@@ -182,4 +218,5 @@ def build_provider(
         from server.ai.offline import OfflineProvider
 
         inner = OfflineProvider(latency_s=settings.offline_latency_ms / 1000.0)
-    return LimitedProvider(inner, limiter or trio.CapacityLimiter(settings.ai_concurrency))
+    limiter = limiter or trio.CapacityLimiter(settings.ai_concurrency)
+    return LimitedProvider(inner, limiter, observer)

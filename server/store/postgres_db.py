@@ -53,6 +53,11 @@ class PostgresDatabase:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
         return cls(pool)
 
+    def pool_usage(self) -> tuple[int, int, int]:
+        """(open connections, connections checked out, maximum) of the pool, right now."""
+        size = int(self._pool.get_size())
+        return size, size - int(self._pool.get_idle_size()), int(self._pool.get_max_size())
+
     async def run(self, unit: Unit[T], *, transaction: bool = True, readonly: bool = False) -> T:
         """Run ``unit`` on one pooled connection, in a transaction unless ``transaction=False``.
 
