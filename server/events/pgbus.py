@@ -5,7 +5,9 @@ in every transaction that appends events. ``PostgresEventBus`` listens on a dedi
 asyncpg connection (through trio-asyncio) and tells the hub: the hub reads the events it
 has not delivered yet from the log (``EventHub.notify_committed``), so notifications
 carry only (project, sequence) and a local event that also comes back as a notification
-is delivered once. A payload ``'<project_id>:deleted'`` ends that project's streams here.
+is delivered once. A payload ``'<project_id>:deleted'`` ends that project's streams here;
+``'<project_id>:cancel:<run_id>'`` (another instance cancels a run) goes to the store's
+``deliver_cancel_request`` (the supervisor cancels the run if this process executes it).
 
 While the connection is down, the bus polls the log of every watched project every
 ``poll_interval_s`` and reconnects with exponential backoff and jitter. Transient events
@@ -25,7 +27,7 @@ import trio
 import trio_asyncio
 
 from server.events.model import EventType, event_data
-from server.store.postgres import EVENTS_CHANNEL
+from server.store.postgres import CANCEL_TAG, EVENTS_CHANNEL
 
 if TYPE_CHECKING:
     from server.events.hub import EventHub
@@ -43,6 +45,15 @@ class BusStatistics:
     connects: int
     notifications: int
     polls: int
+
+
+def parse_cancel(payload: str) -> str | None:
+    """``'<project_id>:cancel:<run_id>'`` -> run_id; anything else -> None."""
+    head, sep, run_id = payload.rpartition(":")
+    project_id, sep2, tag = head.rpartition(":")
+    if not sep or not sep2 or tag != CANCEL_TAG or not project_id or not run_id:
+        return None
+    return run_id
 
 
 def parse_payload(payload: str) -> tuple[str, int | None] | None:
@@ -163,6 +174,12 @@ class PostgresEventBus:
     # -- asyncpg callbacks (run in the trio-asyncio loop, on the trio thread) ------------------
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._notifications += 1
+        run_id = parse_cancel(payload)
+        if run_id is not None:
+            deliver = getattr(self._store, "deliver_cancel_request", None)
+            if deliver is not None:
+                deliver(run_id)
+            return
         parsed = parse_payload(payload)
         if parsed is None:
             log.warning("ignoring malformed event notification")

@@ -6,6 +6,12 @@ Event ``seq`` numbers come from ``UPDATE projects SET last_event_seq = last_even
 are gap-free, and file quota checks made after it see every committed write. The same
 statement queues one ``pg_notify(EVENTS_CHANNEL, '<project_id>:<last seq>')`` per project,
 delivered by PostgreSQL at commit (never for a rolled-back transaction).
+
+Cross-instance cancel: ``request_cancel`` marks a run another instance executes (``error``
+``{"code": "cancel_requested"}``, overwritten by the run's final state) and notifies
+``'<project_id>:cancel:<run_id>'`` on the same channel; the owner's event bus hands it to
+``deliver_cancel_request``, which calls the listener its supervisor registered. The owner's
+lease maintenance reads ``cancel_requests`` as the fallback for a lost notification.
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ from server.store.postgres_db import Conn, PostgresDatabase
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from datetime import datetime
 
 EVENTS_CHANNEL = "stretto_events"
+CANCEL_TAG = "cancel"  # payload '<project_id>:cancel:<run_id>': the run's owner cancels it
+CANCEL_REQUESTED = "cancel_requested"  # runs.error code of a run whose cancel was requested
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 _DEC = codec.RowDecoder()
@@ -146,6 +154,7 @@ class PostgresStore:
 
     def __init__(self, db: PostgresDatabase) -> None:
         self._db = db
+        self._cancel_listener: Callable[[str], object] | None = None
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
@@ -655,7 +664,12 @@ class PostgresStore:
         steps: Sequence[StepChange] = (),
         events: Sequence[NewEvent] = (),
     ) -> list[StoredEvent]:
-        run_sets = None if run is None else codec.run_change_values(run.fields, time_as_text=False)
+        run_fields = None if run is None else dict(run.fields)
+        if run_fields is not None and run_fields.get("status") == RunStatus.SUCCEEDED:
+            run_fields.setdefault("error", None)  # drop a cancel request that came too late
+        run_sets = (
+            None if run_fields is None else codec.run_change_values(run_fields, time_as_text=False)
+        )
         step_sets = [codec.step_change_values(s.fields, time_as_text=False) for s in steps]
 
         async def op(conn: Conn) -> list[StoredEvent]:
@@ -719,3 +733,46 @@ class PostgresStore:
             )
 
         await self._db.run(op, transaction=False)
+
+    # -- cross-instance cancel (PostgreSQL only; see the module doc) -------------------------
+    def on_cancel_request(self, listener: Callable[[str], object] | None) -> None:
+        """Register who cancels a run of this process when another instance asks (run id)."""
+        self._cancel_listener = listener
+
+    def deliver_cancel_request(self, run_id: str) -> None:
+        """Called by the event bus for a ``cancel`` notification; never raises."""
+        if self._cancel_listener is not None:
+            self._cancel_listener(run_id)
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Ask the instance holding an unfinished run's lease to cancel it (mark + notify, one
+        transaction). False when the run is finished or nobody holds it."""
+
+        async def op(conn: Conn) -> bool:
+            project_id = await conn.fetchval(
+                "UPDATE runs SET error = jsonb_build_object('code', $2::text, 'message', "
+                f"'Cancel requested.') WHERE id = $1 AND {_NOT_FINISHED} "
+                "AND lease_owner IS NOT NULL RETURNING project_id",
+                run_id, CANCEL_REQUESTED,
+            )  # fmt: skip
+            if project_id is None:
+                return False
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", EVENTS_CHANNEL, f"{project_id}:{CANCEL_TAG}:{run_id}"
+            )
+            return True
+
+        return await self._db.run(op)
+
+    async def cancel_requests(self, owner: str) -> list[str]:
+        """Ids of the unfinished runs ``owner`` holds whose cancel was requested."""
+
+        async def op(conn: Conn) -> list[str]:
+            rows = await conn.fetch(
+                f"SELECT id FROM runs WHERE lease_owner = $1 AND {_NOT_FINISHED} "
+                "AND error->>'code' = $2",
+                owner, CANCEL_REQUESTED,
+            )  # fmt: skip
+            return [str(r["id"]) for r in rows]
+
+        return await self._db.run(op, transaction=False)

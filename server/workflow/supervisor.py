@@ -4,7 +4,14 @@
 it, and that task owns the run's own nursery (``RunExecutor``). HTTP requests only submit
 and cancel: a run never lives inside the request that created it. ``run()`` also renews
 the leases of the runs it holds and adopts unfinished runs whose lease expired (a dead
-process's), so runs survive restarts on both databases.
+process's), so runs survive restarts on both databases. On SQLite (one process per data
+directory) the first resume at startup also takes over runs whose lease a killed process
+still holds.
+
+Cross-instance cancel (PostgreSQL): cancelling a run another live instance executes asks
+that instance (``RemoteCancel.request_cancel``: a mark on the run plus a notification its
+event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
+The owner records the end, so every step gets exactly one terminal event.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import trio
 
@@ -32,7 +39,7 @@ from server.workflow.executor import (
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from server.config import Settings
     from server.events.publisher import Publisher
@@ -45,7 +52,19 @@ __all__ = ["RunPlanner", "RunSupervisor"]
 log = logging.getLogger("stretto.workflow")
 
 CANCEL_WAIT_S = 5.0
+REMOTE_CANCEL_POLL_S = 0.1
 MAX_RUN_TIMEOUT_S = 24 * 3600.0
+
+
+@runtime_checkable
+class RemoteCancel(Protocol):
+    """A store that carries cancel requests between instances (``PostgresStore``)."""
+
+    def on_cancel_request(self, listener: Callable[[str], object] | None) -> None: ...
+
+    async def request_cancel(self, run_id: str) -> bool: ...
+
+    async def cancel_requests(self, owner: str) -> list[str]: ...
 
 
 @dataclass
@@ -118,6 +137,8 @@ class RunSupervisor:
         self._active: dict[str, _Active] = {}
         self._accepting = True
         self._changed = trio.Event()
+        self._resumed_once = False
+        self._remote = store if isinstance(store, RemoteCancel) else None
 
     # -- the service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -127,10 +148,14 @@ class RunSupervisor:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            if self._remote is not None:
+                self._remote.on_cancel_request(self.cancel_local)
             task_status.started()
             try:
                 await self._maintain_leases()
             finally:
+                if self._remote is not None:
+                    self._remote.on_cancel_request(None)
                 self._nursery = None
                 self._accepting = False
 
@@ -144,6 +169,9 @@ class RunSupervisor:
             try:
                 if self._active:
                     await self.store.renew_leases(self.instance_id, self._lease_until())
+                    if self._remote is not None:
+                        for run_id in await self._remote.cancel_requests(self.instance_id):
+                            self.cancel_local(run_id)
                 if tick % adopt_every == 0 and self._accepting:
                     await self.resume_unfinished()
             except Exception:
@@ -252,6 +280,15 @@ class RunSupervisor:
             await active.done.wait()
 
     # -- cancelling ----------------------------------------------------------------------------
+    def cancel_local(self, run_id: str) -> bool:
+        """Cancel (reason ``user``) a run this process executes; False if it executes none.
+        Called by the event bus when another instance asks; never blocks, never raises."""
+        active = self._active.get(run_id)
+        if active is None:
+            return False
+        active.executor.cancel("user")
+        return True
+
     async def cancel(self, run_id: str, owner_id: str) -> Run:
         """Cancel a run of ``owner_id``: every running step together; waits until it ended.
 
@@ -267,12 +304,34 @@ class RunSupervisor:
             active.executor.cancel("user")
             with trio.move_on_after(CANCEL_WAIT_S):
                 await active.done.wait()
-        else:
+        elif not await self._cancel_remote(run):
             await self._cancel_orphan(run)
         fresh = await self.store.get_run(run_id, owner_id)
         if fresh is None:
             raise NotFound("No such run.")
         return fresh
+
+    async def _cancel_remote(self, run: Run) -> bool:
+        """Ask the live instance holding the run's lease to cancel it, and wait (bounded) until
+        it recorded the end. False when no other live instance holds it (cancel it here)."""
+        held = (
+            run.lease_owner is not None
+            and run.lease_owner != self.instance_id
+            and run.lease_expires_at is not None
+            and run.lease_expires_at > utc_now()
+        )
+        if self._remote is None or not held:
+            return False
+        if not await self._remote.request_cancel(run.id):
+            fresh = await self.store.get_run(run.id)
+            return fresh is None or fresh.status.finished or fresh.lease_owner is not None
+        with trio.move_on_after(CANCEL_WAIT_S):
+            while True:
+                fresh = await self.store.get_run(run.id)
+                if fresh is None or fresh.status.finished:
+                    break
+                await trio.sleep(REMOTE_CANCEL_POLL_S)
+        return True
 
     async def _cancel_orphan(self, run: Run) -> None:
         """Cancel a run no executor of this process holds (not started, or another process's)."""
@@ -359,10 +418,18 @@ class RunSupervisor:
         succeeded steps keep their outputs, the others run again. Returns how many started."""
         if self._nursery is None or not self._accepting:
             return 0
+        takeover = not self._resumed_once and self.store.backend == "sqlite"
+        self._resumed_once = True
         started = 0
-        for run in await self.store.unfinished_runs(utc_now()):
+        for run in await self.store.unfinished_runs(None if takeover else utc_now()):
             if run.id in self._active:
                 continue
+            if takeover and run.lease_owner not in (None, self.instance_id):
+                # SQLite has one process per data directory: this lease's holder is dead.
+                log.info("run %s: taking over from %s", run.id, run.lease_owner)
+                await self.store.write_run_state(
+                    run=RunChange(run.id, {"lease_owner": None, "lease_expires_at": None})
+                )
             full = run if run.steps or run.plan is None else await self.store.get_run(run.id)
             if full is None:
                 continue
