@@ -127,7 +127,7 @@ class Settings:
         None, "Override the Gemini API endpoint (tests, proxies)."
     )
     ai_timeout_s: float = _setting(60 * SECONDS, "Upper bound on one model call, in seconds.")
-    ai_concurrency: int = _setting(8, "Model calls in flight at once across the process.")
+    ai_concurrency: int = _setting(16, "Model calls in flight at once across the process.")
     ai_max_prompt_chars: int = _setting(20_000, "Longest prompt accepted, in characters.")
     ai_max_context_bytes: int = _setting(
         256 * KIB, "Most file bytes loaded as model context per call."
@@ -193,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             default=None,
             metavar=_field_type(f).removesuffix("|None").upper(),
-            help=f"{f.metadata['help']} [env {env_name(f)}; default {shown}]",
+            help=f"{f.metadata['help']} [env {env_name(f)}; default {shown}]".replace("%", "%%"),
         )
 
 

@@ -29,7 +29,7 @@ from server.auth.ratelimit import LoginRateLimiter
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
-from server.observability.metrics import Metrics
+from server.observability.metrics import Metrics, PoolUsage
 from server.ops import sdnotify
 from server.services import Lifecycle, Services
 from server.store.factory import open_store
@@ -85,7 +85,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         ),
     )
     tools = default_registry(ai_tools())
-    provider = build_provider(settings)
+    provider = build_provider(settings, observer=metrics)
     planner = Planner(
         provider=provider,
         files=files,
@@ -105,6 +105,9 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         observer=metrics,
     )
     metrics.watch_hub(hub.statistics)
+    pool_usage = getattr(getattr(store, "_db", None), "pool_usage", None)
+    if pool_usage is not None:
+        metrics.watch_database_pool(lambda: PoolUsage(*pool_usage()))
     return Services(
         settings=settings,
         instance_id=instance_id,
@@ -124,6 +127,21 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         metrics=metrics,
         lifecycle=lifecycle,
     )
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one (every SSE stream holds a socket;
+    shells and containers often start at a soft 1024). Returns the soft limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return soft
+    return hard
 
 
 def hypercorn_config(settings: Settings) -> HypercornConfig:
@@ -181,6 +199,45 @@ async def _drain(services: Services, stop_http: trio.Event) -> None:
     stop_http.set()
 
 
+def abort_connections(urls: list[str]) -> int:
+    """``shutdown(SHUT_RDWR)`` every accepted TCP connection of this process on the ports
+    in ``urls`` (Linux: found through /proc/self/fd). A blocked send on it then fails with
+    EPIPE instead of waiting for a client that never reads. Returns how many."""
+    from urllib.parse import urlsplit
+
+    ports = {urlsplit(url).port for url in urls}
+    aborted = 0
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            copy = os.dup(fd)
+        except OSError:
+            continue
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:  # not a socket
+            os.close(copy)
+            continue
+        with sock:
+            try:
+                if sock.type != socket.SOCK_STREAM or sock.family not in (
+                    socket.AF_INET,
+                    socket.AF_INET6,
+                ):
+                    continue
+                if sock.getsockname()[1] not in ports:
+                    continue
+                sock.getpeername()  # listening sockets have no peer: OSError
+                sock.shutdown(socket.SHUT_RDWR)
+                aborted += 1
+            except OSError:
+                continue
+    return aborted
+
+
 async def _watch_signals(lifecycle: Lifecycle) -> None:
     """SIGTERM/SIGINT start the graceful shutdown (once). SIGHUP is acknowledged: logs go to
     stdout (journald, Fly), so there is no file to reopen."""
@@ -205,6 +262,7 @@ async def serve(
     Reports ``Running`` through ``task_status`` once it listens and is ready.
     """
     lifecycle = lifecycle or Lifecycle()
+    raise_open_files_limit()
     async with trio_asyncio.open_loop(), open_services(settings, lifecycle) as services:
         app = create_app(services)
         stop_http = trio.Event()
@@ -236,4 +294,11 @@ async def serve(
             # client that stopped reading can hold a shielded write, so bound the wait.
             with trio.move_on_after(HTTP_DRAIN_S + 2):
                 await http_done.wait()
+            if not http_done.is_set():
+                # hypercorn shields socket writes: a client that stopped reading holds its
+                # connection task forever. Shutting its socket down fails that write.
+                aborted = abort_connections(urls)
+                log.warning("shutdown: aborted %d stalled connection(s)", aborted)
+                with trio.move_on_after(HTTP_DRAIN_S):
+                    await http_done.wait()
             nursery.cancel_scope.cancel()

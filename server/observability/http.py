@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from server.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _started: ContextVar[float | None] = ContextVar("stretto_request_started", default=None)
 _access = logging.getLogger("stretto.access")
@@ -39,12 +40,21 @@ def request_id_from(header_value: str | None) -> str:
     return new_id()
 
 
+def _request_id_header() -> str | None:
+    """The client's ``X-Request-ID`` from the ASGI scope (werkzeug's ``Headers.get`` raises
+    and catches an HTTP exception per request when the header is absent: the usual case)."""
+    for name, value in request.scope["headers"]:
+        if name == _REQUEST_ID_KEY:
+            return value.decode("latin-1")
+    return None
+
+
 def install_request_observability(app: Quart, metrics: Metrics) -> None:
     """Register the hooks on ``app`` (call once, before serving)."""
 
     async def start() -> None:
         _started.set(time.perf_counter())
-        bind_request_id(request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+        bind_request_id(request_id_from(_request_id_header()))
 
     async def finish(response: Response) -> Response:
         started = _started.get()
@@ -53,18 +63,19 @@ def install_request_observability(app: Quart, metrics: Metrics) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id
         rule = request.url_rule.rule if request.url_rule is not None else None
         metrics.observe_request(request.method, rule, response.status_code, seconds)
-        _access.debug(
-            "%s %s %d",
-            request.method,
-            request.path,
-            response.status_code,
-            extra={
-                "method": request.method,
-                "route": rule,
-                "status": response.status_code,
-                "duration_ms": round(seconds * 1000, 3),
-            },
-        )
+        if _access.isEnabledFor(logging.DEBUG):  # off in production: skip building the extras
+            _access.debug(
+                "%s %s %d",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "route": rule,
+                    "status": response.status_code,
+                    "duration_ms": round(seconds * 1000, 3),
+                },
+            )
         return response
 
     app.before_request(start)

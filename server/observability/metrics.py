@@ -131,6 +131,9 @@ class Metrics:
             buckets=MODEL_BUCKETS,
             registry=r,
         )
+        # Label children per (method, route, status): ``labels()`` takes a lock and validates
+        # its arguments at every call; routes are templates, so the key set stays small.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._callbacks = _CallbackCollector()
         r.register(self._callbacks)
         if process_metrics:
@@ -141,8 +144,16 @@ class Metrics:
         """One answered HTTP request. ``route`` is the rule template (``/api/projects/<id>``),
         never the raw path; None (no route matched) becomes ``<unmatched>``."""
         label = route or UNMATCHED_ROUTE
-        self.http_requests.labels(method, label, str(status)).inc()
-        self.http_latency.labels(method, label).observe(seconds)
+        key = (method, label, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, label, str(status)),
+                self.http_latency.labels(method, label),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def run_status(self, status: str) -> None:
         """A run entered ``status`` (pending, planning, running, succeeded, failed, cancelled)."""

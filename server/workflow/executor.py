@@ -118,6 +118,35 @@ class _Ending:
     error: dict[str, Any]
 
 
+@dataclass
+class _Batch:
+    """Changes written together in one ``write_run_state`` (see ``RunExecutor._commit``)."""
+
+    run: dict[str, Any] = field(default_factory=dict)
+    new_steps: list[Step] = field(default_factory=list)
+    steps: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    parts: list[tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]]]] = field(
+        default_factory=list
+    )
+    done: trio.Event = field(default_factory=trio.Event)
+    error: Exception | None = None
+
+    def add(
+        self,
+        run: Mapping[str, Any] | None,
+        new_steps: Sequence[Step],
+        steps: Sequence[tuple[str, Mapping[str, Any]]],
+        events: Sequence[NewEvent],
+    ) -> None:
+        if run:
+            self.run.update(run)  # the same run: later fields win, as separate writes would
+        self.new_steps.extend(new_steps)
+        self.steps.extend(steps)
+        self.events.extend(events)
+        self.parts.append((run, steps))
+
+
 def steps_of(run_id: str, plan: Plan) -> list[Step]:
     """Fresh ``pending`` step records for a plan."""
     return [
@@ -155,6 +184,8 @@ class RunExecutor:
         self._started: dict[str, int] = {}  # step id -> attempt, for steps running now
         self._first_started_at: dict[str, Any] = {}
         self._succeeded = 0
+        self._batch: _Batch | None = None  # changes waiting for the next group commit
+        self._writing = False  # a task is writing batches
         settings = deps.settings
         options = run.options or {}
         concurrency = int(options.get("concurrency") or settings.run_concurrency)
@@ -203,18 +234,50 @@ class RunExecutor:
         steps: Sequence[tuple[str, Mapping[str, Any]]] = (),
         events: Sequence[NewEvent] = (),
     ) -> None:
-        """One transaction, shielded so a cancelled step never leaves it half-known; then
-        publish. Raises ``AppError`` from the store."""
+        """Commit a state change with its events, shielded so a cancelled step never leaves
+        it half-known; then publish. Raises ``AppError`` from the store.
+
+        Group commit: changes asked for while another is being written (steps started or
+        finished together) are written together in the next transaction, in the order
+        asked, and published in that order. One failing write fails every change in it.
+        """
         with trio.CancelScope(shield=True):
+            batch = self._batch or _Batch()
+            self._batch = batch
+            batch.add(run, new_steps, steps, events)
+            if self._writing:
+                await batch.done.wait()  # the writing task writes this batch next
+            else:
+                self._writing = True
+                try:
+                    # Let the steps woken in this scheduler tick join the first batch.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    while self._batch is not None:
+                        current, self._batch = self._batch, None
+                        await self._write(current)
+                finally:
+                    self._writing = False
+        if batch.error is not None:
+            raise batch.error
+
+    async def _write(self, batch: _Batch) -> None:
+        """Write one batch, publish it, wake its callers (errors recorded on the batch)."""
+        try:
             stored = await self.deps.store.write_run_state(
-                run=RunChange(self.run_id, run) if run else None,
-                new_steps=new_steps,
-                steps=[StepChange(self.run_id, sid, f) for sid, f in steps],
-                events=events,
+                run=RunChange(self.run_id, batch.run) if batch.run else None,
+                new_steps=batch.new_steps,
+                steps=[StepChange(self.run_id, sid, f) for sid, f in batch.steps],
+                events=batch.events,
             )
-        self.deps.publisher.publish(stored)
-        if self.deps.observer is not None:
-            self._observe(run, steps)
+        except Exception as exc:
+            batch.error = exc
+        else:
+            self.deps.publisher.publish(stored)
+            if self.deps.observer is not None:
+                for run, steps in batch.parts:
+                    self._observe(run, steps)
+        finally:
+            batch.done.set()
 
     def _observe(
         self, run: Mapping[str, Any] | None, steps: Sequence[tuple[str, Mapping[str, Any]]]

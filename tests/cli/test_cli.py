@@ -73,3 +73,12 @@ async def test_version_prints_version(capsys: pytest.CaptureFixture[str]) -> Non
 
     assert await cli("version") == EXIT_OK
     assert __version__ in capsys.readouterr().out
+
+
+async def test_serve_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await cli("serve", "--help")
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "STRETTO_SSE_MAX_LIFETIME_S" in out  # its help holds a literal '%'
+    assert "DATABASE_URL" in out

@@ -29,13 +29,9 @@ if TYPE_CHECKING:
     from tests.fixtures.postgres import BackendConfig
     from tests.fixtures.server import AuthedUser
 
-pytestmark = [
-    pytest.mark.slow,
-    # Until server/runtime.py aborts stalled connections after the drain (the patch is in the
-    # ops report): hypercorn shields socket writes, so a client that never reads holds the
-    # process until the hard-exit watchdog (exit code 1). Strict: passes -> remove this.
-    pytest.mark.xfail(reason="runtime.py must abort stalled connections on shutdown", strict=True),
-]
+# hypercorn shields socket writes: without server.runtime.abort_connections a client that
+# never reads holds the process until the hard-exit watchdog (exit code 1).
+pytestmark = [pytest.mark.slow]
 
 GRACE_S = 1.0
 # What shutdown may take: the grace period, hypercorn's drain, serve's bounded wait for it,
