@@ -7,8 +7,6 @@ PUT -> 412 when the file exists.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from quart import Blueprint, Response, request
 
 from server.api.deps import (
@@ -22,25 +20,11 @@ from server.api.deps import (
 from server.api.projects import owned_project
 from server.api.validation import object_schema
 from server.errors import ValidationFailed
-from server.timeutil import rfc3339
-
-if TYPE_CHECKING:
-    from server.store.models import FileMeta
+from server.vfs.service import file_json
 
 blueprint = Blueprint("files", __name__)
 
 MOVE_SCHEMA = object_schema({"path": {"type": "string", "minLength": 1}}, ("path",))
-
-
-def file_json(meta: FileMeta) -> dict[str, Any]:
-    return {
-        "path": meta.path,
-        "size": meta.size,
-        "version": meta.version,
-        "sha256": meta.sha256,
-        "content_type": meta.content_type,
-        "updated_at": rfc3339(meta.updated_at),
-    }
 
 
 def etag(version: int) -> str:

@@ -8,9 +8,10 @@ routes and the workflow's vfs tools share it, so both behave identically.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.errors import NotFound, TooLarge
+from server.timeutil import rfc3339
 from server.vfs.content_types import content_type_for
 from server.vfs.paths import validate_path, validate_prefix
 
@@ -18,6 +19,18 @@ if TYPE_CHECKING:
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileLimits, FileMeta, Page
     from server.store.protocol import Store
+
+
+def file_json(meta: FileMeta) -> dict[str, Any]:
+    """The contract's file object (API.md "Files"), for responses and tool outputs alike."""
+    return {
+        "path": meta.path,
+        "size": meta.size,
+        "version": meta.version,
+        "sha256": meta.sha256,
+        "content_type": meta.content_type,
+        "updated_at": rfc3339(meta.updated_at),
+    }
 
 
 class FileService:

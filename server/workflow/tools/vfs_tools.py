@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from server.errors import NotFound
+from server.vfs.service import file_json
 from server.workflow.tools.registry import Tool, ToolError
 
 if TYPE_CHECKING:
@@ -33,14 +34,6 @@ _PAGE = 200
 _search_limiter = trio.CapacityLimiter(2)
 
 _PATH = {"type": "string", "minLength": 1, "maxLength": 1024}
-_META_PROPS: dict[str, Any] = {
-    "path": {"type": "string"},
-    "size": {"type": "integer"},
-    "version": {"type": "integer"},
-    "sha256": {"type": "string"},
-    "content_type": {"type": "string"},
-}
-_META: dict[str, Any] = {"type": "object", "properties": _META_PROPS}
 
 
 def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -52,14 +45,15 @@ def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
     }
 
 
-def _meta_json(meta: FileMeta) -> dict[str, Any]:
-    return {
-        "path": meta.path,
-        "size": meta.size,
-        "version": meta.version,
-        "sha256": meta.sha256,
-        "content_type": meta.content_type,
-    }
+_META_PROPS: dict[str, Any] = {
+    "path": {"type": "string"},
+    "size": {"type": "integer"},
+    "version": {"type": "integer"},
+    "sha256": {"type": "string"},
+    "content_type": {"type": "string"},
+    "updated_at": {"type": "string"},
+}
+_META: dict[str, Any] = {"type": "object", "properties": _META_PROPS}
 
 
 async def _read(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,12 +62,12 @@ async def _read(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
         text = data.content.decode("utf-8")
     except UnicodeDecodeError:
         raise ToolError("binary_file", f"{args['path']} is not UTF-8 text") from None
-    return {**_meta_json(data.meta), "content": text}
+    return {**file_json(data.meta), "content": text}
 
 
 async def _write(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
     meta, created = await ctx.files.write(ctx.project_id, args["path"], args["content"].encode())
-    return {**_meta_json(meta), "created": created}
+    return {**file_json(meta), "created": created}
 
 
 async def _list_metas(ctx: ToolContext, prefix: str, cap: int) -> tuple[list[FileMeta], bool]:
@@ -91,7 +85,7 @@ async def _list_metas(ctx: ToolContext, prefix: str, cap: int) -> tuple[list[Fil
 
 async def _list(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
     metas, truncated = await _list_metas(ctx, args.get("prefix", ""), LIST_MAX_FILES)
-    return {"files": [_meta_json(m) for m in metas], "truncated": truncated}
+    return {"files": [file_json(m) for m in metas], "truncated": truncated}
 
 
 async def _delete(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,7 +95,7 @@ async def _delete(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
 
 async def _move(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
     meta = await ctx.files.move(ctx.project_id, args["from"], args["to"])
-    return {"from": args["from"], **_meta_json(meta)}
+    return {"from": args["from"], **file_json(meta)}
 
 
 def _search_text(regex: re.Pattern[str], text: str, limit: int) -> list[tuple[int, str]]:
