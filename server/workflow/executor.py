@@ -699,7 +699,14 @@ class RunExecutor:
         elif ending is None:
             self.status = RunStatus.SUCCEEDED
             run_fields.update(status=self.status, finished_at=now)
-            events.append(self._run_event(EventType.RUN_SUCCEEDED, metrics=_public(metrics)))
+            # ``wall_ms`` at the top too: the shared bench's peers report it there.
+            events.append(
+                self._run_event(
+                    EventType.RUN_SUCCEEDED,
+                    metrics=_public(metrics),
+                    wall_ms=metrics.get("wall_ms"),
+                )
+            )
         elif ending.kind == "cancelled":
             self.status = RunStatus.CANCELLED
             run_fields.update(status=self.status, finished_at=now, error=ending.error)
