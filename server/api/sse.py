@@ -14,6 +14,7 @@ from quart import Blueprint, Response, request
 from server.api.deps import json_response, read_json, require_user, services
 from server.api.validation import object_schema
 from server.errors import NotFound, ShuttingDown, Unauthorized, ValidationFailed
+from server.events.direct import direct_socket_for_current_request
 from server.events.sse import parse_last_event_id
 from server.events.stream import StreamOptions, event_stream
 
@@ -74,7 +75,8 @@ async def stream_project(project_id: str) -> Response:
         last_event_id_given=given,
         last_event_id=last_event_id,
     )
-    body = event_stream(svc.hub, svc.store, project_id, options)
+    direct = direct_socket_for_current_request()
+    body = event_stream(svc.hub, svc.store, project_id, options, direct)
     response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
     response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
     return response

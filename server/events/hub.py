@@ -9,6 +9,13 @@
   until the gap is filled, by a later ``publish`` or by reading the store's log in
   ``run()`` (the hub's service task, required when a store is given).
 Transient events (``step.delta``) bypass ordering and carry no ``seq``.
+
+Direct mode (HTTP/1.1 fast path): a subscriber whose stream armed a ``DirectSocket``
+(``Subscription.arm_direct``, only while its queue is empty) gets frames written as
+HTTP/1.1 chunks straight to its socket from ``publish``, with no task switch. When the
+socket takes only part of a frame (or a frame needs the stream's gap filling), the hub
+disarms it and queues the rest; the stream's task writes its backlog and re-arms. A
+broken socket closes the subscriber (``disconnected``).
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from server.errors import AppError, ShuttingDown
+from server.events.direct import chunk
 from server.events.model import run_id_of
 from server.events.sse import encode_stored, encode_transient
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from server.events.direct import DirectSocket
     from server.store.models import StoredEvent
     from server.store.protocol import Store
 
@@ -42,6 +51,7 @@ class Frame:
     seq: int | None  # the project's event sequence number; None for transient events
     run_id: str | None
     data: bytes
+    chunked: bool = False  # ``data`` is already HTTP/1.1 chunk bytes (a direct write's rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,7 @@ class HubStatistics:
     dropped: int  # subscribers closed because their buffer was full
     duplicates: int  # committed events dropped as already delivered
     gap_fills: int  # reads of the log to fill a gap or catch up
+    direct_writes: int = 0  # frames written whole to a socket from ``publish`` (direct mode)
 
 
 class Subscription:
@@ -60,7 +71,17 @@ class Subscription:
     closed it (``closed_reason``: ``slow``, ``project_deleted`` or ``shutdown``) and the
     frames already queued have been read."""
 
-    __slots__ = ("_send", "closed_reason", "project_id", "receive_channel", "run_id")
+    __slots__ = (
+        "_armed",
+        "_cursor",
+        "_direct",
+        "_last_direct_write",
+        "_send",
+        "closed_reason",
+        "project_id",
+        "receive_channel",
+        "run_id",
+    )
 
     def __init__(
         self,
@@ -74,6 +95,10 @@ class Subscription:
         self._send = send
         self.receive_channel = receive
         self.closed_reason: str | None = None
+        self._direct: DirectSocket | None = None
+        self._armed = False  # the hub may write to ``_direct`` (the queue is empty)
+        self._cursor = 0  # last committed seq written (direct mode)
+        self._last_direct_write = float("-inf")
 
     @property
     def closed_as_slow(self) -> bool:
@@ -85,12 +110,31 @@ class Subscription:
     def receive_nowait(self) -> Frame:
         return self.receive_channel.receive_nowait()
 
+    def arm_direct(self, direct: DirectSocket, cursor: int) -> None:
+        """Let the hub write frames straight to ``direct`` (committed ones after ``cursor``).
+        Only while nothing is queued: the caller drained the queue without awaiting since."""
+        self._direct = direct
+        self._cursor = cursor
+        self._armed = True
+
+    def disarm_direct(self) -> int:
+        """Stop direct writes (they resume on the next ``arm_direct``); returns the last
+        committed seq written so far."""
+        self._armed = False
+        return self._cursor
+
+    @property
+    def last_direct_write(self) -> float:
+        """``trio.current_time()`` of the hub's last whole direct write."""
+        return self._last_direct_write
+
     def wants(self, frame: Frame) -> bool:
         return self.run_id is None or frame.run_id == self.run_id
 
     def _close(self, reason: str) -> None:
         if self.closed_reason is None:
             self.closed_reason = reason
+        self._armed = False
         self._send.close()
 
 
@@ -121,6 +165,7 @@ class EventHub:
         self._dropped = 0
         self._duplicates = 0
         self._gap_fills = 0
+        self._direct_writes = 0
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, events: Sequence[StoredEvent]) -> None:
@@ -206,6 +251,7 @@ class EventHub:
             dropped=self._dropped,
             duplicates=self._duplicates,
             gap_fills=self._gap_fills,
+            direct_writes=self._direct_writes,
         )
 
     # -- cross-instance and retention hooks ----------------------------------------------------
@@ -326,11 +372,46 @@ class EventHub:
     def _fan_out(self, topic: _Topic, frame: Frame) -> None:
         slow: list[Subscription] = []
         gone: list[Subscription] = []
+        wire: bytes | None = None  # the frame as one HTTP/1.1 chunk, built once
+        now = 0.0
         for subscription in topic.subscribers:
             if not subscription.wants(frame):
                 continue
+            queued = frame
+            if subscription._armed:
+                seq = frame.seq
+                if seq is not None and seq <= subscription._cursor:
+                    continue  # the stream replayed it already
+                if (
+                    seq is None
+                    or subscription.run_id is not None
+                    or seq == subscription._cursor + 1
+                ):
+                    if wire is None:
+                        wire = chunk(frame.data)
+                        now = trio.current_time()
+                    direct = subscription._direct
+                    assert direct is not None
+                    try:
+                        sent = direct.send_some(wire)
+                    except OSError:
+                        subscription._armed = False
+                        subscription._close("disconnected")
+                        gone.append(subscription)
+                        continue
+                    if seq is not None:
+                        subscription._cursor = seq
+                    if sent == len(wire):
+                        self._direct_writes += 1
+                        self._delivered += 1
+                        subscription._last_direct_write = now
+                        continue
+                    queued = Frame(None, frame.run_id, wire[sent:], chunked=True)
+                # The rest (or a frame after a gap) goes to the queue, in order; the
+                # stream's task writes it and re-arms.
+                subscription._armed = False
             try:
-                subscription._send.send_nowait(frame)
+                subscription._send.send_nowait(queued)
             except trio.WouldBlock:
                 slow.append(subscription)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
