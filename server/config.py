@@ -101,6 +101,11 @@ class Settings:
     sse_ticket_ttl_s: int = _setting(
         int(5 * MINUTES), "Lifetime of an SSE stream ticket, in seconds."
     )
+    sse_direct_writes: bool = _setting(
+        True,
+        "HTTP/1.1 streams: write frames to the socket from the publisher (no task switch per "
+        "frame); 0 sends every frame through Quart and hypercorn.",
+    )
     event_retention_count: int = _setting(10_000, "Events kept per project for replay (newest).")
     event_retention_s: float = _setting(
         7 * DAYS, "Events older than this may be trimmed (beyond the count kept)."
@@ -164,6 +169,15 @@ def _field_type(f: dataclasses.Field[Any]) -> str:
     return str(f.type).replace(" ", "")
 
 
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = _field_type(f)
     optional = kind.endswith("|None")
@@ -175,6 +189,7 @@ def _parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
         "float": float,
         "str": str,
         "Path": Path,
+        "bool": _parse_bool,
     }
     try:
         return parsers[base](raw)

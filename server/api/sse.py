@@ -75,7 +75,7 @@ async def stream_project(project_id: str) -> Response:
         last_event_id_given=given,
         last_event_id=last_event_id,
     )
-    direct = direct_socket_for_current_request()
+    direct = direct_socket_for_current_request() if svc.settings.sse_direct_writes else None
     body = event_stream(svc.hub, svc.store, project_id, options, direct)
     response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
     response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT

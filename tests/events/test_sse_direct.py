@@ -110,3 +110,15 @@ async def test_slow_reader_falls_back_and_receives_everything_in_order(
             await put_file(client, user, pid, "after.txt")
             assert json.loads((await stream.next()).data)["path"] == "after.txt"
             assert hub.statistics().direct_writes == before + 1
+
+
+async def test_direct_writes_can_be_switched_off(start_server: StartServer) -> None:
+    server = await start_server(sse_direct_writes=False)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        user, pid = await setup(client)
+        async with open_stream(client, pid, user.headers) as stream:
+            for i in range(3):
+                await put_file(client, user, pid, f"f{i}.txt")
+            messages = await stream.take(3)
+        assert [json.loads(m.data)["path"] for m in messages] == ["f0.txt", "f1.txt", "f2.txt"]
+    assert server.services.hub.statistics().direct_writes == 0
