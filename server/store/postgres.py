@@ -202,6 +202,10 @@ class PostgresStore:
 
         await self._db.run(op, transaction=False)
 
+    def pool_usage(self) -> tuple[int, int, int]:
+        """(open connections, connections checked out, maximum) of the pool, for metrics."""
+        return self._db.pool_usage()
+
     async def aclose(self) -> None:
         await self._db.aclose()
 
