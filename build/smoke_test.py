@@ -83,6 +83,10 @@ class EventStream(threading.Thread):
         self.response = self.conn.getresponse()
         if self.response.status != 200:
             raise SmokeFailure(f"SSE: status {self.response.status}")
+        # The headers leave before the stream is subscribed; its first frame, `retry:`, is
+        # written once it is (API.md): only then is every later event sure to arrive.
+        while not self.response.readline().startswith(b"retry:"):
+            pass
         self.events: list[str] = []
         self.ended = threading.Event()
         self.changed = threading.Condition()
