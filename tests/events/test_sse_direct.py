@@ -7,10 +7,7 @@ import json
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
-import trio
 
-from server.events.sse import SSEDecoder
 from tests.events.sse_client import open_stream
 from tests.events.test_sse_endpoint import put_file, setup
 
@@ -53,30 +50,6 @@ async def test_heartbeat_in_direct_mode(start_server: StartServer) -> None:
             assert (await stream.next()).event == "file.changed"
             assert server.services.hub.statistics().direct_writes == 1
             assert await stream.until_comment() == "ping"
-
-
-async def test_h2c_stream_does_not_write_directly(server: RunningServer) -> None:
-    pytest.importorskip("h2")
-    hub = server.services.hub
-    async with httpx.AsyncClient(base_url=server.url, http1=False, http2=True) as client:
-        user, pid = await setup(client)
-        url = f"/api/sse/projects/{pid}"
-        async with client.stream("GET", url, headers=user.headers) as response:
-            assert response.http_version == "HTTP/2"
-            decoder = SSEDecoder()
-            messages = []
-            with trio.fail_after(10):
-                async for chunk in response.aiter_raw():
-                    if not decoder.retry:
-                        await put_file(client, user, pid, "a.txt")
-                        await put_file(client, user, pid, "b.txt")
-                    messages += decoder.feed(chunk)
-                    if len(messages) == 2:
-                        hub.close_project(pid)  # ends the stream
-    assert [json.loads(m.data)["path"] for m in messages] == ["a.txt", "b.txt"]
-    stats = hub.statistics()
-    assert stats.delivered >= 2
-    assert stats.direct_writes == 0
 
 
 async def test_slow_reader_falls_back_and_receives_everything_in_order(

@@ -308,8 +308,10 @@ async def test_streams_end_on_shutdown(server: RunningServer, client: httpx.Asyn
 
 
 async def test_h2c_stream(server: RunningServer) -> None:
-    """HTTP/2 over cleartext (prior knowledge), as Fly.io's h2_backend speaks it."""
+    """HTTP/2 over cleartext (prior knowledge), as Fly.io's h2_backend speaks it. Its frames
+    go through hypercorn's HTTP/2 path: the direct socket writes are for HTTP/1.1 only."""
     pytest.importorskip("h2")
+    hub = server.services.hub
     async with httpx.AsyncClient(base_url=server.url, http1=False, http2=True) as client:
         user, pid = await setup(client)
         url = f"/api/sse/projects/{pid}"
@@ -321,11 +323,16 @@ async def test_h2c_stream(server: RunningServer) -> None:
                 async for chunk in response.aiter_raw():
                     if not decoder.retry:
                         await put_file(client, user, pid, "a.txt")
+                        await put_file(client, user, pid, "b.txt")
                     messages += decoder.feed(chunk)
-                    if messages and messages[-1].event == "file.changed":
-                        server.services.hub.close_project(pid)  # ends the stream
+                    if len(messages) == 2:
+                        hub.close_project(pid)  # ends the stream
     assert decoder.retry == 3000
-    assert [m.event for m in messages] == ["file.changed"]
+    assert [m.event for m in messages] == ["file.changed", "file.changed"]
+    assert [json.loads(m.data)["path"] for m in messages] == ["a.txt", "b.txt"]
+    stats = hub.statistics()
+    assert stats.delivered >= 2
+    assert stats.direct_writes == 0
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
