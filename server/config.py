@@ -119,6 +119,11 @@ class Settings:
     step_output_max_bytes: int = _setting(
         64 * KIB, "Step outputs larger than this are stored truncated, with a marker."
     )
+    max_template_arg_bytes: int = _setting(
+        6 * MIB,
+        "Most bytes the template substitutions of one step's arguments may produce together "
+        "(checked before they are built; more: the step fails with `args_too_large`).",
+    )
     run_lease_s: float = _setting(
         30 * SECONDS,
         "Lease a process holds on a running run; expired leases are resumed elsewhere.",
@@ -286,6 +291,7 @@ def validate(s: Settings) -> None:
         "run_concurrency",
         "global_concurrency",
         "step_output_max_bytes",
+        "max_template_arg_bytes",
         "run_lease_s",
         "ai_timeout_s",
         "ai_concurrency",
