@@ -87,7 +87,9 @@ async def test_syntax_re2_lacks_is_refused_at_plan_validation(
 ) -> None:
     user = await register_user(client)
     project_id = await create_project(client, user)
-    response = await post_run(client, user, {"project_id": project_id, "plan": _search_plan(pattern)})
+    response = await post_run(
+        client, user, {"project_id": project_id, "plan": _search_plan(pattern)}
+    )
     error = assert_error(response, 400, "invalid_plan")
     details = error["details"]
     assert isinstance(details, dict)
