@@ -57,15 +57,16 @@ async def test_evil_pattern_finishes_and_health_answers_meanwhile(
     assert response.status_code == 202, response.text
     run_id = response.json()["id"]
     health_answered = 0
+    finished: dict[str, Any] = {}
+    done = trio.Event()
+
+    async def watch() -> None:
+        finished.update(await wait_run(client, user, run_id))
+        done.set()
+
     async with trio.open_nursery() as nursery:
-        finished: dict[str, Any] = {}
-
-        async def watch() -> None:
-            finished.update(await wait_run(client, user, run_id))
-            nursery.cancel_scope.cancel()
-
         nursery.start_soon(watch)
-        while True:  # until the run is finished (then ``watch`` cancels this loop)
+        while not done.is_set():  # health keeps answering while the search runs
             health = await client.get("/api/health")
             assert health.status_code == 200
             health_answered += 1
