@@ -56,6 +56,11 @@ class Settings:
     instance_id: str | None = _setting(
         None, "Name of this instance (leases, logs); default: hostname-pid."
     )
+    metrics_token: str | None = _setting(
+        None,
+        "When set, GET /metrics needs `Authorization: Bearer <token>` (else 401); unset: open.",
+        secret=True,
+    )
     # -- auth ------------------------------------------------------------------------------
     jwt_secret: str | None = _setting(
         None,
