@@ -78,6 +78,9 @@ class Settings:
     )
     jwt_issuer: str = _setting("stretto", "Expected and issued `iss` claim.")
     jwt_audience: str = _setting("stretto", "Expected and issued `aud` claim.")
+    jwt_leeway_s: float = _setting(
+        10 * SECONDS, "Clock skew tolerated on token `exp`/`iat`/`nbf` checks, in seconds."
+    )
     access_token_ttl_s: int = _setting(int(15 * MINUTES), "Access-token lifetime in seconds.")
     refresh_token_ttl_s: int = _setting(int(30 * DAYS), "Refresh-token lifetime in seconds.")
     argon2_time_cost: int = _setting(3, "argon2id passes per password hash.")
@@ -307,3 +310,4 @@ def validate(s: Settings) -> None:
         check(getattr(s, name) > 0, f"{name}: must be positive")
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
+    check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")
