@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,28 @@ class Settings:
     login_max_failures: int = _setting(5, "Failed logins per email and client address before 429.")
     login_window_s: float = _setting(
         5 * MINUTES, "Window of the failed-login rate limit, in seconds."
+    )
+    login_max_failures_per_address: int = _setting(
+        50, "Failed logins per client address (any email) within the window before 429."
+    )
+    login_email_slow_after: int = _setting(
+        10,
+        "Failed logins per email (any address) within the window after which each attempt "
+        "for it is delayed (doubling, up to login_max_delay_s): slowed, never locked.",
+    )
+    login_max_delay_s: float = _setting(
+        10 * SECONDS, "Longest delay of a login attempt for an email under attack, in seconds."
+    )
+    register_max_per_address: int = _setting(
+        20, "Registrations per client address within the login window before 429."
+    )
+    password_hash_queue: int = _setting(
+        32, "Password checks waiting for a hashing thread before new ones get 429 at once."
+    )
+    trusted_proxies: str | None = _setting(
+        None,
+        "Comma-separated addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For is believed for the client address; unset: the peer address.",
     )
     # -- files -----------------------------------------------------------------------------
     max_file_bytes: int = _setting(
@@ -286,6 +309,10 @@ def validate(s: Settings) -> None:
         "refresh_token_ttl_s",
         "login_max_failures",
         "login_window_s",
+        "login_max_failures_per_address",
+        "login_email_slow_after",
+        "register_max_per_address",
+        "password_hash_queue",
         "max_file_bytes",
         "max_files_per_project",
         "max_project_bytes",
@@ -311,3 +338,10 @@ def validate(s: Settings) -> None:
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")
+    check(s.login_max_delay_s >= 0, "login_max_delay_s: must not be negative")
+    for part in (s.trusted_proxies or "").split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError as exc:
+            raise SettingsError(f"trusted_proxies: {exc}") from None
