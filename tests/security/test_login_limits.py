@@ -16,13 +16,15 @@ import httpx
 import pytest
 import trio
 
+from server.auth.ratelimit import client_address, parse_networks
 from tests.fixtures.server import register_user
 from tests.security.content_raw import error_code, raw_request
 
 if TYPE_CHECKING:
     from tests.fixtures.server import RunningServer, StartServer
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+# Limits live in process memory, not in the database: one backend suffices.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 PASSWORD = "correct horse battery"
 JSON = {"Content-Type": "application/json"}
@@ -43,6 +45,7 @@ async def make_user(server: RunningServer, email: str) -> None:
         await register_user(client, email, PASSWORD)
 
 
+@sqlite_only
 async def test_behind_a_trusted_proxy_an_attacker_locks_out_only_itself(
     start_server: StartServer,
 ) -> None:
@@ -64,6 +67,7 @@ async def test_behind_a_trusted_proxy_an_attacker_locks_out_only_itself(
     assert status == 429
 
 
+@sqlite_only
 async def test_without_trusted_proxies_forwarded_for_is_ignored(
     start_server: StartServer,
 ) -> None:
@@ -77,6 +81,7 @@ async def test_without_trusted_proxies_forwarded_for_is_ignored(
     assert status == 429
 
 
+@sqlite_only
 async def test_password_spraying_is_limited_per_address(start_server: StartServer) -> None:
     server = await start_server(login_max_failures_per_address=3, trusted_proxies="127.0.0.1")
     await make_user(server, "sprayed@example.com")
@@ -90,6 +95,7 @@ async def test_password_spraying_is_limited_per_address(start_server: StartServe
     assert status == 200
 
 
+@sqlite_only
 async def test_an_email_under_distributed_attack_is_slowed_not_locked(
     start_server: StartServer,
 ) -> None:
@@ -109,6 +115,7 @@ async def test_an_email_under_distributed_attack_is_slowed_not_locked(
     assert status == 200
 
 
+@sqlite_only
 async def test_a_full_hashing_queue_answers_429_at_once(start_server: StartServer) -> None:
     server = await start_server(
         password_hash_queue=1,
@@ -140,6 +147,7 @@ async def test_a_full_hashing_queue_answers_429_at_once(start_server: StartServe
     assert status == 200
 
 
+@sqlite_only
 async def test_registration_is_rate_limited_per_address(start_server: StartServer) -> None:
     server = await start_server(register_max_per_address=2, trusted_proxies="127.0.0.1")
 
@@ -160,3 +168,20 @@ async def test_registration_is_rate_limited_per_address(start_server: StartServe
     assert error_code(body) == "rate_limited"
     assert int(headers["retry-after"]) >= 1
     assert (await register("r4@example.com", "192.0.2.11"))[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("203.0.113.9", "1.2.3.4", "203.0.113.9"),  # untrusted peer: header ignored
+        ("10.0.0.2", None, "10.0.0.2"),  # trusted peer, no header: the peer
+        ("10.0.0.2", "198.51.100.1", "198.51.100.1"),
+        ("10.0.0.2", "6.6.6.6, 198.51.100.1", "198.51.100.1"),  # nearest untrusted hop
+        ("10.0.0.2", "198.51.100.1, 10.0.0.7", "198.51.100.1"),  # proxies chained
+        ("10.0.0.2", "10.0.0.8, 10.0.0.7", "10.0.0.8"),  # all trusted: the farthest
+        ("::1", "2001:db8::5", "2001:db8::5"),
+    ],
+)
+def test_client_address(peer: str, forwarded: str | None, expected: str) -> None:
+    trusted = parse_networks("10.0.0.0/8, ::1")
+    assert client_address(peer, forwarded, trusted) == expected

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from server.errors import bounded_text
+from server.workflow.templates import ArgsTooLarge, render_args
 from tests.fixtures.server import create_project, register_user
 from tests.workflow.test_api import post_run, wait_run
 
@@ -106,3 +108,31 @@ async def test_errors_echoing_substituted_values_are_bounded(setup: Setup) -> No
     whole = await client.get(f"/api/workflow/runs/{run['id']}", headers=user.headers)
     # The read step's stored output (<= 64 KiB) dominates; no error copies the 40 KB.
     assert len(whole.content) < 64 * 1024 + 16 * 1024
+
+
+# -- the pure helpers ------------------------------------------------------------------------
+
+
+def test_render_args_budget_is_shared_by_all_args_and_exact() -> None:
+    outputs = {"a": {"text": "x" * 10, "items": list(range(100))}}
+    args = {"one": "{{steps.a.output.text}}", "two": ["{{steps.a.output.text}}"]}
+    assert render_args(args, outputs, max_bytes=20) == {"one": "x" * 10, "two": ["x" * 10]}
+    with pytest.raises(ArgsTooLarge) as caught:
+        render_args(args, outputs, max_bytes=19)
+    assert caught.value.code == "args_too_large"
+    # Non-string values are charged while they are encoded.
+    with pytest.raises(ArgsTooLarge):
+        render_args("{{steps.a.output.items}}", outputs, max_bytes=50)
+    assert render_args("{{steps.a.output.items}}", outputs, max_bytes=10_000).startswith("[0,1,")
+    # Multi-byte characters are charged by their UTF-8 size.
+    with pytest.raises(ArgsTooLarge):
+        render_args("{{steps.b.output}}", {"b": "\u00e9" * 6}, max_bytes=11)
+    assert render_args("{{steps.b.output}}", {"b": "\u00e9" * 6}, max_bytes=12) == "\u00e9" * 6
+
+
+def test_bounded_text_keeps_small_texts_and_cuts_large_ones() -> None:
+    assert bounded_text("short") == "short"
+    cut = bounded_text("\u00e9" * 5000, 100)
+    assert len(cut.encode()) <= 100
+    assert cut.endswith("[truncated, 10000 bytes]")
+    assert cut.startswith("\u00e9")
