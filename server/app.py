@@ -15,6 +15,7 @@ from werkzeug.routing import PathConverter
 
 from server import __version__
 from server.api import auth, files, health, projects, sse, workflow
+from server.api.deps import check_request_target
 from server.api.errors import install_error_handling
 from server.observability.http import (
     REQUEST_ID_HEADER,
@@ -58,6 +59,7 @@ def create_app(services: Services) -> QuartTrio:
     app.extensions["stretto"] = services
     install_request_observability(app, services.metrics)
     install_error_handling(app)
+    app.before_request(check_request_target)  # bad %-encoding or NUL: 400 before routes run
     for module in (health, auth, projects, files, workflow, sse):
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)

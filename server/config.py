@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,11 @@ class Settings:
     instance_id: str | None = _setting(
         None, "Name of this instance (leases, logs); default: hostname-pid."
     )
+    metrics_token: str | None = _setting(
+        None,
+        "When set, GET /metrics needs `Authorization: Bearer <token>` (else 401); unset: open.",
+        secret=True,
+    )
     # -- auth ------------------------------------------------------------------------------
     jwt_secret: str | None = _setting(
         None,
@@ -73,6 +79,9 @@ class Settings:
     )
     jwt_issuer: str = _setting("stretto", "Expected and issued `iss` claim.")
     jwt_audience: str = _setting("stretto", "Expected and issued `aud` claim.")
+    jwt_leeway_s: float = _setting(
+        10 * SECONDS, "Clock skew tolerated on token `exp`/`iat`/`nbf` checks, in seconds."
+    )
     access_token_ttl_s: int = _setting(int(15 * MINUTES), "Access-token lifetime in seconds.")
     refresh_token_ttl_s: int = _setting(int(30 * DAYS), "Refresh-token lifetime in seconds.")
     argon2_time_cost: int = _setting(3, "argon2id passes per password hash.")
@@ -80,6 +89,28 @@ class Settings:
     login_max_failures: int = _setting(5, "Failed logins per email and client address before 429.")
     login_window_s: float = _setting(
         5 * MINUTES, "Window of the failed-login rate limit, in seconds."
+    )
+    login_max_failures_per_address: int = _setting(
+        50, "Failed logins per client address (any email) within the window before 429."
+    )
+    login_email_slow_after: int = _setting(
+        10,
+        "Failed logins per email (any address) within the window after which each attempt "
+        "for it is delayed (doubling, up to login_max_delay_s): slowed, never locked.",
+    )
+    login_max_delay_s: float = _setting(
+        10 * SECONDS, "Longest delay of a login attempt for an email under attack, in seconds."
+    )
+    register_max_per_address: int = _setting(
+        20, "Registrations per client address within the login window before 429."
+    )
+    password_hash_queue: int = _setting(
+        32, "Password checks waiting for a hashing thread before new ones get 429 at once."
+    )
+    trusted_proxies: str | None = _setting(
+        None,
+        "Comma-separated addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For is believed for the client address; unset: the peer address.",
     )
     # -- files -----------------------------------------------------------------------------
     max_file_bytes: int = _setting(
@@ -118,6 +149,11 @@ class Settings:
     )
     step_output_max_bytes: int = _setting(
         64 * KIB, "Step outputs larger than this are stored truncated, with a marker."
+    )
+    max_template_arg_bytes: int = _setting(
+        6 * MIB,
+        "Most bytes the template substitutions of one step's arguments may produce together "
+        "(checked before they are built; more: the step fails with `args_too_large`).",
     )
     run_lease_s: float = _setting(
         30 * SECONDS,
@@ -273,6 +309,10 @@ def validate(s: Settings) -> None:
         "refresh_token_ttl_s",
         "login_max_failures",
         "login_window_s",
+        "login_max_failures_per_address",
+        "login_email_slow_after",
+        "register_max_per_address",
+        "password_hash_queue",
         "max_file_bytes",
         "max_files_per_project",
         "max_project_bytes",
@@ -286,6 +326,7 @@ def validate(s: Settings) -> None:
         "run_concurrency",
         "global_concurrency",
         "step_output_max_bytes",
+        "max_template_arg_bytes",
         "run_lease_s",
         "ai_timeout_s",
         "ai_concurrency",
@@ -296,3 +337,11 @@ def validate(s: Settings) -> None:
         check(getattr(s, name) > 0, f"{name}: must be positive")
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
+    check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")
+    check(s.login_max_delay_s >= 0, "login_max_delay_s: must not be negative")
+    for part in (s.trusted_proxies or "").split(","):
+        try:
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)
+        except ValueError as exc:
+            raise SettingsError(f"trusted_proxies: {exc}") from None

@@ -12,6 +12,30 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+MAX_ERROR_TEXT_BYTES = 2048
+"""Longest error message kept (UTF-8 bytes): messages that echo user values stay small."""
+
+
+def bounded_text(text: str, max_bytes: int = MAX_ERROR_TEXT_BYTES) -> str:
+    """``text`` unchanged when it fits ``max_bytes`` UTF-8 bytes, else its start and a marker
+    naming the original size. Step errors, run errors and error bodies go through this so a
+    message echoing a substituted 5 MB value stays a few KB."""
+    if len(text) * 4 <= max_bytes:  # fast path: fits whatever the characters
+        return text
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return text
+    marker = f"... [truncated, {len(raw)} bytes]"
+    head = raw[: max(0, max_bytes - len(marker))].decode("utf-8", "ignore")
+    return head + marker
+
+
+def _bounded_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        key: bounded_text(value) if isinstance(value, str) else value
+        for key, value in (details or {}).items()
+    }
+
 
 class AppError(Exception):
     """Base of every error that maps to an HTTP status and a contract error code."""
@@ -21,8 +45,8 @@ class AppError(Exception):
     default_message: ClassVar[str] = "Internal server error."
 
     def __init__(self, message: str | None = None, details: Mapping[str, Any] | None = None):
-        self.message = message or self.default_message
-        self.details: dict[str, Any] = dict(details or {})
+        self.message = bounded_text(message or self.default_message)
+        self.details: dict[str, Any] = _bounded_details(details)
         super().__init__(self.message)
 
     def body(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from server.app import create_app
 from server.auth.passwords import PasswordHasher
-from server.auth.ratelimit import LoginRateLimiter
+from server.auth.ratelimit import LoginGuard
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
@@ -116,11 +116,11 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         files=files,
         tokens=TokenService.from_settings(settings),
         passwords=PasswordHasher(
-            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            max_waiting=settings.password_hash_queue,
         ),
-        login_limiter=LoginRateLimiter(
-            max_failures=settings.login_max_failures, window_s=settings.login_window_s
-        ),
+        login_limiter=LoginGuard.from_settings(settings),
         tools=tools,
         supervisor=supervisor,
         provider=provider,

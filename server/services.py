@@ -15,7 +15,7 @@ import trio
 if TYPE_CHECKING:
     from server.ai.provider import ModelProvider
     from server.auth.passwords import PasswordHasher
-    from server.auth.ratelimit import LoginRateLimiter
+    from server.auth.ratelimit import LoginGuard
     from server.auth.tokens import TokenService
     from server.config import Settings
     from server.events.hub import EventHub
@@ -48,7 +48,7 @@ class Services:
     files: FileService
     tokens: TokenService
     passwords: PasswordHasher
-    login_limiter: LoginRateLimiter
+    login_limiter: LoginGuard
     tools: ToolRegistry
     supervisor: RunSupervisor
     provider: ModelProvider

@@ -4,8 +4,10 @@
   "token_type": "Bearer", "expires_in"}``; 409 ``email_taken``.
 - ``POST /api/auth/login`` -> 200, same shape; 401 ``invalid_credentials`` with one message
   whether or not the email exists (an unknown email still spends one argon2 verify);
-  429 ``rate_limited`` with ``Retry-After`` after ``login_max_failures`` failures per
-  (email, client address) within ``login_window_s``.
+  429 ``rate_limited`` with ``Retry-After`` past the limits of
+  ``server.auth.ratelimit.LoginGuard`` (per email and client address, per address; an
+  email under attack is slowed, not locked) or when the password-hashing queue is full.
+  Registration is limited per client address too.
 - ``POST /api/auth/refresh`` -> 200, a new pair in the same family; the presented token is
   used up. Presenting a used token again revokes the whole family: 401.
 - ``POST /api/auth/logout`` (Bearer) -> 204, revokes the family of the given refresh token.
@@ -21,6 +23,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import trio
 from quart import Blueprint, Response, request
 
 from server.api.deps import json_response, read_json, require_user, services
@@ -73,6 +76,13 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
+def client_address() -> str:
+    """The caller's address: the peer, or X-Forwarded-For behind a trusted proxy."""
+    return services().login_limiter.client(
+        request.remote_addr, request.headers.get("X-Forwarded-For")
+    )
+
+
 def _issuing_services() -> Services:
     """Services, or 404 when tokens are minted by the external auth service."""
     svc = services()
@@ -108,6 +118,7 @@ async def register() -> Response:
         raise ValidationFailed(details={"password": _PASSWORD_PROBLEM})
     raw_name = body.get("name")
     name = (raw_name.strip() or None) if isinstance(raw_name, str) else None
+    svc.login_limiter.register_attempt(client_address())  # RateLimited -> 429
     password_hash = await svc.passwords.hash(password)
     user = await svc.store.create_user(email, password_hash, name)  # EmailTaken -> 409
     return json_response(await _session(svc, user), 201)
@@ -121,11 +132,10 @@ async def login() -> Response:
     password: str = body["password"]
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValidationFailed(details={"password": _PASSWORD_PROBLEM})
-    key = f"{email}\x00{request.remote_addr or ''}"
-    svc.login_limiter.check(key)  # RateLimited -> 429 with Retry-After
-    # Charged before the (slow) verify and refunded on success, so that concurrent
-    # guesses cannot all pass the check before the first failure is recorded.
-    svc.login_limiter.failure(key)
+    address = client_address()
+    delay = svc.login_limiter.begin_login(email, address)  # RateLimited -> 429
+    if delay > 0:  # an email under attack is slowed, never locked
+        await trio.sleep(delay)
     user = await svc.store.get_user_by_email(email) if is_valid_email(email) else None
     if user is None or user.password_hash is None:
         await svc.passwords.verify_dummy(password)
@@ -134,7 +144,7 @@ async def login() -> Response:
         ok = await svc.passwords.verify(user.password_hash, password)
     if user is None or not ok:
         raise InvalidCredentials()
-    svc.login_limiter.success(key)
+    svc.login_limiter.succeeded(email, address)
     return json_response(await _session(svc, user))
 
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from quart import Response, current_app, g, request
 
-from server.api.validation import validate_body
+from server.api.validation import check_request_target as validate_request_target
+from server.api.validation import parse_json, validate_body
 from server.errors import (
-    InvalidJSON,
     TooLarge,
     Unauthorized,
     UnsupportedMediaType,
@@ -82,11 +82,15 @@ async def read_json(schema: dict[str, Any]) -> dict[str, Any]:
     if mimetype != "application/json":
         raise UnsupportedMediaType("The request body must be application/json.")
     raw = await read_body(services().settings.max_body_bytes)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from None
-    return validate_body(data, schema)
+    return validate_body(parse_json(raw), schema)
+
+
+async def check_request_target() -> None:
+    """``before_request`` hook: the path and query string decode to valid text without NUL
+    (see ``server.api.validation.check_request_target``)."""
+    scope = request.scope
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    validate_request_target(raw_path, scope.get("query_string", b""))
 
 
 def page_params() -> tuple[int, str | None]:

@@ -3,9 +3,16 @@
 Conditional requests: ``ETag: "<version>"``; ``If-None-Match`` on GET -> 304;
 ``If-Match: "<version>"`` on PUT/PATCH/DELETE -> 412 when stale; ``If-None-Match: *`` on
 PUT -> 412 when the file exists.
+
+File bytes are user content served from the API's origin: every read carries
+``X-Content-Type-Options: nosniff`` and a sandboxing ``Content-Security-Policy``, and any
+type outside a short list of inert ones (HTML, SVG, XML, PDF, unknown...) is sent with
+``Content-Disposition: attachment`` so a browser downloads it instead of rendering it.
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
@@ -25,6 +32,42 @@ from server.vfs.service import file_json
 blueprint = Blueprint("files", __name__)
 
 MOVE_SCHEMA = object_schema({"path": {"type": "string", "minLength": 1}}, ("path",))
+
+
+INLINE_TYPES = frozenset(
+    {
+        "text/plain",
+        "text/markdown",
+        "text/csv",
+        "text/css",
+        "text/javascript",
+        "text/typescript",
+        "text/x-python",
+        "text/x-shellscript",
+        "text/x-rust",
+        "text/x-go",
+        "application/json",
+        "application/toml",
+        "application/yaml",
+        "application/sql",
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+    }
+)
+"""Types a browser shows without running anything; every other type is an attachment."""
+
+FILE_CSP = "default-src 'none'; sandbox"
+
+
+def content_headers(path: str, content_type: str) -> dict[str, str]:
+    """Headers that stop a browser from sniffing, rendering or running a served file."""
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": FILE_CSP}
+    if content_type.split(";", 1)[0].strip().lower() not in INLINE_TYPES:
+        name = quote(path.rsplit("/", 1)[-1], safe="")
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{name}"
+    return headers
 
 
 def etag(version: int) -> str:
@@ -76,7 +119,11 @@ async def read_file(project_id: str, path: str) -> Response:
         data.content,
         status=200,
         content_type=data.meta.content_type,
-        headers={"ETag": etag(data.meta.version), "Cache-Control": "no-cache"},
+        headers={
+            "ETag": etag(data.meta.version),
+            "Cache-Control": "no-cache",
+            **content_headers(data.meta.path, data.meta.content_type),
+        },
     )
 
 

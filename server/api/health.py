@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from server import __version__
 from server.api.deps import json_response, services
-from server.errors import AppError, NotReady
+from server.errors import AppError, NotReady, Unauthorized
+from server.observability.metrics import scrape_allowed
 
 blueprint = Blueprint("health", __name__)
 
@@ -36,5 +37,8 @@ async def ready() -> Response:
 
 @blueprint.get("/metrics")
 async def metrics() -> Response:
-    body = services().metrics.render()
+    svc = services()
+    if not scrape_allowed(svc.settings.metrics_token, request.headers.get("Authorization")):
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <metrics token>'.")
+    body = svc.metrics.render()
     return Response(body, content_type="text/plain; version=0.0.4; charset=utf-8")

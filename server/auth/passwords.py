@@ -6,17 +6,29 @@ milliseconds). Nothing here runs argon2 on the event loop.
 
 Login of an unknown email calls ``verify_dummy``: it spends one verify against a hash of a
 random password, so the response time does not tell whether the email exists.
+
+The queue is bounded: when ``max_waiting`` calls already wait for a worker, a new call
+raises ``RateLimited`` (429, ``Retry-After: 1``) at once instead of queueing behind them, so
+a flood of bad logins cannot make a legitimate one wait for tens of seconds.
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING, TypeVar
 
 import argon2
 import trio
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from server.errors import RateLimited
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_CONCURRENCY = 2
+DEFAULT_MAX_WAITING = 32
+_T = TypeVar("_T")
 
 
 class PasswordHasher:
@@ -29,6 +41,7 @@ class PasswordHasher:
         memory_cost: int = argon2.DEFAULT_MEMORY_COST,
         parallelism: int = argon2.DEFAULT_PARALLELISM,
         limiter: trio.CapacityLimiter | None = None,
+        max_waiting: int = DEFAULT_MAX_WAITING,
     ) -> None:
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost,
@@ -38,6 +51,8 @@ class PasswordHasher:
         )
         self._limiter = limiter
         self._dummy_hash: str | None = None
+        self.max_waiting = max_waiting
+        self._waiting = 0
 
     def _get_limiter(self) -> trio.CapacityLimiter:
         # Created lazily: a CapacityLimiter must be made inside a running trio loop.
@@ -45,17 +60,25 @@ class PasswordHasher:
             self._limiter = trio.CapacityLimiter(DEFAULT_CONCURRENCY)
         return self._limiter
 
+    async def _in_worker(self, fn: Callable[[str, str], _T], a: str, b: str) -> _T:
+        """Run ``fn(a, b)`` in a worker thread; ``RateLimited`` when the queue is full."""
+        limiter = self._get_limiter()
+        if self._waiting - limiter.borrowed_tokens >= self.max_waiting:  # queued, not running
+            raise RateLimited("The server is busy checking passwords; try again.", retry_after=1)
+        self._waiting += 1
+        try:
+            return await trio.to_thread.run_sync(fn, a, b, limiter=limiter)
+        finally:
+            self._waiting -= 1
+
     async def hash(self, password: str) -> str:
-        """An argon2id PHC string (salt and parameters included)."""
-        return await trio.to_thread.run_sync(
-            self._hasher.hash, password, limiter=self._get_limiter()
-        )
+        """An argon2id PHC string (salt and parameters included). Raises ``RateLimited``."""
+        return await self._in_worker(lambda pw, _: self._hasher.hash(pw), password, "")
 
     async def verify(self, hashed: str, password: str) -> bool:
-        """True when ``password`` matches; False on a mismatch or a malformed hash."""
-        return await trio.to_thread.run_sync(
-            self._verify_sync, hashed, password, limiter=self._get_limiter()
-        )
+        """True when ``password`` matches; False on a mismatch or a malformed hash.
+        Raises ``RateLimited`` when the queue is full."""
+        return await self._in_worker(self._verify_sync, hashed, password)
 
     async def verify_dummy(self, password: str) -> None:
         """Spend one verify as if the account existed (unknown email: no timing oracle)."""

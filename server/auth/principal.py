@@ -1,13 +1,19 @@
 """The caller (``Principal``) and ``authenticate``: verify a bearer token, load the user.
 
 In HS256 mode the user must exist (a deleted user's tokens stop working). In RS256/ES256
-mode tokens come from an external auth service: a user unknown to stretto is created on
-first sight from the token's ``sub`` (email from the ``email`` claim when it is a plausible
-address, else ``<sub>@external``; name from ``name``).
+mode tokens come from an external auth service (one pinned issuer): the user id IS the
+token's exact ``sub`` (case-sensitive on both databases), and a user unknown to stretto is
+created on first sight. Identity never depends on an email: the ``email`` claim is used
+when it is a plausible address nobody holds, else a placeholder that only this exact
+``sub`` can produce (``<sub>@external`` for a plain lower-case ``sub``, else
+``<slug>+<sha256(iss, sub)>@external``), so ``VICTIM-88`` cannot take ``victim-88``'s.
+Claimed emails never fall in ``@external`` (it has no dot: not a plausible address).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
     from server.store.protocol import Store
 
 MAX_NAME_CHARS = 200
+_PLAIN_SUB = re.compile(r"[a-z0-9._|-]{1,64}")
+_SLUG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +51,28 @@ async def authenticate(token: str, tokens: TokenService, store: Store) -> Princi
     return Principal(user_id=user.id, email=user.email, name=user.name)
 
 
+def placeholder_emails(issuer: str, sub: str) -> list[str]:
+    """Placeholder addresses for ``sub``, in order of preference; the last one is derived
+    from the exact ``(issuer, sub)`` and no other subject yields it. Pure."""
+    digest = hashlib.sha256(f"{issuer}\x00{sub}".encode("utf-8", "surrogatepass")).hexdigest()
+    slug = _SLUG_UNSAFE.sub("-", sub.lower())[:40].strip("-") or "user"
+    hashed = f"{slug}+{digest[:32]}@external"
+    if _PLAIN_SUB.fullmatch(sub):  # no "+": never equal to a hashed form
+        return [f"{sub}@external", hashed]
+    return [hashed]
+
+
 async def _create_external_user(user_id: str, claims: dict[str, Any], store: Store) -> User:
-    fallback = f"{user_id.lower()}@external"
+    issuer = claims.get("iss")
+    fallbacks = placeholder_emails(issuer if isinstance(issuer, str) else "", user_id)
     raw_email = claims.get("email")
     email = normalize_email(raw_email) if isinstance(raw_email, str) else ""
-    if not is_valid_email(email):
-        email = fallback
+    candidates = [email, *fallbacks] if is_valid_email(email) else fallbacks
     raw_name = claims.get("name")
     name = raw_name.strip()[:MAX_NAME_CHARS] or None if isinstance(raw_name, str) else None
-    try:
-        return await store.ensure_user(user_id, email, name)
-    except EmailTaken:
-        if email == fallback:
-            raise Unauthorized() from None
-        # The address belongs to a local account: keep them apart.
-        return await store.ensure_user(user_id, fallback, name)
+    for candidate in candidates:
+        try:
+            return await store.ensure_user(user_id, candidate, name)
+        except EmailTaken:
+            continue  # held by a local account or (legacy data) another subject
+    raise Unauthorized()

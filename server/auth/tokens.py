@@ -129,6 +129,7 @@ class TokenService:
             access_ttl_s=settings.access_token_ttl_s,
             refresh_ttl_s=settings.refresh_token_ttl_s,
             ticket_ttl_s=settings.sse_ticket_ttl_s,
+            leeway_s=settings.jwt_leeway_s,
         )
 
     # -- access tokens ----------------------------------------------------------------

@@ -11,6 +11,7 @@ Nothing here does I/O or blocks; a failing callback drops its families from that
 
 from __future__ import annotations
 
+import hmac
 import logging
 import platform
 from dataclasses import dataclass
@@ -36,6 +37,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 UNMATCHED_ROUTE = "<unmatched>"
 """Route label for requests that matched no route (keeps label cardinality bounded)."""
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Method label values; any other method (invented ones included) is counted as ``other``."""
+
+OTHER_METHOD = "other"
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -141,9 +147,15 @@ class Metrics:
 
     # -- recording (cheap, synchronous, never raise) -----------------------------------------
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
-        """One answered HTTP request. ``route`` is the rule template (``/api/projects/<id>``),
-        never the raw path; None (no route matched) becomes ``<unmatched>``."""
+        """One answered HTTP request. Every label comes from a closed set: ``route`` is the
+        rule template (``/api/projects/<id>``), never the raw path (None, no route matched,
+        becomes ``<unmatched>``); a method outside `METHODS` becomes ``other``; a status
+        outside 100..599 becomes 0. Unauthenticated clients cannot grow the exposition."""
         label = route or UNMATCHED_ROUTE
+        if method not in METHODS:
+            method = OTHER_METHOD
+        if not 100 <= status <= 599:
+            status = 0
         key = (method, label, status)
         children = self._request_children.get(key)
         if children is None:
@@ -187,6 +199,19 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (serve with `CONTENT_TYPE`)."""
         return generate_latest(self.registry)
+
+
+def scrape_allowed(token: str | None, authorization: str | None) -> bool:
+    """Whether a scrape may read ``/metrics``: always when no token is configured, else only
+    with ``Authorization: Bearer <token>`` (compared in constant time)."""
+    if token is None:
+        return True
+    if authorization is None:
+        return False
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class _CallbackCollector:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from server.errors import NotFound, TooLarge
 from server.timeutil import rfc3339
 from server.vfs.content_types import content_type_for
@@ -19,6 +21,20 @@ if TYPE_CHECKING:
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileLimits, FileMeta, Page
     from server.store.protocol import Store
+
+
+_HASH_INLINE_BYTES = 64 * 1024
+_hash_limiter = trio.CapacityLimiter(2)
+
+
+async def content_sha256(content: bytes) -> str:
+    """The hex SHA-256 of ``content``; large contents are hashed in a worker thread (hashlib
+    releases the GIL), so a 5 MB upload does not hold the event loop."""
+    if len(content) <= _HASH_INLINE_BYTES:
+        return hashlib.sha256(content).hexdigest()
+    return await trio.to_thread.run_sync(
+        lambda: hashlib.sha256(content).hexdigest(), limiter=_hash_limiter
+    )
 
 
 def file_json(meta: FileMeta) -> dict[str, Any]:
@@ -73,7 +89,7 @@ class FileService:
             path,
             content,
             content_type=content_type_for(path),
-            sha256=hashlib.sha256(content).hexdigest(),
+            sha256=await content_sha256(content),
             limits=self.limits,
             if_match=if_match,
             if_none_match_any=if_none_match_any,

@@ -534,9 +534,9 @@ class RunExecutor:
             settings=deps.settings,
         )
         try:
-            args = render_args(step.args, self._outputs)
+            args = render_args(step.args, self._outputs, deps.settings.max_template_arg_bytes)
         except TemplateError as exc:
-            return ToolError("invalid_reference", str(exc))
+            return ToolError(exc.code, str(exc))
         problems = sorted(args_validator(tool).iter_errors(args), key=str)
         if problems:
             return ToolError("invalid_args", f"arguments after substitution: {problems[0].message}")

@@ -130,6 +130,10 @@ def _parse_step(
             where, message = _schema_problem(error)
             errs.add(f"{key}.args.{where}" if where else f"{key}.args", message)
             ok = False
+        if ok and tool.check_args is not None:  # checks JSON Schema cannot express
+            for where, message in tool.check_args(args).items():
+                errs.add(f"{key}.args.{where}", message)
+                ok = False
 
     needs_raw = raw.get("needs", [])
     needs: tuple[str, ...] = ()

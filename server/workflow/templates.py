@@ -4,6 +4,12 @@ Pure functions. ``references`` finds them (for validation), ``render_args`` subs
 outputs of finished steps. A ``<field>`` may be a dotted path (``output.meta.size``); list
 items are addressed by index (``output.files.0.path``). A whole output or a non-string
 value is embedded as compact JSON; a string value is embedded as is.
+
+Size is bounded before anything is built: ``render_args(..., max_bytes=n)`` counts the bytes
+the substitutions of one call produce together (the step's args) and raises
+``ArgsTooLarge`` as soon as they would pass ``n``, so a few-KB plan repeating a large output
+cannot make the process build gigabytes. Non-string values are encoded incrementally and
+the encoding stops at the bound.
 """
 
 from __future__ import annotations
@@ -24,6 +30,37 @@ _LOOSE_RE = re.compile(r"\{\{\s*steps\b.*?\}\}")
 
 class TemplateError(ValueError):
     """A reference that cannot be resolved (missing field); a permanent step failure."""
+
+    code = "invalid_reference"
+
+
+class ArgsTooLarge(TemplateError):
+    """The substitutions of one step's args would pass the configured bound."""
+
+    code = "args_too_large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            f"the step's arguments after template substitution would exceed {max_bytes} bytes"
+        )
+        self.max_bytes = max_bytes
+
+
+class _Budget:
+    """Bytes the substitutions of one ``render_args`` call may still produce."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, nbytes: int) -> None:
+        if self.left is None or self.limit is None:
+            return
+        self.left -= nbytes
+        if self.left < 0:
+            raise ArgsTooLarge(self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,29 +110,59 @@ def _lookup(output: Any, step_id: str, path: tuple[str, ...]) -> Any:
     return value
 
 
-def _embed(value: Any) -> str:
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _text_bytes(text: str, budget: _Budget) -> None:
+    """Charge ``text``'s UTF-8 size; a string longer than what is left fails unencoded."""
+    if budget.left is None:
+        return
+    if len(text) > budget.left:
+        budget.take(len(text))  # at least one byte per character: over the bound
+    budget.take(len(text.encode("utf-8", "surrogatepass")))
+
+
+def _embed(value: Any, budget: _Budget) -> str:
     if isinstance(value, str):
+        _text_bytes(value, budget)
         return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    parts: list[str] = []
+    for chunk in _ENCODER.iterencode(value):  # stops as soon as the bound is passed
+        _text_bytes(chunk, budget)
+        parts.append(chunk)
+    return "".join(parts)
 
 
-def render_string(text: str, outputs: Mapping[str, Any]) -> str:
+def render_string(text: str, outputs: Mapping[str, Any], max_bytes: int | None = None) -> str:
+    """``text`` with its references replaced; see ``render_args`` for ``max_bytes``."""
+    return _render_string(text, outputs, _Budget(max_bytes))
+
+
+def _render_string(text: str, outputs: Mapping[str, Any], budget: _Budget) -> str:
     def substitute(match: re.Match[str]) -> str:
         step_id = match.group("step")
         if step_id not in outputs:
             raise TemplateError(f"steps.{step_id}: output not available")
         path = tuple(p for p in match.group("path").split(".") if p)
-        return _embed(_lookup(outputs[step_id], step_id, path))
+        return _embed(_lookup(outputs[step_id], step_id, path), budget)
 
     return TEMPLATE_RE.sub(substitute, text)
 
 
-def render_args(args: Any, outputs: Mapping[str, Any]) -> Any:
-    """A copy of ``args`` with every reference replaced; raises ``TemplateError``."""
+def render_args(args: Any, outputs: Mapping[str, Any], max_bytes: int | None = None) -> Any:
+    """A copy of ``args`` with every reference replaced; raises ``TemplateError``.
+
+    ``max_bytes`` bounds the bytes all substitutions of this call produce together; passing
+    it raises ``ArgsTooLarge`` (a ``TemplateError``) before the oversized value is built.
+    """
+    return _render(args, outputs, _Budget(max_bytes))
+
+
+def _render(args: Any, outputs: Mapping[str, Any], budget: _Budget) -> Any:
     if isinstance(args, str):
-        return render_string(args, outputs) if "{{" in args else args
+        return _render_string(args, outputs, budget) if "{{" in args else args
     if isinstance(args, Mapping):
-        return {key: render_args(value, outputs) for key, value in args.items()}
+        return {key: _render(value, outputs, budget) for key, value in args.items()}
     if isinstance(args, list | tuple):
-        return [render_args(item, outputs) for item in args]
+        return [_render(item, outputs, budget) for item in args]
     return args

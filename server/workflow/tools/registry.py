@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jsonschema import Draft202012Validator
 
+from server.errors import bounded_text
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class ToolError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
+        message = bounded_text(message)  # errors echo user values: keep them small
         super().__init__(message)
         self.code = code
         self.message = message
@@ -117,7 +119,7 @@ class Tool:
 
     ``max_concurrency`` bounds calls of this tool in flight across the process (None: no
     per-tool bound). ``transient_errors`` tells the catalog whether the tool may raise
-    retryable errors.
+    retryable errors. ``check_args`` adds plan-time checks JSON Schema cannot express.
     """
 
     name: str
@@ -129,6 +131,11 @@ class Tool:
     run: ToolFn = field(compare=False, repr=False)
     max_concurrency: int | None = None
     transient_errors: bool = False
+    check_args: Callable[[Mapping[str, Any]], dict[str, str]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Plan-time checks beyond the schema (arg -> problem); args holding templates are
+    checked by the tool when it runs."""
 
     def describe(self) -> dict[str, Any]:
         """The catalog entry of ``GET /api/workflow/tools``."""

@@ -3,15 +3,19 @@
 ``FileService`` validates paths, enforces quotas and publishes ``file.*`` events; these tools
 only adapt arguments and outputs. ``AppError``s it raises (``not_found``, ``invalid_path``...)
 become permanent step failures in the executor. ``vfs.search`` is bounded: the pattern
-length, files, bytes, line length and matches scanned are capped, and matching runs in a
-worker thread that is abandoned when the step is cancelled or times out.
+length, files, bytes, line length and matches scanned are capped. Patterns are compiled by
+RE2 (``google-re2``), whose matching time is linear in the input: a pattern such as
+``(a+)+$`` cannot backtrack. Python ``re`` syntax RE2 lacks (backreferences, lookaround) is
+refused (``pattern_problem``: at plan validation when the pattern is literal, else the step
+fails with ``invalid_pattern``). Decoding and matching run in a worker thread under a
+limiter, abandoned when the step is cancelled or times out.
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
+import re2
 import trio
 
 from server.errors import NotFound
@@ -31,6 +35,7 @@ SEARCH_MAX_MATCHES = 200
 SEARCH_MAX_LINE = 4096
 LIST_MAX_FILES = 1000
 _PAGE = 200
+SEARCH_MAX_REGEX_MEMORY = 8 * 1024 * 1024
 _search_limiter = trio.CapacityLimiter(2)
 
 _PATH = {"type": "string", "minLength": 1, "maxLength": 1024}
@@ -98,7 +103,50 @@ async def _move(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
     return {"from": args["from"], **file_json(meta)}
 
 
-def _search_text(regex: re.Pattern[str], text: str, limit: int) -> list[tuple[int, str]]:
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a bad user pattern is not a server error
+    options.never_capture = True
+    options.max_mem = SEARCH_MAX_REGEX_MEMORY
+    return options
+
+
+_OPTIONS = _re2_options()
+
+
+def compile_pattern(pattern: str) -> Any:
+    """The RE2 program of ``pattern``; raises ``ToolError("invalid_pattern")``."""
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise ToolError("invalid_pattern", f"not a valid regular expression: {problem}")
+    return re2.compile(pattern, options=_OPTIONS)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why RE2 refuses ``pattern`` (e.g. a backreference or lookaround), or None. Pure."""
+    if len(pattern) > SEARCH_MAX_PATTERN:
+        return f"longer than {SEARCH_MAX_PATTERN} characters"
+    try:
+        re2.compile(pattern, options=_OPTIONS)
+    except re2.error as exc:
+        raw = exc.args[0] if exc.args else "invalid pattern"
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return f"{text} (RE2 syntax: no backreferences or lookaround)"
+    return None
+
+
+def _check_search_args(args: Mapping[str, Any]) -> dict[str, str]:
+    """Plan-time: a literal pattern must compile under RE2 (templated ones fail at run time)."""
+    pattern = args.get("pattern")
+    if not isinstance(pattern, str) or "{{" in pattern:
+        return {}
+    problem = pattern_problem(pattern)
+    return {} if problem is None else {"pattern": problem}
+
+
+def _search_text(regex: Any, content: bytes, limit: int) -> list[tuple[int, str]]:
+    """Matching lines of ``content`` (worker thread: decoding and matching are CPU work)."""
+    text = content.decode("utf-8", errors="replace")
     hits: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if regex.search(line[:SEARCH_MAX_LINE]):
@@ -109,10 +157,7 @@ def _search_text(regex: re.Pattern[str], text: str, limit: int) -> list[tuple[in
 
 
 async def _search(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        regex = re.compile(args["pattern"])
-    except re.error as exc:
-        raise ToolError("invalid_pattern", f"not a valid regular expression: {exc}") from None
+    regex = compile_pattern(args["pattern"])
     metas, truncated = await _list_metas(ctx, args.get("prefix", ""), SEARCH_MAX_FILES)
     matches: list[dict[str, Any]] = []
     scanned_files = scanned_bytes = 0
@@ -126,11 +171,10 @@ async def _search(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
             continue
         scanned_files += 1
         scanned_bytes += len(data.content)
-        text = data.content.decode("utf-8", errors="replace")
         hits = await trio.to_thread.run_sync(
             _search_text,
             regex,
-            text,
+            data.content,
             SEARCH_MAX_MATCHES - len(matches),
             limiter=_search_limiter,
             abandon_on_cancel=True,
@@ -214,7 +258,8 @@ def vfs_tools() -> list[Tool]:
         Tool(
             name="vfs.search",
             description=(
-                "Search file contents with a regular expression, line by line. Bounded: "
+                "Search file contents with an RE2 regular expression (no backreferences or "
+                "lookaround), line by line. Bounded: "
                 f"{SEARCH_MAX_FILES} files, {SEARCH_MAX_BYTES} bytes, {SEARCH_MAX_MATCHES} "
                 "matches; `truncated` tells when a bound was hit."
             ),
@@ -247,5 +292,6 @@ def vfs_tools() -> list[Tool]:
             timeout_s=30.0,
             retries=0,
             run=_search,
+            check_args=_check_search_args,
         ),
     ]
