@@ -120,7 +120,7 @@ async def test_sigterm_and_restart_lose_nothing_for_plain_and_client_pages(
 ) -> None:  # fmt: skip
     port = free_port()
     # Slow model calls: the prompt run is still going when SIGTERM comes (default grace).
-    settings = {"cors_origins": site, "offline_latency_ms": 1500}
+    settings = {"cors_origins": site, "offline_latency_ms": 3000}
     first = await serve(nursery, backend, tmp_path, port, **settings)
     restarted: ServerProcess | None = None
     try:
