@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 TICKET_AUDIENCE = "stretto-sse"
 _KEY_LABEL = b"stretto-sse-ticket-v2"
-_LEEWAY_S = 10.0
+_LEEWAY_S = 10.0  # on the cap: clocks of instances differ a little
+FIRST_USE_LEEWAY_S = 5.0  # a page load between minting and the first open
 MAX_SEEN = 100_000  # tickets remembered as used by this process (oldest forgotten first)
 
 
@@ -115,7 +116,7 @@ class TicketService:
         user_id = claims["sub"]
         jti = claims["jti"]
         now = self._clock()
-        first_use_over = now > claims["use_by"]  # our own clock: no leeway
+        first_use_over = now > claims["use_by"] + FIRST_USE_LEEWAY_S
         if first_use_over and not reconnect and jti not in self._seen:
             raise Unauthorized()
         session_id = claims.get("sid")

@@ -181,8 +181,8 @@ async def test_plain_eventsource_streams_through_lifetimes_without_a_gap(
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             user = await register_user(client)
             pid = await create_project(client, user)
-            ticket = await mint_ticket(client, user, pid)
             browser = await browsers(f"c-lifetimes-{backend.name}")
+            ticket = await mint_ticket(client, user, pid)  # TTL 2 s: the page opens it next
             await browser.open(page(site, "plain", api=server.url, project=pid, ticket=ticket))
             await browser.wait_for("report.opens >= 1", HANG_GUARD_S)
             writes = 0
