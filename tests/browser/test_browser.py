@@ -262,3 +262,95 @@ async def test_a_disallowed_origin_is_blocked(
             await register_user(client, email=email)
     finally:
         server.ensure_dead()
+
+
+# -- stretto.js: auth and the routes a frontend needs ------------------------------------------
+
+
+async def test_client_covers_auth_and_the_frontend_routes(
+    backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, site: str,
+    browsers: LaunchBrowser,
+) -> None:  # fmt: skip
+    # Access tokens live 2 s: shorter than the client's refresh margin, so it refreshes first.
+    server = await serve(nursery, backend, tmp_path, cors_origins=site, access_token_ttl_s=2)
+    try:
+        browser = await browsers(f"tour-{backend.name}")
+        email = f"tour-{backend.name}@example.com"
+        await browser.open(page(site, "tour", api=server.url, email=email))
+        report = await browser.wait_for("report.done", HANG_GUARD_S)
+        await browser.screenshot()
+    finally:
+        server.ensure_dead()
+    assert report["steps"] == {
+        "me": email,
+        "refreshed_before_expiry": True,
+        "retried_after_401": email,
+        "project_listed": True,
+        "project_renamed": "tour 2",
+        "project_get": "tour 2",
+        "write_created": True,
+        "read_text": "first",
+        "read_etag_matches": True,
+        "not_modified": True,
+        "write_replaced": True,
+        "stale_if_match": "412 version_mismatch",
+        "files_listed": ["docs/a b.txt"],
+        "moved": "docs/b.txt",
+        "deleted": 0,
+        "tools": True,
+        "planned": True,
+        "idempotent": True,
+        "run_listed": True,
+        "run_status": "succeeded",
+        "cancel_finished": "409 run_finished",
+        "ticket": True,
+        "project_deleted": "404 not_found",
+        "logged_out": True,
+        "after_logout": "401 unauthorized",
+    }
+
+
+async def test_client_reopens_with_a_fresh_ticket_when_the_browser_gives_up(
+    backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, site: str,
+    browsers: LaunchBrowser,
+) -> None:  # fmt: skip
+    """Tickets capped at 4 s (plus the verifier's 10 s leeway): a reconnect after the cap
+    gets 401, the EventSource closes for good, and stretto.js takes a new ticket and
+    reopens after the last id it saw; the page still gets every event once."""
+    server = await serve(
+        nursery, backend, tmp_path, cors_origins=site, sse_max_lifetime_s=2,
+        sse_ticket_ttl_s=1, sse_ticket_max_age_s=4,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            user = await register_user(client, password=PASSWORD)
+            pid = await create_project(client, user)
+            browser = await browsers(f"client-reopen-{backend.name}")
+            await browser.open(
+                page(site, "client", api=server.url, flow="watch", email=user.email,
+                     password=PASSWORD, project=pid, run="none")
+            )  # fmt: skip
+            await browser.wait_for("report.opens >= 1", HANG_GUARD_S)
+            writes = 0
+            with trio.fail_after(HANG_GUARD_S):
+                while (await browser.report())["tickets"] < 2:
+                    writes += 1
+                    response = await client.put(
+                        f"/api/projects/{pid}/files/tick.txt",
+                        content=str(writes).encode(),
+                        headers=user.headers,
+                    )
+                    assert response.status_code in (200, 201)
+                    await trio.sleep(0.4)
+            response = await client.put(
+                f"/api/projects/{pid}/files/last.txt", content=b"end", headers=user.headers
+            )
+            assert response.status_code == 201
+        log = await event_log(backend, pid)
+        last = log[-1][0]
+        report = await browser.wait_for(f"report.events.some((e) => e.id === {last})", 30)
+        await browser.screenshot()
+        assert_complete(page_ids(report), log, last)
+        assert page_ids(report)[0] == 1
+    finally:
+        server.ensure_dead()
