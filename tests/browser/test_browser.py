@@ -175,8 +175,9 @@ async def test_plain_eventsource_streams_through_lifetimes_without_a_gap(
     browsers: LaunchBrowser,
 ) -> None:  # fmt: skip
     server = await serve(
-        nursery, backend, tmp_path, cors_origins=site, sse_max_lifetime_s=5, sse_ticket_ttl_s=2
-    )
+        nursery, backend, tmp_path, cors_origins=site, sse_max_lifetime_s=5,
+        sse_ticket_ttl_s=2, log_level="debug",
+    )  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             user = await register_user(client)
@@ -203,6 +204,9 @@ async def test_plain_eventsource_streams_through_lifetimes_without_a_gap(
         assert not report.get("closed"), "the browser gave up on the stream"
         assert_complete(page_ids(report), log, last)
         assert len(page_ids(report)) >= writes // 2
+        server_log = server.log_path.read_text(errors="replace")
+        assert "/api/sse/projects/" in server_log  # debug logs every request...
+        assert ticket not in server_log  # ...never its ticket
     finally:
         server.ensure_dead()
 
