@@ -24,8 +24,8 @@
  * @typedef {{id: (number|null), type: string, data: any}} StreamEvent
  *   id: the project's event sequence number (null for live-only events such as step.delta).
  * @typedef {"connecting"|"open"|"reconnecting"|"closed"} StreamState
- * @typedef {{runId?: string, lastEventId?: (number|null), onEvent?: function(StreamEvent): void,
- *   onState?: function(StreamState, (Error|undefined)): void, types?: Array<string>}} StreamOptions
+ * @typedef {{runId?: string, lastEventId?: (number|null), onEvent?: (event: StreamEvent) => void,
+ *   onState?: (state: StreamState, error?: Error) => void, types?: Array<string>}} StreamOptions
  * @typedef {{close: function(): void, readonly state: StreamState, readonly lastEventId: (number|null)}} StreamHandle
  */
 
@@ -62,15 +62,29 @@ export class StrettoError extends Error {
   }
 }
 
-/** A file path as URL segments (each one encoded; the server checks the path rules). */
+/**
+ * A file path as URL segments (each one encoded; the server checks the path rules).
+ * @param {string} path @returns {string}
+ */
 function filePath(path) {
   return String(path).split("/").map(encodeURIComponent).join("/");
 }
 
-/** Jittered exponential backoff for attempt n (0-based), in milliseconds. */
+/**
+ * Jittered exponential backoff for attempt n (0-based), in milliseconds.
+ * @param {number} attempt @returns {number}
+ */
 export function backoffMs(attempt) {
   const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 16));
   return ceiling / 2 + Math.random() * (ceiling / 2);
+}
+
+/**
+ * A header when it has a value.
+ * @param {string} name @param {string|undefined} value @returns {Record<string, string>}
+ */
+function optionalHeader(name, value) {
+  return value ? { [name]: value } : {};
 }
 
 export class Stretto {
@@ -236,7 +250,7 @@ export class Stretto {
    * @returns {Promise<{body: (Blob|null), text: function(): Promise<string>, etag: (string|null), contentType: (string|null), notModified: boolean}>}
    */
   async readFile(projectId, path, options = {}) {
-    const headers = options.ifNoneMatch ? { "If-None-Match": options.ifNoneMatch } : {};
+    const headers = optionalHeader("If-None-Match", options.ifNoneMatch);
     const response = await this.request("GET", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}`, { headers, raw: true });
     const notModified = response.status === 304;
     const body = notModified ? null : await response.blob();
@@ -266,13 +280,13 @@ export class Stretto {
 
   /** @param {string} projectId @param {string} path @param {string} newPath @param {{ifMatch?: string}} [options] @returns {Promise<FileMeta>} */
   moveFile(projectId, path, newPath, options = {}) {
-    const headers = options.ifMatch ? { "If-Match": options.ifMatch } : {};
+    const headers = optionalHeader("If-Match", options.ifMatch);
     return this.request("PATCH", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}`, { json: { path: newPath }, headers });
   }
 
   /** @param {string} projectId @param {string} path @param {{ifMatch?: string}} [options] @returns {Promise<null>} */
   deleteFile(projectId, path, options = {}) {
-    const headers = options.ifMatch ? { "If-Match": options.ifMatch } : {};
+    const headers = optionalHeader("If-Match", options.ifMatch);
     return this.request("DELETE", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}`, { headers });
   }
 
@@ -289,7 +303,7 @@ export class Stretto {
     if (run.prompt !== undefined) json.prompt = run.prompt;
     if (run.plan !== undefined) json.plan = run.plan;
     if (run.options !== undefined) json.options = run.options;
-    const headers = run.idempotencyKey ? { "Idempotency-Key": run.idempotencyKey } : {};
+    const headers = optionalHeader("Idempotency-Key", run.idempotencyKey);
     return this.request("POST", "/api/workflow/runs", { json, headers });
   }
 
