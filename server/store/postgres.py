@@ -322,7 +322,7 @@ class PostgresStore:
         async def op(conn: Conn) -> bool:
             row = await conn.fetchval(
                 "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 "
-                "AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3 LIMIT 1",
+                "AND revoked_at IS NULL AND expires_at > $3 LIMIT 1",
                 family_id, user_id, now,
             )  # fmt: skip
             return row is not None

@@ -273,7 +273,7 @@ class SqliteStore:
         def op(conn: Conn) -> bool:
             row = conn.execute(
                 "SELECT 1 FROM refresh_tokens WHERE family_id = ? AND user_id = ? "
-                "AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ? LIMIT 1",
+                "AND revoked_at IS NULL AND expires_at > ? LIMIT 1",
                 (family_id, user_id, time_text(now)),
             ).fetchone()
             return row is not None
