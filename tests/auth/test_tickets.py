@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from server.auth.tickets import TicketService
+from server.auth.tokens import TokenService
 from server.errors import Unauthorized
 from server.events.sse import SSEDecoder
 from tests.events.sse_client import open_stream
@@ -170,3 +171,17 @@ async def test_stream_request_during_shutdown_gets_200_and_retry(
     decoder = SSEDecoder()
     assert decoder.feed(response.content) == []  # no events, the stream just ends
     assert response.content.startswith(b"retry: ")
+
+
+def test_access_tokens_carry_their_session() -> None:
+    tokens = TokenService(
+        algorithm="HS256",
+        issuer="stretto",
+        audience="stretto",
+        hs_secret=SECRET,
+        ticket_secret=SECRET,
+    )
+    with_session, _ = tokens.issue_access("u1", "family-1")
+    assert tokens.verify_access(with_session)["sid"] == "family-1"
+    without, _ = tokens.issue_access("u1")
+    assert "sid" not in tokens.verify_access(without)
