@@ -184,6 +184,9 @@ def smoke(binary: Path) -> dict[str, Any]:
         files = client.expect(200, "GET", f"/api/projects/{project['id']}/files")
         if not any(item["path"] == "notes/smoke.md" for item in files["items"]):
             raise SmokeFailure(f"file not written: {files}")
+        script = client.expect(200, "GET", "/client/stretto.js")  # package data, bundled
+        if b"export class Stretto" not in script:
+            raise SmokeFailure("/client/stretto.js is not the browser client")
         metrics = client.expect(200, "GET", "/metrics")
         for family in (b"stretto_http_requests_total", b"stretto_runs_total"):
             if family not in metrics:

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
 KIB = 1024
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 MIB = 1024 * KIB
 
 
@@ -51,6 +53,11 @@ class Settings:
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
     shutdown_grace_s: float = _setting(
         10 * SECONDS, "On SIGTERM: seconds running runs get to finish before they are cancelled."
+    )
+    cors_origins: str = _setting(
+        "",
+        "Browser origins allowed to call /api/ (CORS): exact origins such as "
+        "https://app.example.com, comma-separated; empty: no CORS.",
     )
     log_level: str = _setting("info", "Log level: debug, info, warning, error.")
     log_format: str = _setting("json", "Log format: json (one object per line) or text.")
@@ -130,7 +137,12 @@ class Settings:
         256, "Events queued per SSE subscriber before it is disconnected as too slow."
     )
     sse_ticket_ttl_s: int = _setting(
-        int(5 * MINUTES), "Lifetime of an SSE stream ticket, in seconds."
+        int(5 * MINUTES), "An SSE stream ticket must first be used within this many seconds."
+    )
+    sse_ticket_max_age_s: int = _setting(
+        int(24 * HOURS),
+        "Once used, an SSE ticket reopens its stream while the session is valid, up to this "
+        "many seconds after it was issued.",
     )
     sse_direct_writes: bool = _setting(
         True,
@@ -185,6 +197,11 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "stretto.sqlite3"
+
+    @property
+    def cors_origin_set(self) -> frozenset[str]:
+        """The allowed CORS origins (``cors_origins`` split, blanks dropped)."""
+        return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict, secrets replaced: safe to log."""
@@ -320,6 +337,7 @@ def validate(s: Settings) -> None:
         "sse_max_lifetime_s",
         "sse_buffer",
         "sse_ticket_ttl_s",
+        "sse_ticket_max_age_s",
         "event_retention_count",
         "event_retention_s",
         "max_plan_steps",
@@ -335,6 +353,15 @@ def validate(s: Settings) -> None:
     )
     for name in positives:
         check(getattr(s, name) > 0, f"{name}: must be positive")
+    check(
+        s.sse_ticket_max_age_s >= s.sse_ticket_ttl_s,
+        "sse_ticket_max_age_s: must be at least sse_ticket_ttl_s",
+    )
+    for origin in s.cors_origin_set:
+        check(
+            _ORIGIN.fullmatch(origin) is not None,
+            f"cors_origins: {origin!r} is not an origin (scheme://host[:port], no path)",
+        )
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")

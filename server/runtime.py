@@ -26,6 +26,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from server.app import create_app
 from server.auth.passwords import PasswordHasher
 from server.auth.ratelimit import LoginGuard
+from server.auth.tickets import TicketService
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
@@ -126,6 +127,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         provider=provider,
         metrics=metrics,
         lifecycle=lifecycle,
+        tickets=TicketService.from_settings(settings),
     )
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from server.ai.provider import ModelProvider
     from server.auth.passwords import PasswordHasher
     from server.auth.ratelimit import LoginGuard
+    from server.auth.tickets import TicketService
     from server.auth.tokens import TokenService
     from server.config import Settings
     from server.events.hub import EventHub
@@ -54,3 +55,4 @@ class Services:
     provider: ModelProvider
     metrics: Metrics
     lifecycle: Lifecycle
+    tickets: TicketService

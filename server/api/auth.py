@@ -95,8 +95,9 @@ async def _session(svc: Services, user: User, family_id: str | None = None) -> d
     """A new access token and a new refresh token (a new family unless one is given)."""
     refresh_token, token_id = svc.tokens.new_refresh_token()
     expires_at = utc_now() + timedelta(seconds=svc.tokens.refresh_ttl_s)
-    await svc.store.create_refresh_token(token_id, user.id, family_id or new_id(), expires_at)
-    access_token, expires_in = svc.tokens.issue_access(user.id)
+    family_id = family_id or new_id()
+    await svc.store.create_refresh_token(token_id, user.id, family_id, expires_at)
+    access_token, expires_in = svc.tokens.issue_access(user.id, family_id)
     return {
         "user": user_json(user),
         "access_token": access_token,

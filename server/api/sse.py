@@ -1,10 +1,12 @@
 """Server-Sent Events routes: stream tickets and the project event stream.
 
-``POST /api/sse/tickets`` (Bearer) mints a short-lived ticket good for streaming one
-project (browsers' EventSource cannot send headers). ``GET /api/sse/projects/{id}``
-authenticates by Bearer header or ``?ticket=`` (never an access token in a URL), answers
-404 for a missing or another user's project, and streams ``server.events.stream``.
+``POST /api/sse/tickets`` (Bearer) mints a ticket good for streaming one project while the
+session lasts (``server.auth.tickets``; browsers' EventSource cannot send headers).
+``GET /api/sse/projects/{id}`` authenticates by Bearer header or ``?ticket=`` (never an
+access token in a URL), answers 404 for a missing or another user's project, and streams
+``server.events.stream``.
 Tickets are never logged: ``server.events.sse.redact_secrets`` scrubs request targets.
+During shutdown a stream request gets 200 with ``retry:`` and an empty, ended stream.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from quart import Blueprint, Response, request
 
 from server.api.deps import json_response, read_json, require_user, services
 from server.api.validation import object_schema
-from server.errors import NotFound, ShuttingDown, Unauthorized, ValidationFailed
+from server.errors import NotFound, Unauthorized, ValidationFailed
 from server.events.direct import direct_socket_for_current_request
 from server.events.sse import parse_last_event_id
 from server.events.stream import StreamOptions, event_stream
@@ -23,6 +25,7 @@ blueprint = Blueprint("sse", __name__)
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
 TICKET_SCHEMA = object_schema({"project_id": _ID}, ("project_id",))
 MAX_RUN_ID_CHARS = 128
+SHUTDOWN_RETRY_MS = 1000
 
 STREAM_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -38,7 +41,7 @@ async def create_ticket() -> Response:
     project = await svc.store.get_project(user.user_id, body["project_id"])
     if project is None:
         raise NotFound("No such project.")
-    ticket, expires_in = svc.tokens.issue_ticket(user.user_id, project.id)
+    ticket, expires_in = svc.tickets.issue(user.user_id, project.id, user.session_id)
     return json_response(
         {"ticket": ticket, "expires_in": expires_in}, 201, {"Cache-Control": "no-store"}
     )
@@ -50,21 +53,30 @@ async def _stream_user(project_id: str) -> str:
         return (await require_user()).user_id
     ticket = request.args.get("ticket")
     if ticket:
-        return services().tokens.verify_ticket(ticket, project_id)
+        svc = services()
+        reconnect = request.headers.get("Last-Event-ID") is not None
+        return await svc.tickets.verify(ticket, project_id, svc.store, reconnect=reconnect)
     raise Unauthorized("Authentication required: a Bearer token or a stream ticket.")
+
+
+def _come_back_later() -> Response:
+    """During shutdown: 200 with a ``retry:`` and an ended stream. Any non-200 would make an
+    EventSource give up for good; this one reconnects (to the next instance) instead."""
+    body = f"retry: {SHUTDOWN_RETRY_MS}\n\n: shutting down\n\n".encode()
+    return Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
 
 
 @blueprint.get("/api/sse/projects/<project_id>")
 async def stream_project(project_id: str) -> Response:
     svc = services()
+    if svc.lifecycle.draining:
+        return _come_back_later()
     user_id = await _stream_user(project_id)
     if await svc.store.get_project(user_id, project_id) is None:
         raise NotFound("No such project.")
     run_id = request.args.get("run_id") or None
     if run_id is not None and len(run_id) > MAX_RUN_ID_CHARS:
         raise ValidationFailed(details={"run_id": f"at most {MAX_RUN_ID_CHARS} characters"})
-    if svc.lifecycle.draining:
-        raise ShuttingDown()
     given, last_event_id = parse_last_event_id(
         request.headers.get("Last-Event-ID"), request.args.get("last_event_id")
     )

@@ -37,6 +37,7 @@ class Principal:
     user_id: str
     email: str | None
     name: str | None
+    session_id: str | None = None  # the refresh-token family (``sid``), when stretto minted it
 
 
 async def authenticate(token: str, tokens: TokenService, store: Store) -> Principal:
@@ -48,7 +49,9 @@ async def authenticate(token: str, tokens: TokenService, store: Store) -> Princi
         if tokens.can_issue:
             raise Unauthorized()
         user = await _create_external_user(user_id, claims, store)
-    return Principal(user_id=user.id, email=user.email, name=user.name)
+    sid = claims.get("sid") if tokens.can_issue else None
+    session_id = sid if isinstance(sid, str) and 0 < len(sid) <= 255 else None
+    return Principal(user_id=user.id, email=user.email, name=user.name, session_id=session_id)
 
 
 def placeholder_emails(issuer: str, sub: str) -> list[str]:

@@ -133,8 +133,9 @@ class TokenService:
         )
 
     # -- access tokens ----------------------------------------------------------------
-    def issue_access(self, user_id: str) -> tuple[str, int]:
-        """(token, expires_in seconds). Only in HS256 mode."""
+    def issue_access(self, user_id: str, session_id: str | None = None) -> tuple[str, int]:
+        """(token, expires_in seconds). Only in HS256 mode. ``session_id`` (the refresh-token
+        family) becomes the ``sid`` claim: SSE tickets are bound to it."""
         if not self.can_issue or self._hs_secret is None:
             raise RuntimeError("access tokens are minted by the external auth service")
         now = int(self._clock())
@@ -146,6 +147,8 @@ class TokenService:
             "iss": self.issuer,
             "aud": self.audience,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self._hs_secret, algorithm="HS256"), self.access_ttl_s
 
     def verify_access(self, token: str) -> dict[str, Any]:

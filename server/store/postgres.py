@@ -318,6 +318,17 @@ class PostgresStore:
 
         await self._db.run(op, transaction=False)
 
+    async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
+        async def op(conn: Conn) -> bool:
+            row = await conn.fetchval(
+                "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 "
+                "AND revoked_at IS NULL AND expires_at > $3 LIMIT 1",
+                family_id, user_id, now,
+            )  # fmt: skip
+            return row is not None
+
+        return await self._db.run(op, transaction=False)
+
     # -- projects ----------------------------------------------------------------------------
     async def create_project(self, owner_id: str, name: str, description: str | None) -> Project:
         now = utc_now()

@@ -86,6 +86,11 @@ class Store(Protocol):
     async def revoke_refresh_token_family_of(self, token_id: str, user_id: str) -> None:
         """Logout: revoke the family the token belongs to, if it is that user's."""
 
+    async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
+        """True while the user's family has an unrevoked, unexpired token: the session is
+        alive and SSE tickets bound to it keep working. Used tokens count, so that the
+        instant between a rotation's use and its successor's insert is no logout."""
+
     # -- projects ----------------------------------------------------------------------
     async def create_project(
         self, owner_id: str, name: str, description: str | None

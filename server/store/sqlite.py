@@ -269,6 +269,17 @@ class SqliteStore:
             )
         )
 
+    async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
+        def op(conn: Conn) -> bool:
+            row = conn.execute(
+                "SELECT 1 FROM refresh_tokens WHERE family_id = ? AND user_id = ? "
+                "AND revoked_at IS NULL AND expires_at > ? LIMIT 1",
+                (family_id, user_id, time_text(now)),
+            ).fetchone()
+            return row is not None
+
+        return await self._db.read(op)
+
     # -- projects ----------------------------------------------------------------------------
     async def create_project(self, owner_id: str, name: str, description: str | None) -> Project:
         now = utc_now()

@@ -13,7 +13,7 @@ import trio
 import trio_asyncio
 from httpx_sse import aconnect_sse
 
-from server.auth.tokens import TokenService
+from server.auth.tickets import TicketService
 from server.events.model import new_event
 from server.events.sse import SSEDecoder
 from server.store.factory import open_store
@@ -131,14 +131,12 @@ async def test_ticket_auth_and_its_failures(
     async with open_stream(client, pid, params={"ticket": ticket}):
         pass
 
-    expired = TokenService(
-        algorithm="HS256",
+    expired = TicketService(
+        secret=TEST_JWT_SECRET.encode(),
         issuer=server.settings.jwt_issuer,
-        audience=server.settings.jwt_audience,
-        hs_secret=TEST_JWT_SECRET.encode(),
-        ticket_secret=TEST_JWT_SECRET.encode(),
+        max_age_s=600,
         clock=lambda: time.time() - 3600,
-    ).issue_ticket(user.user_id, pid)[0]
+    ).issue(user.user_id, pid, None)[0]
     failures = {
         "garbage": "not-a-ticket",
         "expired": expired,

@@ -101,3 +101,27 @@ async def test_logout_revokes_only_own_family(store: Store, user: User, other: U
     assert (await store.use_refresh_token(theirs, utc_now())).outcome is RefreshOutcome.OK
     await store.revoke_refresh_token_family_of(mine, user.id)
     assert (await store.use_refresh_token(mine, utc_now())).outcome is RefreshOutcome.INVALID
+
+
+async def test_refresh_family_active_follows_rotation_logout_and_expiry(
+    store: Store, user: User, other: User
+) -> None:
+    now = utc_now()
+    later = now + timedelta(days=1)
+    family = new_id()
+    assert not await store.refresh_family_active(family, user.id, now)  # no such family
+    await store.create_refresh_token("t1", user.id, family, later)
+    assert await store.refresh_family_active(family, user.id, now)
+    assert not await store.refresh_family_active(family, other.id, now)  # not theirs
+    assert not await store.refresh_family_active(family, user.id, later)  # expired
+    assert (await store.use_refresh_token("t1", now)).outcome is RefreshOutcome.OK
+    assert await store.refresh_family_active(family, user.id, now)  # mid-rotation: alive
+    await store.create_refresh_token("t2", user.id, family, later)  # the rotation's new token
+    assert await store.refresh_family_active(family, user.id, now)
+    await store.revoke_refresh_token_family_of("t2", user.id)  # logout
+    assert not await store.refresh_family_active(family, user.id, now)
+    reused = new_id()
+    await store.create_refresh_token("r1", user.id, reused, later)
+    await store.use_refresh_token("r1", now)
+    assert (await store.use_refresh_token("r1", now)).outcome is RefreshOutcome.REUSED
+    assert not await store.refresh_family_active(reused, user.id, now)  # reuse revokes
