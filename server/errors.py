@@ -78,12 +78,6 @@ class NotFound(AppError):
     default_message = "Not found."
 
 
-class MethodNotAllowed(AppError):
-    status = 405
-    code = "method_not_allowed"
-    default_message = "Method not allowed."
-
-
 class Conflict(AppError):
     status = 409
     code = "conflict"
@@ -158,3 +152,40 @@ class StoreUnavailable(AppError):
     status = 503
     code = "not_ready"
     default_message = "The database is unavailable."
+
+
+class ToolError(Exception):
+    """A failed tool or model call, in the terms the executor acts on (not an ``AppError``:
+    it ends a step, not a request). ``code`` is snake_case, e.g. ``model_rate_limited``.
+
+    ``retryable`` marks a transient failure (429, 503, timeouts) the executor retries with
+    backoff; ``retry_after`` (seconds) is a lower bound on the next delay (a ``Retry-After``);
+    ``status`` is the remote HTTP status, when there was one.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r}, retryable={self.retryable})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+ModelError = ToolError
+"""What a model provider raises: the same class as ``ToolError`` (an AI tool lets it pass
+unchanged), named for the call site."""
