@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import trio
+import trio_asyncio  # noqa: F401  (before httpx/google-genai: it patches asyncio's loop lookup)
 
 from server.ai.provider import LimitedProvider
 
