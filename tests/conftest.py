@@ -5,4 +5,4 @@ loopback (tests/fixtures/server.py)."""
 # asyncpg or httpx (the server's entry points do the same; ``import server`` does not).
 import trio_asyncio  # noqa: F401
 
-pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.server"]
+pytest_plugins = ["tests.fixtures.leaks", "tests.fixtures.postgres", "tests.fixtures.server"]
