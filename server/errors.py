@@ -147,11 +147,22 @@ class ShuttingDown(AppError):
 
 
 class StoreUnavailable(AppError):
-    """The database could not be reached or answered with an unexpected error."""
+    """The database could not be reached or answered with an unexpected error.
+
+    The argument is the cause (``str(error)``), for the logs and the CLI; clients get only
+    ``default_message``: a database address or a driver's words are not theirs to see.
+    """
 
     status = 503
     code = "not_ready"
     default_message = "The database is unavailable."
+
+    def __init__(self, cause: str | None = None, details: Mapping[str, Any] | None = None):
+        super().__init__(None, details)
+        self.cause = cause or self.default_message
+
+    def __str__(self) -> str:
+        return self.cause
 
 
 class ToolError(Exception):

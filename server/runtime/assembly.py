@@ -21,6 +21,7 @@ from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
 from server.observability.metrics import Metrics, PoolUsage
+from server.observability.run_log import RunOutcomeLog
 from server.ops import sdnotify
 from server.services import Services
 from server.store.factory import open_store
@@ -72,7 +73,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
     )
     supervisor = RunSupervisor(
         store=store,
-        publisher=hub,
+        publisher=RunOutcomeLog(hub),
         files=files,
         registry=tools,
         settings=settings,
