@@ -46,23 +46,23 @@ class StartupError(Exception):
 
 
 def bind_listeners(settings: Settings) -> list[socket.socket]:
-    """Bind and listen on ``settings.host:settings.port`` (its first resolved address, as
-    hypercorn would). The caller owns (closes) the sockets.
+    """Bind and listen on ``settings.host:settings.port``: IPv6 when the host has a colon,
+    else IPv4 (as hypercorn's own binding does). The caller owns (closes) the sockets.
 
     Raises ``StartupError``: ``CANNOT_LISTEN`` (in use, not allowed, address not local),
     ``BAD_SETTINGS`` (the host does not resolve).
     """
     host, port = settings.host, settings.port
     where = f"{host}:{port}"
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
     try:
-        infos = socket.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        infos = socket.getaddrinfo(bare, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
         raise StartupError(
             f"invalid host {host!r}: it does not resolve to an address", ExitCode.BAD_SETTINGS
         ) from exc
-    family, type_, proto, _, address = infos[0]
+    _, type_, proto, _, address = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
