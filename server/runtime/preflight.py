@@ -133,8 +133,11 @@ def describe_store_failure(settings: Settings, error: BaseException) -> StartupE
         reason = f"database {postgres_database(settings.database_url or '')!r} does not exist"
     elif name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
         reason = "authentication failed"
-    else:
-        reason = str(cause).splitlines()[0] if str(cause) else name
+    elif name in ("CannotConnectNowError", "TooManyConnectionsError"):
+        reason = str(cause).splitlines()[0]
+    else:  # reached, then failed (a migration, a query): not a connection problem
+        text = str(cause).splitlines()[0] if str(cause) else name
+        return StartupError(f"PostgreSQL at {where}: {text}", ExitCode.DATABASE_UNREACHABLE)
     return StartupError(
         f"cannot reach PostgreSQL at {where}: {reason}", ExitCode.DATABASE_UNREACHABLE
     )
