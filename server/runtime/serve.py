@@ -109,6 +109,8 @@ async def _run(
                 http_done.set()
 
         urls: list[str] = await nursery.start(run_http)
+        for sock in listeners:  # hypercorn listens on its own duplicates from here on
+            sock.close()
         nursery.start_soon(drain, services, stop_http)
         lifecycle.ready = True
         sdnotify.notify("READY=1")
