@@ -1,7 +1,9 @@
-"""stretto: a workflow-and-streaming server for AI-assisted project apps."""
+"""stretto: a workflow-and-streaming server for AI-assisted project apps.
 
-# trio-asyncio patches asyncio's loop lookup: it must be imported before any other
-# asyncio-using library (asyncpg, httpx, google-genai), so the package imports it first.
-import trio_asyncio as _trio_asyncio  # noqa: F401
+Importing the package has no side effects (``server.bench``, the load-test client, depends on
+it). trio-asyncio must be imported before any asyncio-using library (asyncpg, httpx,
+google-genai): the modules that lead to them (``server.store.factory``, ``server.ai.factory``,
+``server.runtime.serve``) import it first.
+"""
 
 __version__ = "0.1.0"

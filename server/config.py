@@ -203,16 +203,6 @@ class Settings:
         """The allowed CORS origins (``cors_origins`` split, blanks dropped)."""
         return frozenset(o.strip() for o in self.cors_origins.split(",") if o.strip())
 
-    def redacted(self) -> dict[str, Any]:
-        """Settings as a dict, secrets replaced: safe to log."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("secret") and value is not None:
-                value = "***"
-            out[f.name] = str(value) if isinstance(value, Path) else value
-        return out
-
 
 def env_name(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("env") or f"STRETTO_{f.name.upper()}")

@@ -102,12 +102,6 @@ class NotFound(AppError):
     default_message = "Not found."
 
 
-class MethodNotAllowed(AppError):
-    status = 405
-    code = "method_not_allowed"
-    default_message = "Method not allowed."
-
-
 class Conflict(AppError):
     status = 409
     code = "conflict"
@@ -177,8 +171,57 @@ class ShuttingDown(AppError):
 
 
 class StoreUnavailable(AppError):
-    """The database could not be reached or answered with an unexpected error."""
+    """The database could not be reached or answered with an unexpected error.
+
+    The argument is the cause (``str(error)``), for the logs and the CLI; clients get only
+    ``default_message``: a database address or a driver's words are not theirs to see.
+    """
 
     status = 503
     code = "not_ready"
     default_message = "The database is unavailable."
+
+    def __init__(self, cause: str | None = None, details: Mapping[str, Any] | None = None):
+        super().__init__(None, details)
+        self.cause = cause or self.default_message
+
+    def __str__(self) -> str:
+        return self.cause
+
+
+class ToolError(Exception):
+    """A failed tool or model call, in the terms the executor acts on (not an ``AppError``:
+    it ends a step, not a request). ``code`` is snake_case, e.g. ``model_rate_limited``.
+
+    ``retryable`` marks a transient failure (429, 503, timeouts) the executor retries with
+    backoff; ``retry_after`` (seconds) is a lower bound on the next delay (a ``Retry-After``);
+    ``status`` is the remote HTTP status, when there was one.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        message = bounded_text(message)  # errors echo user values: keep them small
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r}, retryable={self.retryable})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+ModelError = ToolError
+"""What a model provider raises: the same class as ``ToolError`` (an AI tool lets it pass
+unchanged), named for the call site."""

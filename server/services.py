@@ -1,7 +1,7 @@
 """The process's services, built once at startup and shared by every request.
 
 ``Lifecycle`` is the server's readiness state: ready after migrations, draining after
-SIGTERM. ``Services`` is a plain container; ``server.runtime`` builds it and owns the
+SIGTERM. ``Services`` is a plain container; ``server.runtime.assembly`` builds it and owns the
 nursery its background services live in.
 """
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: lint (ruff), format check, types (mypy strict), then the test suite
-# (pytest). Creates ./.venv with the project and its test extras on first use.
-#   tests/run.sh                 # everything
-#   tests/run.sh tests/store -x  # arguments go to pytest
+# (pytest) with branch coverage of server/ (server subprocesses included) and the leak check
+# (tests/fixtures/leaks.py). Creates ./.venv with the project and its test extras on first use.
+#   tests/run.sh                 # everything; fails under the coverage floor (pyproject.toml)
+#   tests/run.sh tests/store -x  # arguments go to pytest; coverage shown, no floor
 # PostgreSQL: the suite starts its own throwaway cluster when the server binaries are
 # installed (Debian: apt-get install postgresql), or uses DATABASE_URL. Without either,
 # PostgreSQL tests are skipped, unless STRETTO_TEST_REQUIRE_POSTGRES=1 (CI) makes that a failure.
@@ -13,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
 fi
-if ! "$VENV/bin/python" -c 'import server, pytest_trio, httpx_sse, hypothesis, mypy, selenium' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import server, pytest_trio, pytest_cov, httpx_sse, hypothesis, mypy, selenium' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet -e '.[test]'
 fi
 echo "== ruff"
@@ -21,5 +22,10 @@ echo "== ruff"
 "$VENV/bin/ruff" format --check .
 echo "== mypy"
 "$VENV/bin/mypy"
-echo "== pytest"
-"$VENV/bin/python" -m pytest "$@"
+echo "== pytest (branch coverage)"
+rm -f .coverage .coverage.*
+coverage_args=(--cov --cov-report=term:skip-covered)
+if [ "$#" -gt 0 ]; then
+  coverage_args+=(--cov-fail-under=0)  # a partial run cannot meet the whole suite's floor
+fi
+"$VENV/bin/python" -m pytest "${coverage_args[@]}" "$@"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from server.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from server.store.models import FileData, FileMeta, Page
 
@@ -95,7 +95,3 @@ async def project_listing(
             return listing[:max_files], len(listing) if len(listing) <= max_files else None
         if len(listing) >= max_files:
             return listing[:max_files], None
-
-
-def paths_of(listing: Sequence[Mapping[str, Any]]) -> list[str]:
-    return [str(item["path"]) for item in listing]

@@ -22,12 +22,13 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from server.ai.provider import Hints, HttpClientFactory, ModelError
 from server.ai.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after
+from server.errors import ModelError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
+    from server.ai.provider import Hints, HttpClientFactory
     from server.config import Settings
 
 T = TypeVar("T")

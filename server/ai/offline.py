@@ -9,12 +9,15 @@ templates). ``latency_s`` simulates a model's latency once per call (benchmarks;
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from server.ai import offline_rules, offline_text
-from server.ai.provider import Hints, ModelError
+from server.errors import ModelError
+
+if TYPE_CHECKING:
+    from server.ai.provider import Hints
 
 
 class OfflineProvider:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from server.ai.budget import check_prompt, project_listing
 from server.ai.intent import IntentAnalyzer
 from server.ai.prompts import PLAN_SYSTEM, listing_text, plan_prompt, plan_schema, repair_prompt
-from server.ai.provider import ModelError, to_app_error
-from server.errors import InvalidPlan
+from server.ai.provider import to_app_error
+from server.errors import InvalidPlan, ModelError
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:

@@ -2,13 +2,14 @@
 
 Two real implementations: ``GeminiProvider`` (google-genai, imported only when an API key
 is configured) and ``OfflineProvider`` (deterministic rules and templates, no network).
-``build_provider`` picks one from the settings and wraps it in ``LimitedProvider``, which
-holds the process-wide bound on model calls in flight.
+``server.ai.factory.build_provider`` picks one from the settings and wraps it in
+``LimitedProvider``, which holds the process-wide bound on model calls in flight.
 
-Errors: providers raise ``ModelError`` only. ``retryable`` marks transient failures (429,
-503 and other 5xx, timeouts, connection failures); ``retry_after`` carries the server's
-``Retry-After``. The planner turns a ``ModelError`` into an ``AppError`` with
-``to_app_error``; the AI tools turn it into a ``ToolError``.
+Errors: providers raise ``ModelError`` only (``server.errors``; the same class as
+``ToolError``). ``retryable`` marks transient failures (429, 503 and other 5xx, timeouts,
+connection failures); ``retry_after`` carries the server's ``Retry-After``. The planner
+turns a ``ModelError`` into an ``AppError`` with ``to_app_error``; the AI tools let it pass
+to the executor unchanged.
 
 Streaming: ``stream_text`` is an async generator. Callers must close it deterministically
 (``async with contextlib.aclosing(provider.stream_text(...)) as chunks``), from the task
@@ -22,40 +23,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from server.errors import AppError
+from server.errors import AppError, ModelError
 
 if TYPE_CHECKING:
     import httpx
 
-    from server.config import Settings
 
 Hints = Mapping[str, Any]
 """Structured facts a prompt was built from (``task``: intent, plan, generate, edit; the user
 request, file listing, file content...). A model reads the prompt and ignores hints; the
 offline provider works from the hints alone."""
-
-
-class ModelError(Exception):
-    """A failed model call; ``code`` is snake_case, e.g. ``model_rate_limited``."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after: float | None = None,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
-        self.status = status
-
-    def __repr__(self) -> str:
-        return f"ModelError({self.code!r}, {self.message!r}, retryable={self.retryable})"
 
 
 class ModelProvider(Protocol):
@@ -194,29 +171,3 @@ def to_app_error(error: ModelError) -> AppError:
 
 
 HttpClientFactory = Callable[[], "httpx.AsyncClient"]
-
-
-def build_provider(
-    settings: Settings,
-    *,
-    limiter: trio.CapacityLimiter | None = None,
-    http_client_factory: HttpClientFactory | None = None,
-    observer: ModelCallObserver | None = None,
-) -> LimitedProvider:
-    """Gemini when ``settings.gemini_api_key`` is set, else the offline provider.
-
-    google-genai is imported only on the Gemini path (it costs ~50 MB and ~1 s). The result
-    bounds calls in flight by ``limiter`` (default: ``settings.ai_concurrency``). The caller
-    owns the provider and must ``await provider.aclose()`` at shutdown.
-    """
-    inner: ModelProvider
-    if settings.gemini_api_key:
-        from server.ai.gemini import GeminiProvider
-
-        inner = GeminiProvider(settings, http_client_factory=http_client_factory)
-    else:
-        from server.ai.offline import OfflineProvider
-
-        inner = OfflineProvider(latency_s=settings.offline_latency_ms / 1000.0)
-    limiter = limiter or trio.CapacityLimiter(settings.ai_concurrency)
-    return LimitedProvider(inner, limiter, observer)

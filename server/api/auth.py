@@ -20,6 +20,7 @@ handled by the external auth service"; logout and me keep working with those tok
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ from server.auth.emails import MAX_EMAIL_CHARS, is_valid_email, normalize_email
 from server.errors import InvalidCredentials, NotFound, Unauthorized, ValidationFailed
 from server.store.models import RefreshOutcome
 from server.timeutil import new_id, rfc3339, utc_now
+
+log = logging.getLogger("stretto.auth")
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -122,6 +125,7 @@ async def register() -> Response:
     svc.login_limiter.register_attempt(client_address())  # RateLimited -> 429
     password_hash = await svc.passwords.hash(password)
     user = await svc.store.create_user(email, password_hash, name)  # EmailTaken -> 409
+    log.info("user registered", extra={"user_id": user.id})
     return json_response(await _session(svc, user), 201)
 
 
@@ -156,6 +160,7 @@ async def refresh() -> Response:
     token_id = svc.tokens.refresh_token_id(body["refresh_token"])
     use = await svc.store.use_refresh_token(token_id, utc_now())
     if use.outcome is RefreshOutcome.REUSED:
+        log.info("refresh token reused: session revoked", extra={"user_id": use.user_id})
         raise Unauthorized("This refresh token was already used; the session is revoked.")
     if use.outcome is not RefreshOutcome.OK or use.user_id is None or use.family_id is None:
         raise Unauthorized("The refresh token is invalid or expired.")

@@ -23,7 +23,7 @@ from server.errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from server.auth.tokens import Principal
+    from server.auth.principal import Principal
     from server.services import Services
 
 DEFAULT_LIMIT = 50
@@ -50,7 +50,7 @@ async def require_user() -> Principal:
     cached = g.get("principal")
     if cached is not None:
         return cast("Principal", cached)
-    from server.auth.tokens import authenticate
+    from server.auth.principal import authenticate
 
     token = bearer_token()
     if token is None:

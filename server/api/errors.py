@@ -3,6 +3,7 @@
 Every status >= 400 leaves the server as ``{"error": {"code", "message", "details"}}``:
 ``AppError`` subclasses, framework errors (404, 405, 413 from werkzeug/quart), and
 unexpected exceptions (500, logged with the request id, never a stack trace in the body).
+Every 5xx is logged, one line per distinct failure per minute.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from werkzeug.exceptions import HTTPException
 
 from server.api.deps import json_response
 from server.errors import AppError
+from server.observability.logging import RateLimitedLogger
 
 if TYPE_CHECKING:
     from quart import Response
     from quart_trio import QuartTrio
 
 log = logging.getLogger("stretto.http")
+# One line per distinct failure per minute: an outage fails every request the same way.
+failures = RateLimitedLogger(log, interval_s=60.0)
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -43,6 +47,14 @@ def app_error_response(error: AppError) -> Response:
 def install_error_handling(app: QuartTrio) -> None:
     @app.errorhandler(AppError)
     async def handle_app_error(error: AppError) -> Response:
+        if error.status >= 500:
+            failures.warning(
+                "answering %d %s: %s",
+                error.status,
+                error.code,
+                error,
+                extra={"method": request.method, "path": request.path},
+            )
         return app_error_response(error)
 
     @app.errorhandler(HTTPException)
@@ -63,7 +75,7 @@ def install_error_handling(app: QuartTrio) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception) -> Response:
-        log.error(
+        failures.error(
             "unhandled error in %s %s",
             request.method,
             request.path,

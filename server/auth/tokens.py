@@ -31,7 +31,6 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from server.auth.principal import Principal, authenticate
 from server.auth.secrets import MIN_SECRET_BYTES, load_or_create_secret
 from server.config import Settings, SettingsError
 from server.errors import Unauthorized
@@ -47,7 +46,6 @@ MAX_SUBJECT_CHARS = 255
 DEFAULT_LEEWAY_S = 10.0
 _TICKET_KEY_LABEL = b"stretto-sse-ticket-v1"
 
-__all__ = ["Principal", "TokenService", "authenticate"]
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 

@@ -16,23 +16,19 @@ from typing import TYPE_CHECKING
 import trio
 
 from server.config import Settings, SettingsError, add_arguments, load_settings
-from server.errors import StoreUnavailable
+from server.runtime.preflight import EXIT_CODES_HELP, ExitCode, StartupError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 log = logging.getLogger("stretto")
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_DATABASE = 3
-EXIT_PENDING_MIGRATIONS = 4
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stretto",
         description="Workflow-and-streaming server for AI-assisted project apps.",
+        epilog=EXIT_CODES_HELP,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser("serve", help="Run the HTTP/SSE server.")
@@ -41,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(migrate)
     check = commands.add_parser(
         "check",
-        help="Validate settings and database connectivity "
-        "(exit 0 ok, 2 bad settings, 3 database unreachable, 4 migrations pending).",
+        help="Validate settings, the listen address, the data directory and the database, "
+        "writing nothing. " + EXIT_CODES_HELP,
     )
     add_arguments(check)
     commands.add_parser("version", help="Print version, git commit and Python version.")
@@ -76,7 +72,8 @@ def _hard_exit_after(seconds: float) -> None:
 
 
 async def _serve(settings: Settings) -> None:
-    from server.runtime import HTTP_DRAIN_S, serve
+    from server.runtime.http_server import HTTP_DRAIN_S
+    from server.runtime.serve import serve
     from server.services import Lifecycle
 
     lifecycle = Lifecycle()
@@ -94,37 +91,69 @@ async def _serve(settings: Settings) -> None:
 async def _migrate(settings: Settings) -> int:
     import trio_asyncio
 
+    from server.runtime.preflight import check_data_dir
     from server.store.factory import open_store
 
+    check_data_dir(settings)
     async with trio_asyncio.open_loop(), open_store(settings) as store:
         applied = await store.migrate()
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _check(settings: Settings) -> int:
+    """Everything ``serve`` would refuse, found without writing: the listen address is bound
+    and released, a missing SQLite database is reported, not created."""
     import trio_asyncio
 
-    from server.errors import AppError
+    from server.runtime.preflight import bind_listeners, check_data_dir
     from server.store.factory import open_store
 
-    failure: BaseException | None = None
-    pending: list[int] = []
-    try:
-        async with trio_asyncio.open_loop(), open_store(settings) as store:
-            await store.ping()
-            pending = await store.pending_migrations()
-    except* (AppError, OSError) as group:  # trio-asyncio's nursery wraps errors in a group
-        failure = group.exceptions[0]
-    if failure is not None:
-        print(f"database: unreachable ({failure})", file=sys.stderr)
-        return EXIT_DATABASE
+    for sock in bind_listeners(settings):
+        sock.close()
+    exists = check_data_dir(settings)
+    if not settings.uses_postgres and not (exists and settings.sqlite_path.exists()):
+        print(
+            f"database: no SQLite database at {settings.sqlite_path}; "
+            "run `stretto migrate` (or `stretto serve`) to create it",
+            file=sys.stderr,
+        )
+        return ExitCode.MIGRATIONS_PENDING
+    async with trio_asyncio.open_loop(), open_store(settings) as store:
+        await store.ping()
+        pending = await store.pending_migrations()
     backend = "postgresql" if settings.uses_postgres else f"sqlite ({settings.sqlite_path})"
     if pending:
-        print(f"database: {backend}, pending migrations {pending}", file=sys.stderr)
-        return EXIT_PENDING_MIGRATIONS
+        print(
+            f"database: {backend}, pending migrations {pending}; run `stretto migrate`",
+            file=sys.stderr,
+        )
+        return ExitCode.MIGRATIONS_PENDING
     print(f"settings: ok\ndatabase: {backend}, schema up to date")
-    return EXIT_OK
+    return ExitCode.OK
+
+
+def _run_command(command: str, settings: Settings) -> int:
+    """Run a server command; a bad start becomes one line on stderr and its exit code."""
+    from server.errors import StoreUnavailable
+    from server.runtime.preflight import describe_store_failure, only_error
+
+    try:
+        if command == "serve":
+            trio.run(_serve, settings)
+            return ExitCode.OK
+        if command == "migrate":
+            return trio.run(_migrate, settings)
+        return trio.run(_check, settings)  # "check": argparse allows no other command
+    except (StartupError, StoreUnavailable, BaseExceptionGroup) as exc:
+        startup = only_error(exc, StartupError)
+        if startup is None:
+            unavailable = only_error(exc, StoreUnavailable)
+            if unavailable is None:
+                raise
+            startup = describe_store_failure(settings, unavailable)
+        print(f"stretto: {startup}", file=sys.stderr)
+        return startup.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cli.version import version_text
 
         print(version_text())
-        return EXIT_OK
+        return ExitCode.OK
     if args.command == "bench":
         from server.bench.cli import main as bench_main
 
@@ -143,21 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
     except SettingsError as exc:
         print(f"stretto: invalid setting: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.BAD_SETTINGS
     _configure_logging(settings)
-    if args.command == "serve":
-        unavailable: BaseException | None = None
-        try:
-            trio.run(_serve, settings)
-        except* StoreUnavailable as group:
-            unavailable = group.exceptions[0]
-        if unavailable is not None:
-            print(f"stretto: {unavailable}", file=sys.stderr)
-            return EXIT_DATABASE
-        return EXIT_OK
-    if args.command == "migrate":
-        return trio.run(_migrate, settings)
-    return trio.run(_check, settings)  # "check": argparse allows no other command
+    return _run_command(args.command, settings)
 
 
 def console_main() -> None:

@@ -6,6 +6,9 @@ leave the process: access and refresh tokens, SSE tickets, ``Authorization`` hea
 passwords, API keys and database passwords are redacted from the message, the extra
 fields and tracebacks, whoever logged them (our code, hypercorn, a library).
 
+``RateLimitedLogger`` keeps repeated identical failures (a database outage seen by every
+request and background loop) to one line per interval.
+
 SIGHUP: logs go to stdout, which systemd (journald) or Fly.io's runner owns and rotates;
 there is no log file to reopen, so SIGHUP needs no log handling (the server only logs it).
 """
@@ -17,12 +20,14 @@ import json
 import logging
 import re
 import sys
+import time
+from collections import OrderedDict
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from server.config import Settings
 
@@ -196,3 +201,60 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> loggi
     for name in ("hpack", "httpcore", "httpx", "asyncio", "trio_asyncio", "google_genai"):
         logging.getLogger(name).setLevel(max(root.level, logging.WARNING))
     return handler
+
+
+# -- rate limiting --------------------------------------------------------------------------
+class RateLimitedLogger:
+    """Logs repeated identical lines at most once per ``interval_s`` per distinct line.
+
+    Identical means same level and same formatted message. The first line of a burst is
+    logged at once; the repeats within ``interval_s`` are counted, and the next line logged
+    for that message says how many were suppressed (``suppressed`` extra field). At most
+    ``max_keys`` distinct messages are tracked (the oldest is forgotten first). Thread-safe
+    enough for its use: called from the event loop and worker threads, a race costs at most
+    one extra line. The clock is ``time.monotonic`` unless ``clock`` is given (tests).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 60.0,
+        *,
+        max_keys: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._clock = clock
+        self._last: OrderedDict[tuple[int, str], tuple[float, int]] = OrderedDict()
+
+    def log(self, level: int, msg: str, *args: object, **kwargs: Any) -> bool:
+        """Log like ``Logger.log`` unless the same line was logged within ``interval_s``.
+        Returns whether it was logged."""
+        if not self.logger.isEnabledFor(level):
+            return False
+        key = (level, msg % args if args else msg)
+        now = self._clock()
+        previous = self._last.get(key)
+        if previous is not None and now - previous[0] < self.interval_s:
+            self._last[key] = (previous[0], previous[1] + 1)
+            return False
+        suppressed = previous[1] if previous is not None else 0
+        self._last[key] = (now, 0)
+        self._last.move_to_end(key)
+        while len(self._last) > self.max_keys:
+            self._last.popitem(last=False)
+        if suppressed:
+            extra = dict(kwargs.pop("extra", None) or {})
+            extra["suppressed"] = suppressed
+            kwargs["extra"] = extra
+        kwargs.setdefault("stacklevel", 2)
+        self.logger.log(level, msg, *args, **kwargs)
+        return True
+
+    def warning(self, msg: str, *args: object, **kwargs: Any) -> bool:
+        return self.log(logging.WARNING, msg, *args, **kwargs)
+
+    def error(self, msg: str, *args: object, **kwargs: Any) -> bool:
+        return self.log(logging.ERROR, msg, *args, **kwargs)

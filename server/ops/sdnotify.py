@@ -64,11 +64,6 @@ def stopping(status: str | None = None) -> bool:
     return notify("STOPPING=1" if status is None else f"STOPPING=1\nSTATUS={status}")
 
 
-def reloading() -> bool:
-    """SIGHUP handled (there is nothing to reload; see server.observability.logging)."""
-    return notify("STATUS=SIGHUP received; logs go to stdout, nothing to reopen")
-
-
 def status(text: str) -> bool:
     """A free-form one-line status shown by ``systemctl status``."""
     return notify(f"STATUS={text}")

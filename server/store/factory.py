@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
+import trio_asyncio  # noqa: F401  (before asyncpg: it patches asyncio's loop lookup)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

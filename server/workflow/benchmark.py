@@ -22,7 +22,8 @@ from server.config import Settings
 from server.store.factory import open_store
 from server.store.models import RunStatus
 from server.workflow.supervisor import RunSupervisor
-from server.workflow.tools.registry import Tool, ToolContext, default_registry
+from server.workflow.tools.defaults import default_registry
+from server.workflow.tools.registry import Tool, ToolContext
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import trio
 
-from server.errors import AppError, InvalidPlan, StoreUnavailable
+from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
 from server.events.model import EventType
 from server.store.models import RunChange, RunStatus, Step, StepChange, StepStatus
 from server.workflow.analyzer import DependencyAnalyzer, Slot
@@ -39,7 +39,7 @@ from server.workflow.events import bounded_output, run_event, step_event
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
-from server.workflow.tools.registry import ToolContext, ToolError, args_validator
+from server.workflow.tools.registry import ToolContext, args_validator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

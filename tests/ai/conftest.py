@@ -14,7 +14,8 @@ from server.config import Settings
 from server.store.models import FileLimits, StoredEvent
 from server.vfs.service import FileService
 from server.workflow.tools.ai_tools import ai_tools
-from server.workflow.tools.registry import ToolContext, ToolRegistry, default_registry
+from server.workflow.tools.defaults import default_registry
+from server.workflow.tools.registry import ToolContext, ToolRegistry
 from tests.ai.fake_gemini import FakeGemini, open_fake_gemini
 from tests.fixtures.postgres import BackendConfig, open_migrated_store
 

@@ -9,8 +9,9 @@ import trio
 
 from server.ai.prompts import file_content_system
 from server.config import Settings
+from server.errors import ToolError
 from server.workflow.tools.ai_tools import ai_tools, strip_fences
-from server.workflow.tools.registry import Tool, ToolError
+from server.workflow.tools.registry import Tool
 from tests.ai.fake_gemini import FakeGemini, error_reply, text_reply
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from server.ai.gemini import GeminiProvider
-from server.ai.provider import ModelError
 from server.ai.retry import RetryPolicy
+from server.errors import ModelError
 from tests.ai.conftest import FAST_RETRY, gemini_settings
 from tests.ai.fake_gemini import (
     FakeGemini,

@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.ai import offline_rules, offline_text
+from server.ai.factory import build_provider
 from server.ai.offline import OfflineProvider
 from server.ai.prompts import INTENT_SCHEMA, file_content_system
-from server.ai.provider import ModelError, build_provider
 from server.config import Settings
+from server.errors import ModelError
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:

@@ -10,9 +10,10 @@ import pytest
 import trio
 import trio.testing
 
+from server.ai.factory import build_provider
 from server.ai.intent import normalize_intent
 from server.ai.planner import Planner
-from server.ai.provider import LimitedProvider, ModelFailed, ModelUnavailable, build_provider
+from server.ai.provider import LimitedProvider, ModelFailed, ModelUnavailable
 from server.config import Settings
 from server.errors import InvalidPlan, ValidationFailed
 from tests.ai.conftest import Project, gemini_settings
@@ -223,7 +224,7 @@ def test_offline_path_does_not_import_google_genai() -> None:
     code = (
         "import sys\n"
         "from server.config import Settings\n"
-        "from server.ai.provider import build_provider\n"
+        "from server.ai.factory import build_provider\n"
         "from server.ai.planner import Planner\n"
         "from server.workflow.tools.ai_tools import ai_tools\n"
         "build_provider(Settings())\n"

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from server.cli.main import EXIT_DATABASE, EXIT_OK, EXIT_PENDING_MIGRATIONS, EXIT_USAGE, main
+from server.cli.main import main
+from server.runtime.preflight import ExitCode
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,8 +38,8 @@ async def cli(*argv: str) -> int:
 async def test_invalid_settings_exit_2_with_one_line(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = await cli("check", "--data-dir", str(tmp_path), *argv)
-    assert code == EXIT_USAGE
+    code = await cli("check", "--port", "0", "--data-dir", str(tmp_path), *argv)
+    assert code == ExitCode.BAD_SETTINGS
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert message in err
@@ -48,16 +49,16 @@ async def test_environment_settings_are_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STRETTO_PORT", "not-a-port")
-    assert await cli("check", "--data-dir", str(tmp_path)) == EXIT_USAGE
+    assert await cli("check", "--data-dir", str(tmp_path)) == ExitCode.BAD_SETTINGS
     assert "port" in capsys.readouterr().err
 
 
 async def test_check_then_migrate_then_check(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
-    assert await cli("check", "--data-dir", data) == EXIT_PENDING_MIGRATIONS
-    assert await cli("migrate", "--data-dir", data) == EXIT_OK
-    assert await cli("check", "--data-dir", data) == EXIT_OK
-    assert await cli("migrate", "--data-dir", data) == EXIT_OK
+    assert await cli("check", "--port", "0", "--data-dir", data) == ExitCode.MIGRATIONS_PENDING
+    assert await cli("migrate", "--data-dir", data) == ExitCode.OK
+    assert await cli("check", "--port", "0", "--data-dir", data) == ExitCode.OK
+    assert await cli("migrate", "--data-dir", data) == ExitCode.OK
 
 
 async def test_check_reports_unreachable_database(tmp_path: Path) -> None:
@@ -65,13 +66,16 @@ async def test_check_reports_unreachable_database(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"postgresql://nobody@127.0.0.1:{port}/nothing"
-    assert await cli("check", "--data-dir", str(tmp_path), "--database-url", url) == EXIT_DATABASE
+    assert (
+        await cli("check", "--port", "0", "--data-dir", str(tmp_path), "--database-url", url)
+        == ExitCode.DATABASE_UNREACHABLE
+    )
 
 
 async def test_version_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
     from server import __version__
 
-    assert await cli("version") == EXIT_OK
+    assert await cli("version") == ExitCode.OK
     assert __version__ in capsys.readouterr().out
 
 

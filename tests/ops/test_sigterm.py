@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from server.runtime import HTTP_DRAIN_S
+from server.runtime.http_server import HTTP_DRAIN_S
 from tests.events.sse_client import open_stream
 from tests.fixtures.server import create_project, register_user
 from tests.ops.process import ServerProcess
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tests.fixtures.postgres import BackendConfig
     from tests.fixtures.server import AuthedUser
 
-# hypercorn shields socket writes: without server.runtime.abort_connections a client that
+# hypercorn shields socket writes: without server.ops.connections.abort_connections a client that
 # never reads holds the process until the hard-exit watchdog (exit code 1).
 pytestmark = [pytest.mark.slow]
 

@@ -55,7 +55,7 @@ def test_concurrency_counts_connections_sized_for_sse(fly: dict[str, Any]) -> No
 
 
 def test_kill_timeout_outlasts_the_graceful_shutdown(fly: dict[str, Any]) -> None:
-    from server.runtime import HTTP_DRAIN_S  # the whole app: imported only here
+    from server.runtime.http_server import HTTP_DRAIN_S  # the whole app: imported only here
 
     assert fly["kill_signal"] == "SIGTERM"
     grace = load_settings(environ=fly["env"]).shutdown_grace_s

@@ -73,7 +73,7 @@ def test_hardening(service: dict[str, list[str]]) -> None:
 
 
 def test_stop_timeout_outlasts_the_graceful_shutdown(service: dict[str, list[str]]) -> None:
-    from server.runtime import HTTP_DRAIN_S  # the whole app: imported only here
+    from server.runtime.http_server import HTTP_DRAIN_S  # the whole app: imported only here
 
     assert one(service, "KillSignal") == "SIGTERM"
     assert one(service, "KillMode") == "mixed"  # SIGTERM once, via the bootloader

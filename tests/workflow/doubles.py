@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from server.config import Settings
+from server.errors import ToolError
 from server.store.models import (
     NewEvent,
     Page,
@@ -24,13 +25,8 @@ from server.store.models import (
     StoredEvent,
 )
 from server.timeutil import utc_now
-from server.workflow.tools.registry import (
-    Tool,
-    ToolContext,
-    ToolError,
-    ToolRegistry,
-    default_registry,
-)
+from server.workflow.tools.defaults import default_registry
+from server.workflow.tools.registry import Tool, ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

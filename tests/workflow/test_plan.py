@@ -15,7 +15,7 @@ from server.workflow.analyzer import DependencyAnalyzer, critical_path
 from server.workflow.graph import find_cycle
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
-from server.workflow.tools.registry import default_registry
+from server.workflow.tools.defaults import default_registry
 from tests.workflow.doubles import ToolLog, make_registry
 
 REGISTRY = make_registry(ToolLog())

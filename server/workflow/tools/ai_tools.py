@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from server.ai.budget import load_context
 from server.ai.prompts import EDIT_SYSTEM, edit_prompt, generate_prompt
-from server.ai.provider import ModelError
-from server.errors import AppError, NotFound, VersionMismatch
-from server.workflow.tools.registry import Tool, ToolError
+from server.errors import AppError, NotFound, ToolError, VersionMismatch
+from server.workflow.tools.registry import Tool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -52,22 +51,15 @@ async def stream_to_deltas(
     provider = _provider(ctx)
     parts: list[str] = []
     size = 0
-    try:
-        async with aclosing(
-            provider.stream_text(system=system, prompt=prompt, hints=hints)
-        ) as chunks:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_chars:
-                    raise ToolError(
-                        "output_too_large", f"The model's answer exceeds {max_chars} characters."
-                    )
-                parts.append(chunk)
-                ctx.emit_delta(chunk)
-    except ModelError as exc:
-        raise ToolError(
-            exc.code, exc.message, retryable=exc.retryable, retry_after=exc.retry_after
-        ) from exc
+    async with aclosing(provider.stream_text(system=system, prompt=prompt, hints=hints)) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_chars:
+                raise ToolError(
+                    "output_too_large", f"The model's answer exceeds {max_chars} characters."
+                )
+            parts.append(chunk)
+            ctx.emit_delta(chunk)
     return "".join(parts)
 
 

@@ -2,11 +2,13 @@
 
 A tool is a plain async function ``run(ctx, args) -> dict`` plus its metadata (JSON Schemas of
 args and output, default timeout and retries, an optional per-tool concurrency limit). Tools
-raise ``ToolError`` for failures they understand; ``retryable=True`` marks a transient error
-(AI 429/503, provider timeouts) that the executor retries with backoff. Any other exception is
-a permanent ``tool_crashed`` failure. Tools must let ``trio.Cancelled`` propagate.
+raise ``ToolError`` (``server.errors``) for failures they understand; ``retryable=True``
+marks a transient error (AI 429/503, provider timeouts) that the executor retries with
+backoff. Any other exception is a permanent ``tool_crashed`` failure. Tools must let
+``trio.Cancelled`` propagate.
 
 This module is I/O free: it imports neither trio nor a driver, so ``plan.py`` can use it.
+The built-in set of tools is assembled in ``server.workflow.tools.defaults``.
 """
 
 from __future__ import annotations
@@ -17,39 +19,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jsonschema import Draft202012Validator
 
-from server.errors import bounded_text
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileMeta, Page
-
-
-class ToolError(Exception):
-    """A failure a tool reports; ``retryable`` errors are retried by the executor.
-
-    ``retry_after`` (seconds) is a lower bound on the next backoff delay (e.g. a 429's
-    ``Retry-After``).
-    """
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        *,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        message = bounded_text(message)  # errors echo user values: keep them small
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-    def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "retryable": self.retryable}
 
 
 class FileAccess(Protocol):
@@ -188,13 +163,3 @@ class ToolRegistry:
     def catalog(self) -> list[dict[str, Any]]:
         """Every tool's description, sorted by name."""
         return [self._tools[name].describe() for name in self.names()]
-
-
-def default_registry(extra: Iterable[Tool] = ()) -> ToolRegistry:
-    """The built-in VFS tools plus ``extra`` (the AI tools, test doubles)."""
-    from server.workflow.tools.vfs_tools import vfs_tools
-
-    registry = ToolRegistry(vfs_tools())
-    for tool in extra:
-        registry.register(tool)
-    return registry

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import re2
 import trio
 
-from server.errors import NotFound
+from server.errors import NotFound, ToolError
 from server.vfs.service import file_json
-from server.workflow.tools.registry import Tool, ToolError
+from server.workflow.tools.registry import Tool
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

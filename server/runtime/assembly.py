@@ -1,0 +1,146 @@
+"""Assembly: the store opened and migrated, the services built, background services started.
+
+``open_services`` is the only place that writes at start-up (migrations, then the JWT secret
+when none is configured); ``server.runtime.preflight`` runs before it and writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from server.ai.factory import build_provider
+from server.auth.passwords import PasswordHasher
+from server.auth.ratelimit import LoginGuard
+from server.auth.tickets import TicketService
+from server.auth.tokens import TokenService
+from server.events.hub import EventHub
+from server.events.retention import EventRetention
+from server.observability.metrics import Metrics, PoolUsage
+from server.observability.run_log import RunOutcomeLog
+from server.ops import sdnotify
+from server.services import Services
+from server.store.factory import open_store
+from server.store.models import FileLimits
+from server.vfs.service import FileService
+from server.workflow.supervisor import RunSupervisor
+from server.workflow.tools.ai_tools import ai_tools
+from server.workflow.tools.defaults import default_registry
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from server.config import Settings
+    from server.services import Lifecycle
+    from server.store.protocol import Store
+
+log = logging.getLogger("stretto")
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Services:
+    """Assemble the process's services (no I/O beyond reading key files and creating
+    ``data_dir/jwt-secret`` when no JWT key is configured)."""
+    from server.ai.planner import Planner
+
+    instance_id = settings.instance_id or default_instance_id()
+    metrics = Metrics()
+    hub = EventHub(buffer=settings.sse_buffer, store=store)
+    files = FileService(
+        store,
+        hub,
+        FileLimits(
+            max_file_bytes=settings.max_file_bytes,
+            max_files=settings.max_files_per_project,
+            max_total_bytes=settings.max_project_bytes,
+        ),
+    )
+    tools = default_registry(ai_tools())
+    provider = build_provider(settings, observer=metrics)
+    planner = Planner(
+        provider=provider,
+        files=files,
+        registry=tools,
+        settings=settings,
+        limiter=trio.CapacityLimiter(settings.ai_concurrency),
+    )
+    supervisor = RunSupervisor(
+        store=store,
+        publisher=RunOutcomeLog(hub),
+        files=files,
+        registry=tools,
+        settings=settings,
+        planner=planner,
+        provider=provider,
+        instance_id=instance_id,
+        observer=metrics,
+    )
+    metrics.watch_hub(hub.statistics)
+    pool_usage = getattr(store, "pool_usage", None)  # PostgreSQL only: SQLite has no pool
+    if pool_usage is not None:
+        metrics.watch_database_pool(lambda: PoolUsage(*pool_usage()))
+    return Services(
+        settings=settings,
+        instance_id=instance_id,
+        store=store,
+        hub=hub,
+        files=files,
+        tokens=TokenService.from_settings(settings),
+        passwords=PasswordHasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            max_waiting=settings.password_hash_queue,
+        ),
+        login_limiter=LoginGuard.from_settings(settings),
+        tools=tools,
+        supervisor=supervisor,
+        provider=provider,
+        metrics=metrics,
+        lifecycle=lifecycle,
+        tickets=TicketService.from_settings(settings),
+    )
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
+    """Store opened and migrated, services built; closed on exit.
+
+    Raises ``StoreUnavailable`` when the store cannot be opened or migrated.
+    """
+    async with open_store(settings) as store:
+        applied = await store.migrate()
+        if applied:
+            log.info("applied migrations %s", applied)
+        services = build_services(settings, store, lifecycle)
+        try:
+            yield services
+        finally:
+            with trio.CancelScope(shield=True):
+                await services.provider.aclose()
+
+
+async def start_background(nursery: trio.Nursery, services: Services) -> None:
+    """Start the background services in ``nursery`` (each reports ready through
+    ``nursery.start``), then resume the runs a previous process left unfinished."""
+    settings = services.settings
+    await nursery.start(services.hub.run)
+    await nursery.start(services.supervisor.run)
+    if settings.database_url is not None:
+        from server.events.pgbus import PostgresEventBus
+
+        bus = PostgresEventBus(
+            database_url=settings.database_url, store=services.store, hub=services.hub
+        )
+        await nursery.start(bus.run)
+    retention = EventRetention.from_settings(settings, services.store, services.hub)
+    await nursery.start(retention.run)
+    await nursery.start(sdnotify.watchdog)
+    await services.supervisor.resume_unfinished()
