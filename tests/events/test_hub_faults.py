@@ -63,7 +63,7 @@ async def test_run_filtered_gap_survives_a_failed_read(backend: BackendConfig) -
         store = FlakyStore(real)
         owner = await real.create_user("a@example.com", None, None)
         project = await real.create_project(owner.id, "p", None)
-        hub = EventHub(buffer=64, store=store)  # type: ignore[arg-type]
+        hub = EventHub(buffer=64, store=store)
         await nursery.start(hub.run)
         with hub.subscribe(project.id, "r1") as sub:
             hub.set_baseline(project.id, 0)
@@ -82,7 +82,7 @@ async def test_hub_survives_any_error_class_and_recovers(backend: BackendConfig)
         store = FlakyStore(real)
         owner = await real.create_user("a@example.com", None, None)
         project = await real.create_project(owner.id, "p", None)
-        hub = EventHub(buffer=64, store=store)  # type: ignore[arg-type]
+        hub = EventHub(buffer=64, store=store)
         await nursery.start(hub.run)
         with hub.subscribe(project.id) as sub:
             hub.set_baseline(project.id, 0)
