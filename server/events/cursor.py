@@ -6,7 +6,8 @@ subscription (committed, transient, or gap notices from the hub). It answers wit
 bytes to write. It remembers ``position``, the last committed seq the client has (written,
 or passed over by the ``run_id`` filter), drops what the client has, and holds live frames
 that arrive after a gap until the stream has read the gap from the log
-(``fill_after``). A failed read changes nothing: the stream retries later.
+(``fill_after``). Until a replay page reaches the end of the log, every live frame is
+held. A failed read changes nothing: the stream retries later.
 
 A hole in the log (events trimmed by retention) becomes an ``event: reset`` frame, as in
 the contract.
@@ -38,19 +39,20 @@ class Fast(enum.Enum):
 class ReplayCursor:
     """See the module doc. ``page`` and ``live`` return the bytes to write, in order."""
 
-    __slots__ = ("_gap_until", "_held", "position", "project_id", "run_id")
+    __slots__ = ("_gap_until", "_held", "position", "project_id", "replaying", "run_id")
 
     def __init__(self, project_id: str, run_id: str | None, position: int) -> None:
         self.project_id = project_id
         self.run_id = run_id
         self.position = position
+        self.replaying = True  # until a page reaches the end of the log
         self._gap_until: int | None = None  # seqs below it are read from the log first
         self._held: list[Frame] = []
 
     @property
     def fill_after(self) -> int | None:
         """Read the log after this seq (``page`` the result); None when nothing is missing."""
-        return self.position if self._gap_until is not None else None
+        return self.position if self._gap_until is not None or self.replaying else None
 
     def page(self, events: Sequence[StoredEvent], *, complete: bool) -> list[bytes]:
         """Events read from the log after ``position`` (in seq order). ``complete``: the
@@ -72,6 +74,9 @@ class ReplayCursor:
                 self.position = self._gap_until - 1
                 out.append(reset_frame(self.project_id, self.position, "expired"))
             self._gap_until = None
+        elif complete:
+            self.replaying = False
+        if self._gap_until is None and not self.replaying:
             held, self._held = self._held, []
             for frame in held:
                 out.extend(self.live(frame))
@@ -79,6 +84,9 @@ class ReplayCursor:
 
     def live(self, frame: Frame) -> list[bytes]:
         """A frame from the subscription."""
+        if self.replaying:
+            self._held.append(frame)  # gap notices too: the replay may stop short of them
+            return []
         if self._gap_until is not None:
             if frame.gap_before is not None:
                 self._gap_until = max(self._gap_until, frame.gap_before)
@@ -103,7 +111,7 @@ class ReplayCursor:
 
     def fast(self, frame: Frame) -> Fast:
         """Whether ``frame`` can be written straight away (see ``Fast``); no change."""
-        if self._gap_until is not None or frame.gap_before is not None:
+        if self.replaying or self._gap_until is not None or frame.gap_before is not None:
             return Fast.SLOW
         seq = frame.seq
         if seq is None:
