@@ -18,7 +18,7 @@ from server.api.sse_socket import socket_writer_for_current_request
 from server.api.validation import object_schema
 from server.errors import NotFound, ShuttingDown, Unauthorized, ValidationFailed
 from server.events.sse import parse_last_event_id
-from server.events.stream import StreamOptions, event_stream
+from server.events.stream import StreamOptions, open_event_stream
 
 blueprint = Blueprint("sse", __name__)
 
@@ -78,12 +78,10 @@ async def stream_project(project_id: str) -> Response:
         last_event_id=last_event_id,
     )
     connection = socket_writer_for_current_request()
-    # Subscribed before the headers leave; the stream owns (and closes) it from here.
-    subscription = svc.hub.open_subscription(project_id, run_id)
-    if connection is not None:
-        subscription.on_drop = connection.abort  # dropped as slow: close the connection
     direct = connection if svc.settings.sse_direct_writes else None
-    body = event_stream(svc.hub, svc.store, subscription, options, direct)
+    # Subscribed before the headers leave. Dropped as slow: the connection is closed.
+    abort = connection.abort if connection is not None else None
+    body = await open_event_stream(svc.hub, svc.store, project_id, options, direct, abort)
     response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
     response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
     return response

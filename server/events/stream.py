@@ -1,10 +1,10 @@
 """One SSE stream of a project: replay from the log, then live, as bytes.
 
 ``event_stream`` is the body of ``GET /api/sse/projects/{id}`` without the HTTP layer.
-The caller subscribed BEFORE the response headers left (``EventHub.open_subscription``)
-and hands the subscription over; the stream replays the log after the client's
-``Last-Event-ID`` (or sends ``reset`` when that id is no longer retained), then writes
-live frames. What to write is the ``ReplayCursor``'s answer (every committed event once,
+``open_event_stream`` subscribes and reads where the stream starts BEFORE the response
+headers leave, then hands the subscription to the body; the stream replays the log after
+the client's ``Last-Event-ID`` (or sends ``reset`` when that id is no longer retained),
+then writes live frames. What to write is the ``ReplayCursor``'s answer (every committed event once,
 in order, gaps read from the log); a failed log read is retried with backoff, never
 skipped. It writes ``: ping`` when idle, coalesces frames already queued into one write,
 and ends when the hub closes the subscription (slow reader, project deleted, shutdown) or
@@ -19,7 +19,9 @@ more and returns at the end, so that the server writes the terminating chunk. A 
 still pending at the end of the lifetime aborts the connection (``DirectWriter.abort``).
 
 Cancellation (the client went away) propagates out of the generator; the subscription is
-released by its context manager on the way out.
+closed on the way out. A body never iterated (the request cancelled between the route's
+return and the first frame) leaves its subscription to the hub, which drops it as slow
+once its buffer fills, or at project deletion or shutdown.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from server.errors import AppError, NotFound, StoreUnavailable
 from server.events.cursor import ReplayCursor
 from server.events.sse import PING_FRAME, RETRY_FRAME, reset_frame
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, Callable
 
     from server.events.hub import EventHub
     from server.events.sink import DirectWriter, Frame
@@ -85,26 +88,54 @@ def reset_reason(
     return last_event_id, None
 
 
-async def event_stream(
+async def open_event_stream(
     hub: EventHub,
+    store: Store,
+    project_id: str,
+    options: StreamOptions,
+    direct: DirectWriter | None = None,
+    on_drop: Callable[[], None] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """Subscribe and read where the stream starts, then return its body (``event_stream``).
+
+    Call it BEFORE the response headers leave: an event committed once the client saw them
+    is then delivered. ``on_drop`` (aborting the connection) is called if the hub drops
+    the stream as slow. Raises ``NotFound`` (the project is gone), ``ShuttingDown``, or
+    ``StoreUnavailable`` (any store error not already an ``AppError``); nothing stays
+    subscribed then. The body owns the subscription and ``direct`` from the return on.
+    """
+    subscription = hub.open_subscription(project_id, options.run_id)
+    try:
+        if await store.project_owner(project_id) is None:
+            raise NotFound("No such project.")  # deleted since the caller's check
+        first, last = await store.event_bounds(project_id)
+    except BaseException as exc:
+        subscription.close("unsubscribed")
+        subscription.receive_channel.close()
+        if direct is not None:
+            direct.close()
+        if isinstance(exc, Exception) and not isinstance(exc, AppError):
+            # A driver error the store did not translate: 503, never a 500.
+            raise StoreUnavailable() from exc
+        raise
+    subscription.on_drop = on_drop
+    hub.set_baseline(project_id, last)
+    return event_stream(store, subscription, options, first, last, direct)
+
+
+async def event_stream(
     store: Store,
     subscription: Subscription,
     options: StreamOptions,
+    first: int,
+    last: int,
     direct: DirectWriter | None = None,
-) -> AsyncIterator[bytes]:
-    """The stream's bytes, chunk by chunk. See the module doc. Owns ``subscription`` and
-    ``direct`` from the call on: both are closed when the generator ends (or is closed
-    before it started)."""
+) -> AsyncGenerator[bytes, None]:
+    """The stream's bytes, chunk by chunk. See the module doc. ``first``/``last``: the
+    project's first retained and last assigned seq, read after ``subscription`` was made.
+    Owns ``subscription`` and ``direct``: both are closed when the generator ends."""
     project_id = subscription.project_id
     try:
-        try:
-            if await store.project_owner(project_id) is None:
-                return  # deleted between the auth check and the subscription
-            first, last = await store.event_bounds(project_id)
-        except Exception as exc:  # the database is away: end, the client retries
-            log.warning("stream of project %s could not start: %r", project_id, exc)
-            return
-        hub.set_baseline(project_id, last)
         position, reason = reset_reason(
             options.last_event_id_given, options.last_event_id, first, last
         )

@@ -12,6 +12,8 @@ import trio
 from server.errors import AppError
 from server.events.hub import EventHub, Frame, Subscription
 from server.events.model import new_event
+from server.events.sse import RETRY_FRAME, SSEDecoder
+from server.events.stream import StreamOptions, open_event_stream
 from tests.fixtures.postgres import open_migrated_store
 
 if TYPE_CHECKING:
@@ -99,3 +101,37 @@ async def test_hub_survives_any_error_class_and_recovers(backend: BackendConfig)
             hub.publish(more)
             assert [f.seq for f in await receive(sub, 1)] == [5]
         nursery.cancel_scope.cancel()
+
+
+async def test_stream_replay_survives_a_failing_store(backend: BackendConfig) -> None:
+    """The stream retries its log reads (any error class) instead of ending or skipping."""
+    async with open_migrated_store(backend) as real:
+        store = FlakyStore(real)
+        owner = await real.create_user("a@example.com", None, None)
+        project = await real.create_project(owner.id, "p", None)
+        await run_events(real, project.id, "r2", 1)
+        await run_events(real, project.id, "r1", 2)
+        hub = EventHub(buffer=64)
+        options = StreamOptions(
+            heartbeat_s=600,
+            max_lifetime_s=600,
+            run_id="r1",
+            last_event_id_given=True,
+            last_event_id=0,
+        )
+        body = await open_event_stream(hub, store, project.id, options)
+        try:
+            with trio.fail_after(10):  # a hang guard
+                assert await body.__anext__() == RETRY_FRAME
+                store.error = InternalClientError("cannot switch to state 12")
+                store.failures = 2
+                messages = SSEDecoder().feed(await body.__anext__())
+            assert [m.id for m in messages] == ["2", "3"]
+            assert store.failures == 0
+            live = await run_events(real, project.id, "r1", 1)
+            hub.publish(live)
+            with trio.fail_after(10):
+                assert [m.id for m in SSEDecoder().feed(await body.__anext__())] == ["4"]
+        finally:
+            await body.aclose()
+        assert hub.statistics().subscribers == 0
