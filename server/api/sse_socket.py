@@ -55,6 +55,20 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+# The hub offers the same frame bytes to every subscriber in turn: frame them once.
+_last_frame: tuple[bytes, bytes] = (b"", b"")
+
+
+def _chunk_shared(data: bytes) -> bytes:
+    global _last_frame
+    last_data, last_wire = _last_frame
+    if data is last_data:
+        return last_wire
+    wire = chunk(data)
+    _last_frame = (data, wire)
+    return wire
+
+
 class SocketWriter:
     """``DirectWriter`` (``server.events.sink``) on one response's connection. See the
     module doc. ``start`` dups the socket once h11 frames the body as chunks."""
@@ -85,7 +99,7 @@ class SocketWriter:
         sock = self._sock
         if sock is None or self._rest or self._lock.locked() or not data:
             return WriteResult.REFUSED
-        wire = chunk(data)
+        wire = _chunk_shared(data)
         try:
             sent = sock.send(wire)
         except BlockingIOError:

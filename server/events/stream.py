@@ -105,6 +105,7 @@ async def open_event_stream(
     subscribed then. The body owns the subscription and ``direct`` from the return on.
     """
     subscription = hub.open_subscription(project_id, options.run_id)
+    subscription.on_drop = on_drop
     try:
         if await store.project_owner(project_id) is None:
             raise NotFound("No such project.")  # deleted since the caller's check
@@ -118,7 +119,6 @@ async def open_event_stream(
             # A driver error the store did not translate: 503, never a 500.
             raise StoreUnavailable() from exc
         raise
-    subscription.on_drop = on_drop
     hub.set_baseline(project_id, last)
     return event_stream(store, subscription, options, first, last, direct)
 
