@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 
 from server.errors import AppError
@@ -79,7 +80,9 @@ async def test_run_filtered_gap_survives_a_failed_read(backend: BackendConfig) -
         nursery.cancel_scope.cancel()
 
 
-async def test_hub_survives_any_error_class_and_recovers(backend: BackendConfig) -> None:
+async def test_hub_survives_any_error_class_and_recovers(
+    backend: BackendConfig, caplog: pytest.LogCaptureFixture
+) -> None:
     async with open_migrated_store(backend) as real, trio.open_nursery() as nursery:
         store = FlakyStore(real)
         owner = await real.create_user("a@example.com", None, None)
@@ -96,6 +99,8 @@ async def test_hub_survives_any_error_class_and_recovers(backend: BackendConfig)
             frames = await receive(sub, 4)
             assert [f.seq for f in frames] == [1, 2, 3, 4]
             assert store.failures == 0
+            failures = [r for r in caplog.records if "event log read failed" in r.getMessage()]
+            assert len(failures) == 1  # rate-limited: one line for the outage
             # Still serving afterwards.
             more = await run_events(real, project.id, "r1", 1)
             hub.publish(more)
