@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import trio
 
 from server.errors import AppError
@@ -18,6 +17,8 @@ from server.events.stream import StreamOptions, open_event_stream
 from tests.fixtures.postgres import open_migrated_store
 
 if TYPE_CHECKING:
+    import pytest
+
     from server.store.models import StoredEvent
     from server.store.protocol import Store
     from tests.fixtures.postgres import BackendConfig
