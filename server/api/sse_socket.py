@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import socket
 from importlib.metadata import version
 from typing import Any
@@ -136,9 +137,20 @@ class SocketWriter:
             self._connection_sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        """Release the duplicate. When the connection could not take hypercorn's
+        terminating chunk now (a client that stopped reading) or a chunk is half written,
+        abort it instead: hypercorn's own write is shielded and would wait forever."""
         if self._sock is not None:
             sock, self._sock = self._sock, None
+            if self._rest or not _writable_now(sock):
+                self.abort()
             sock.close()
+
+
+def _writable_now(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    return bool(poller.poll(0))
 
 
 def socket_writer_for_current_request() -> SocketWriter | None:
