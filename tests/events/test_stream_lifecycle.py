@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 import trio
 import trio.lowlevel
 
@@ -76,10 +77,11 @@ async def wait_for(predicate: object, what: str) -> None:
             await trio.sleep(0.05)
 
 
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "through-hypercorn"])
 async def test_clients_dropped_as_slow_give_their_sockets_back(
-    start_server: StartServer,
+    start_server: StartServer, direct: bool
 ) -> None:
-    server = await start_server(sse_buffer=4)
+    server = await start_server(sse_buffer=4, sse_direct_writes=direct)
     hub = server.services.hub
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         user, pid = await setup(client)
