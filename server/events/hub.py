@@ -59,14 +59,14 @@ class HubStatistics:
     dropped: int  # subscribers closed because their buffer was full
     duplicates: int  # committed events dropped as already delivered
     gap_fills: int  # reads of the log to fill a gap or catch up
-    direct_writes: int = 0  # frames written whole to a socket from ``publish`` (direct mode)
+    direct_writes: int = 0  # frames a sink wrote through to its client from ``publish``
 
 
 @dataclass(slots=True)
 class _Topic:
     subscribers: dict[FrameSink, None] = field(default_factory=dict)
     last: int | None = None  # highest seq delivered; None until the first one
-    pending: dict[int, Frame] = field(default_factory=dict)  # held after a gap
+    pending: dict[int, Frame] = field(default_factory=dict)  # after a gap / before baseline
     fill_missed: bool = False  # a fill was asked for before ``last`` was known
 
 
