@@ -4,9 +4,11 @@
 session lasts (``server.auth.tickets``; browsers' EventSource cannot send headers).
 ``GET /api/sse/projects/{id}`` authenticates by Bearer header or ``?ticket=`` (never an
 access token in a URL), answers 404 for a missing or another user's project, and streams
-``server.events.stream``.
-Tickets are never logged: ``server.events.sse.redact_secrets`` scrubs request targets.
-During shutdown a stream request gets 200 with ``retry:`` and an empty, ended stream.
+``server.events.stream``. Tickets are never logged (``server.observability.logging``
+redacts them). The subscription is opened here, before the response headers leave, so that
+an event published once the client saw them is delivered. HTTP/1.1 streams get the socket
+fast path of ``server.api.sse_socket``. During shutdown a stream request gets 200 with
+``retry:`` and an empty, ended stream.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from server.api.deps import json_response, read_json, require_user, services
+from server.api.sse_socket import socket_writer_for_current_request
 from server.api.validation import object_schema
 from server.errors import NotFound, Unauthorized, ValidationFailed
-from server.events.direct import direct_socket_for_current_request
 from server.events.sse import parse_last_event_id
-from server.events.stream import StreamOptions, event_stream
+from server.events.stream import StreamOptions, open_event_stream
 
 blueprint = Blueprint("sse", __name__)
 
@@ -87,8 +89,11 @@ async def stream_project(project_id: str) -> Response:
         last_event_id_given=given,
         last_event_id=last_event_id,
     )
-    direct = direct_socket_for_current_request() if svc.settings.sse_direct_writes else None
-    body = event_stream(svc.hub, svc.store, project_id, options, direct)
+    connection = socket_writer_for_current_request()
+    direct = connection if svc.settings.sse_direct_writes else None
+    # Subscribed before the headers leave. Dropped as slow: the connection is closed.
+    abort = connection.abort if connection is not None else None
+    body = await open_event_stream(svc.hub, svc.store, project_id, options, direct, abort)
     response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
     response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
     return response

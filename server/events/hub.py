@@ -1,8 +1,9 @@
-"""The in-process event hub: per-project fan-out over bounded trio memory channels.
+"""The in-process event hub: per-project fan-out of frames to subscribers (``FrameSink``).
 
 ``EventHub`` implements ``server.events.publisher.Publisher``. It owns:
-- one bounded memory channel per subscriber; ``publish`` uses ``send_nowait`` and closes a
-  subscriber whose buffer is full (the client reconnects and replays): it never waits;
+- the set of subscribers (``FrameSink``s) per project; ``publish`` offers each frame to
+  them without waiting and closes one whose buffer is full (the client reconnects and
+  replays);
 - one encoding per event: the same ``Frame`` (and its bytes) goes to every subscriber;
 - per-project ordering of committed events: the last delivered ``seq`` of each project
   that has subscribers; duplicates are dropped, and an event arriving after a gap is held
@@ -10,12 +11,12 @@
   ``run()`` (the hub's service task, required when a store is given).
 Transient events (``step.delta``) bypass ordering and carry no ``seq``.
 
-Direct mode (HTTP/1.1 fast path): a subscriber whose stream armed a ``DirectSocket``
-(``Subscription.arm_direct``, only while its queue is empty) gets frames written as
-HTTP/1.1 chunks straight to its socket from ``publish``, with no task switch. When the
-socket takes only part of a frame (or a frame needs the stream's gap filling), the hub
-disarms it and queues the rest; the stream's task writes its backlog and re-arms. A
-broken socket closes the subscriber (``disconnected``).
+Subscribers are ``FrameSink``s (``server.events.sink``): the hub offers them frames and
+knows nothing about their queues or sockets. Before the first subscriber's stream has read
+the log (``set_baseline``), committed events are held, so that nothing before them is
+silently skipped. A failing log read (any exception) is retried with backoff; when the
+hub gives up on a gap (the log no longer holds it, or too many events are held), it
+tells every subscriber with a gap notice and their streams read it themselves.
 """
 
 from __future__ import annotations
@@ -27,31 +28,26 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import AppError, ShuttingDown
-from server.events.direct import chunk
+from server.errors import ShuttingDown
 from server.events.model import run_id_of
+from server.events.sink import Frame, FrameSink, Offer
 from server.events.sse import encode_stored, encode_transient
+from server.events.subscription import Subscription
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from server.events.direct import DirectSocket
     from server.store.models import StoredEvent
     from server.store.protocol import Store
+
+__all__ = ["EventHub", "Frame", "FrameSink", "HubStatistics", "Subscription"]
 
 log = logging.getLogger("stretto.events")
 
 FILL_BATCH = 500  # events read from the log per gap-fill query
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One event as written to the wire, shared by every subscriber that receives it."""
-
-    seq: int | None  # the project's event sequence number; None for transient events
-    run_id: str | None
-    data: bytes
-    chunked: bool = False  # ``data`` is already HTTP/1.1 chunk bytes (a direct write's rest)
+FILL_RETRY_MIN_S = 0.1  # first wait after a failed log read; doubles up to the max
+FILL_RETRY_MAX_S = 5.0
+FAILURE_LOG_EVERY_S = 30.0  # a failing log read is logged at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,86 +59,14 @@ class HubStatistics:
     dropped: int  # subscribers closed because their buffer was full
     duplicates: int  # committed events dropped as already delivered
     gap_fills: int  # reads of the log to fill a gap or catch up
-    direct_writes: int = 0  # frames written whole to a socket from ``publish`` (direct mode)
-
-
-class Subscription:
-    """A subscriber's receive side. ``receive`` raises ``trio.EndOfChannel`` once the hub
-    closed it (``closed_reason``: ``slow``, ``project_deleted`` or ``shutdown``) and the
-    frames already queued have been read."""
-
-    __slots__ = (
-        "_armed",
-        "_cursor",
-        "_direct",
-        "_last_direct_write",
-        "_send",
-        "closed_reason",
-        "project_id",
-        "receive_channel",
-        "run_id",
-    )
-
-    def __init__(
-        self,
-        project_id: str,
-        run_id: str | None,
-        send: trio.MemorySendChannel[Frame],
-        receive: trio.MemoryReceiveChannel[Frame],
-    ) -> None:
-        self.project_id = project_id
-        self.run_id = run_id
-        self._send = send
-        self.receive_channel = receive
-        self.closed_reason: str | None = None
-        self._direct: DirectSocket | None = None
-        self._armed = False  # the hub may write to ``_direct`` (the queue is empty)
-        self._cursor = 0  # last committed seq written (direct mode)
-        self._last_direct_write = float("-inf")
-
-    @property
-    def closed_as_slow(self) -> bool:
-        return self.closed_reason == "slow"
-
-    async def receive(self) -> Frame:
-        return await self.receive_channel.receive()
-
-    def receive_nowait(self) -> Frame:
-        return self.receive_channel.receive_nowait()
-
-    def arm_direct(self, direct: DirectSocket, cursor: int) -> None:
-        """Let the hub write frames straight to ``direct`` (committed ones after ``cursor``).
-        Only while nothing is queued: the caller drained the queue without awaiting since."""
-        self._direct = direct
-        self._cursor = cursor
-        self._armed = True
-
-    def disarm_direct(self) -> int:
-        """Stop direct writes (they resume on the next ``arm_direct``); returns the last
-        committed seq written so far."""
-        self._armed = False
-        return self._cursor
-
-    @property
-    def last_direct_write(self) -> float:
-        """``trio.current_time()`` of the hub's last whole direct write."""
-        return self._last_direct_write
-
-    def wants(self, frame: Frame) -> bool:
-        return self.run_id is None or frame.run_id == self.run_id
-
-    def _close(self, reason: str) -> None:
-        if self.closed_reason is None:
-            self.closed_reason = reason
-        self._armed = False
-        self._send.close()
+    direct_writes: int = 0  # frames a sink wrote through to its client from ``publish``
 
 
 @dataclass(slots=True)
 class _Topic:
-    subscribers: dict[Subscription, None] = field(default_factory=dict)
+    subscribers: dict[FrameSink, None] = field(default_factory=dict)
     last: int | None = None  # highest seq delivered; None until the first one
-    pending: dict[int, Frame] = field(default_factory=dict)  # held after a gap
+    pending: dict[int, Frame] = field(default_factory=dict)  # after a gap / before baseline
     fill_missed: bool = False  # a fill was asked for before ``last`` was known
 
 
@@ -186,26 +110,31 @@ class EventHub:
         self._fan_out(topic, frame)
 
     # -- subscribers ------------------------------------------------------------------------
-    @contextmanager
-    def subscribe(self, project_id: str, run_id: str | None = None) -> Iterator[Subscription]:
-        """Register a subscriber for the block; raises ``ShuttingDown`` after ``close_all``.
-
-        Leaving the block unregisters it and closes its channel.
-        """
+    def open_subscription(self, project_id: str, run_id: str | None = None) -> Subscription:
+        """Register a subscriber now; the caller owns it and must ``close`` it (reason
+        ``unsubscribed``). Raises ``ShuttingDown`` after ``close_all``."""
         if self._closed:
             raise ShuttingDown("The server is shutting down.")
-        send, receive = trio.open_memory_channel[Frame](self._buffer)
-        subscription = Subscription(project_id, run_id, send, receive)
-        topic = self._topics.get(project_id)
-        if topic is None:
-            topic = self._topics[project_id] = _Topic()
-        topic.subscribers[subscription] = None
+        subscription = Subscription(project_id, run_id, self._buffer, self.remove_sink)
+        self.add_sink(subscription)
+        return subscription
+
+    @contextmanager
+    def subscribe(self, project_id: str, run_id: str | None = None) -> Iterator[Subscription]:
+        """``open_subscription`` for the block; leaving it closes the subscription."""
+        subscription = self.open_subscription(project_id, run_id)
         try:
             yield subscription
         finally:
-            self._remove(subscription)
-            send.close()
-            receive.close()
+            subscription.close("unsubscribed")
+            subscription.receive_channel.close()
+
+    def add_sink(self, sink: FrameSink) -> None:
+        """Offer ``sink`` its project's frames until it is closed or ``remove_sink``."""
+        topic = self._topics.get(sink.project_id)
+        if topic is None:
+            topic = self._topics[sink.project_id] = _Topic()
+        topic.subscribers[sink] = None
 
     def set_baseline(self, project_id: str, seq: int) -> None:
         """Tell the hub the project's events up to ``seq`` are known to its subscribers
@@ -224,8 +153,8 @@ class EventHub:
         topic = self._topics.pop(project_id, None)
         self._fill_wanted.pop(project_id, None)
         if topic is not None:
-            for subscription in topic.subscribers:
-                subscription._close("project_deleted")
+            for subscription in list(topic.subscribers):
+                subscription.close("project_deleted")
 
     def close_all(self) -> None:
         """Shutdown: end every stream and refuse new subscribers."""
@@ -233,8 +162,8 @@ class EventHub:
         topics, self._topics = self._topics, {}
         self._fill_wanted.clear()
         for topic in topics.values():
-            for subscription in topic.subscribers:
-                subscription._close("shutdown")
+            for subscription in list(topic.subscribers):
+                subscription.close("shutdown")
         self._fill_wakeup.set()
 
     @property
@@ -255,10 +184,6 @@ class EventHub:
         )
 
     # -- cross-instance and retention hooks ----------------------------------------------------
-    def watched_projects(self) -> list[str]:
-        """Projects with at least one subscriber here."""
-        return list(self._topics)
-
     def notify_committed(self, project_id: str, seq: int) -> None:
         """Events up to ``seq`` were committed (maybe by another instance): if a subscriber
         here has not seen them, read them from the log (in ``run``)."""
@@ -279,14 +204,41 @@ class EventHub:
 
     # -- service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fill gaps from the store's log. Runs until cancelled; needs ``store``."""
+        """Fill gaps from the store's log. Runs until cancelled; needs ``store``.
+
+        Survives any error of the store (the database may be away): the projects it could
+        not read are retried with a doubling backoff, and the failure is logged at most
+        once per ``FAILURE_LOG_EVERY_S``. Never raises but ``trio.Cancelled``.
+        """
         task_status.started()
+        backoff = 0.0
+        last_logged = float("-inf")
         while True:
             await self._fill_wakeup.wait()
             self._fill_wakeup = trio.Event()
             wanted, self._fill_wanted = list(self._fill_wanted), {}
-            for project_id in wanted:
-                await self._fill(project_id)
+            failed: Exception | None = None
+            for index, project_id in enumerate(wanted):
+                try:
+                    await self._fill(project_id)
+                except Exception as exc:  # any driver error: the hub must not end
+                    failed = exc
+                    for retry in wanted[index:]:
+                        self._request_fill(retry)
+                    break
+            if failed is None:
+                backoff = 0.0
+                continue
+            backoff = min(max(backoff * 2, FILL_RETRY_MIN_S), FILL_RETRY_MAX_S)
+            now = trio.current_time()
+            if now - last_logged >= FAILURE_LOG_EVERY_S:
+                last_logged = now
+                log.warning(
+                    "event log read failed (retrying every %.1f s at most): %r",
+                    FILL_RETRY_MAX_S,
+                    failed,
+                )
+            await trio.sleep(backoff)
 
     # -- internals -----------------------------------------------------------------------
     def _request_fill(self, project_id: str) -> None:
@@ -296,6 +248,8 @@ class EventHub:
         self._fill_wakeup.set()
 
     async def _fill(self, project_id: str) -> None:
+        """Read the project's log after the last delivered seq; raises what the store
+        raises (``run`` retries)."""
         assert self._store is not None
         topic = self._topics.get(project_id)
         if topic is None:
@@ -304,25 +258,18 @@ class EventHub:
         while True:
             after = topic.last
             if after is None:
-                # Nothing delivered yet: start at the first held event, if any; otherwise
-                # wait for ``set_baseline`` to say where the subscribers start.
-                if not topic.pending:
-                    topic.fill_missed = True
-                    return
-                after = min(topic.pending) - 1
-                topic.last = after
-            try:
-                events = await self._store.events_after(project_id, after, FILL_BATCH)
-            except AppError as exc:
-                log.warning("event log read failed for project %s: %s", project_id, exc)
-                events = []
+                # Nothing delivered yet: wait for ``set_baseline`` to say where the
+                # subscribers start.
+                topic.fill_missed = True
+                return
+            events = await self._store.events_after(project_id, after, FILL_BATCH)
             if self._topics.get(project_id) is not topic:
                 return  # unsubscribed or closed meanwhile
             self._accept(events)
             if len(events) < FILL_BATCH:
                 break
         if topic.pending:
-            # What the log no longer holds (trimmed) is skipped: endpoints reset on their own.
+            # What the log does not hold (trimmed) is skipped; the streams are told.
             self._skip_gap(project_id, topic)
 
     def _accept(self, events: Sequence[StoredEvent]) -> None:
@@ -338,7 +285,9 @@ class EventHub:
 
     def _deliver_committed(self, project_id: str, topic: _Topic, frame: Frame) -> None:
         assert frame.seq is not None
-        if topic.last is None or frame.seq == topic.last + 1:
+        if (topic.last is None and self._store is None) or (
+            topic.last is not None and frame.seq == topic.last + 1
+        ):
             self._fan_out(topic, frame)
             topic.last = frame.seq
             if topic.pending:
@@ -365,71 +314,39 @@ class EventHub:
     def _skip_gap(self, project_id: str, topic: _Topic) -> None:
         if not topic.pending:
             return
-        log.warning("events of project %s missing before seq %d", project_id, min(topic.pending))
-        topic.last = min(topic.pending) - 1
+        first = min(topic.pending)
+        if topic.last is not None:
+            log.warning("events of project %s missing before seq %d", project_id, first)
+            self._fan_out(topic, Frame(None, None, b"", gap_before=first))
+        topic.last = first - 1
         self._drain_pending(project_id, topic)
 
     def _fan_out(self, topic: _Topic, frame: Frame) -> None:
-        slow: list[Subscription] = []
-        gone: list[Subscription] = []
-        wire: bytes | None = None  # the frame as one HTTP/1.1 chunk, built once
-        now = 0.0
-        for subscription in topic.subscribers:
-            if not subscription.wants(frame):
+        dropped: list[tuple[FrameSink, str]] = []
+        for sink in topic.subscribers:
+            offer = sink.offer(frame)
+            if offer is Offer.IGNORED:
                 continue
-            queued = frame
-            if subscription._armed:
-                seq = frame.seq
-                if seq is not None and seq <= subscription._cursor:
-                    continue  # the stream replayed it already
-                if (
-                    seq is None
-                    or subscription.run_id is not None
-                    or seq == subscription._cursor + 1
-                ):
-                    if wire is None:
-                        wire = chunk(frame.data)
-                        now = trio.current_time()
-                    direct = subscription._direct
-                    assert direct is not None
-                    try:
-                        sent = direct.send_some(wire)
-                    except OSError:
-                        subscription._armed = False
-                        subscription._close("disconnected")
-                        gone.append(subscription)
-                        continue
-                    if seq is not None:
-                        subscription._cursor = seq
-                    if sent == len(wire):
-                        self._direct_writes += 1
-                        self._delivered += 1
-                        subscription._last_direct_write = now
-                        continue
-                    queued = Frame(None, frame.run_id, wire[sent:], chunked=True)
-                # The rest (or a frame after a gap) goes to the queue, in order; the
-                # stream's task writes it and re-arms.
-                subscription._armed = False
-            try:
-                subscription._send.send_nowait(queued)
-            except trio.WouldBlock:
-                slow.append(subscription)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                gone.append(subscription)
-            else:
+            if offer is Offer.QUEUED:
                 self._delivered += 1
-        for subscription in slow:
-            self._dropped += 1
-            subscription._close("slow")
-            topic.subscribers.pop(subscription, None)
-        for subscription in gone:
-            topic.subscribers.pop(subscription, None)
+            elif offer is Offer.WRITTEN:
+                self._delivered += 1
+                self._direct_writes += 1
+            elif offer is Offer.FULL:
+                self._dropped += 1
+                dropped.append((sink, "slow"))
+            else:
+                dropped.append((sink, "disconnected"))
+        for sink, reason in dropped:
+            topic.subscribers.pop(sink, None)
+            sink.close(reason)
 
-    def _remove(self, subscription: Subscription) -> None:
-        topic = self._topics.get(subscription.project_id)
+    def remove_sink(self, sink: FrameSink) -> None:
+        """Stop offering frames to ``sink`` (idempotent)."""
+        topic = self._topics.get(sink.project_id)
         if topic is None:
             return
-        topic.subscribers.pop(subscription, None)
-        if not topic.subscribers:
-            del self._topics[subscription.project_id]
-            self._fill_wanted.pop(subscription.project_id, None)
+        topic.subscribers.pop(sink, None)
+        if not topic.subscribers and self._topics.get(sink.project_id) is topic:
+            del self._topics[sink.project_id]
+            self._fill_wanted.pop(sink.project_id, None)

@@ -2,7 +2,7 @@
 
 Encoders turn an event into the exact bytes written to every subscriber; the hub calls
 them once per event and shares the result. ``SSEDecoder`` is the reverse, for tests and
-the benchmark client. ``parse_last_event_id`` and ``redact_secrets`` serve the endpoint.
+the benchmark client. ``parse_last_event_id`` serves the endpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ RETRY_FRAME = f"retry: {RETRY_MS}\n\n".encode()
 PING_FRAME = b": ping\n\n"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_SECRET_PARAM = re.compile(r"(?i)(^|[?&])(ticket|access_token|token)=[^&#\s]*")
 
 
 def encode_frame(event_type: str, data: str, seq: int | None = None) -> bytes:
@@ -77,11 +76,6 @@ def parse_last_event_id(header: str | None, query: str | None) -> tuple[bool, in
     if not text.isascii() or not text.isdigit() or len(text) > 19:
         return True, None
     return True, int(text)
-
-
-def redact_secrets(target: str) -> str:
-    """A request target or query string with ``ticket=``/``token=`` values replaced."""
-    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}=***", target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,47 +1,58 @@
-"""One SSE stream of a project: subscribe, replay from the log, then live, as bytes.
+"""One SSE stream of a project: replay from the log, then live, as bytes.
 
-``event_stream`` is the body of ``GET /api/sse/projects/{id}`` without the HTTP layer. It
-subscribes FIRST, then replays the log after the client's ``Last-Event-ID`` (or sends
-``reset`` when that id is no longer retained), then writes live frames, skipping what the
-replay already sent and filling any gap from the log, so that every committed event is
-written exactly once and in order. It writes ``: ping`` when idle, coalesces frames that
-are already queued into one write, and ends when the hub closes the subscription (slow
-reader, project deleted, shutdown) or the jittered maximum lifetime passes.
+``event_stream`` is the body of ``GET /api/sse/projects/{id}`` without the HTTP layer.
+``open_event_stream`` subscribes and reads where the stream starts BEFORE the response
+headers leave, then hands the subscription to the body; the stream replays the log after
+the client's ``Last-Event-ID`` (or sends ``reset`` when that id is no longer retained),
+then writes live frames. What to write is the ``ReplayCursor``'s answer (every committed event once,
+in order, gaps read from the log); a failed log read is retried with backoff, never
+skipped. It writes ``: ping`` when idle, coalesces frames already queued into one write,
+and ends when the hub closes the subscription (slow reader, project deleted, shutdown) or
+the jittered maximum lifetime passes.
 
-With a ``DirectSocket`` (an HTTP/1.1 chunked response, see ``server.events.direct``) the
-live part skips the server's write path: once the head and the replay went out through it,
-the stream arms the subscription and the hub writes frames straight to the socket; this
-task only writes what the hub queued (a partly written frame and what followed it), the
-pings, and re-arms when its queue is empty. The generator then yields nothing more and
-returns at the end, so that the server writes the terminating chunk.
+With a ``DirectWriter`` (``server.events.sink``; the HTTP edge provides one for HTTP/1.1)
+the live part bypasses the server's write path: once the head and the replay went out
+through it, the stream arms its subscription while it waits, and frames the cursor allows
+go straight to the connection from ``publish``. This task writes the rest (through the
+writer), the pings, and re-arms when its queue is empty. The generator then yields nothing
+more and returns at the end, so that the server writes the terminating chunk. A write
+still pending at the end of the lifetime aborts the connection (``DirectWriter.abort``).
 
 Cancellation (the client went away) propagates out of the generator; the subscription is
-released by its context manager on the way out.
+closed on the way out. A body never iterated (the request cancelled between the route's
+return and the first frame) leaves its subscription to the hub, which drops it as slow
+once its buffer fills, or at project deletion or shutdown.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
-from server.events.direct import chunk
-from server.events.model import run_id_of
-from server.events.sse import PING_FRAME, RETRY_FRAME, encode_stored, reset_frame
+from server.errors import AppError, NotFound, StoreUnavailable
+from server.events.cursor import ReplayCursor
+from server.events.sse import PING_FRAME, RETRY_FRAME, reset_frame
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, Callable
 
-    from server.events.direct import DirectSocket
-    from server.events.hub import EventHub, Frame, Subscription
+    from server.events.hub import EventHub
+    from server.events.sink import DirectWriter, Frame
+    from server.events.subscription import Subscription
     from server.store.models import StoredEvent
     from server.store.protocol import Store
+
+log = logging.getLogger("stretto.events")
 
 REPLAY_PAGE = 500  # events read from the log per query while replaying
 MAX_COALESCED = 256  # frames joined into one write at most
 LIFETIME_JITTER = 0.10
+READ_RETRY_MIN_S = 0.1  # first wait after a failed log read; doubles up to the max
+READ_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,162 +88,143 @@ def reset_reason(
     return last_event_id, None
 
 
-async def event_stream(
+async def open_event_stream(
     hub: EventHub,
     store: Store,
     project_id: str,
     options: StreamOptions,
-    direct: DirectSocket | None = None,
-) -> AsyncIterator[bytes]:
-    """The stream's bytes, chunk by chunk. See the module doc. ``direct`` (owned by the
-    caller, closed here) enables direct writes when the response turns out chunked."""
+    direct: DirectWriter | None = None,
+    on_drop: Callable[[], None] | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """Subscribe and read where the stream starts, then return its body (``event_stream``).
+
+    Call it BEFORE the response headers leave: an event committed once the client saw them
+    is then delivered. ``on_drop`` (aborting the connection) is called if the hub drops
+    the stream as slow. Raises ``NotFound`` (the project is gone), ``ShuttingDown``, or
+    ``StoreUnavailable`` (any store error not already an ``AppError``); nothing stays
+    subscribed then. The body owns the subscription and ``direct`` from the return on.
+    """
+    subscription = hub.open_subscription(project_id, options.run_id)
+    subscription.on_drop = on_drop
     try:
-        if hub.closed:
-            return  # shutdown began after the route checked: end the stream, the client retries
-        with hub.subscribe(project_id, options.run_id) as subscription:
-            if await store.project_owner(project_id) is None:
-                return  # deleted between the auth check and the subscription
-            first, last = await store.event_bounds(project_id)
-            hub.set_baseline(project_id, last)
-            cursor, reason = reset_reason(
-                options.last_event_id_given, options.last_event_id, first, last
-            )
-            head = [RETRY_FRAME]
-            if cursor is None:
-                head.append(reset_frame(project_id, last, reason or "reset"))
-                cursor = last
-            yield b"".join(head)
+        if await store.project_owner(project_id) is None:
+            raise NotFound("No such project.")  # deleted since the caller's check
+        first, last = await store.event_bounds(project_id)
+    except BaseException as exc:
+        subscription.close("unsubscribed")
+        subscription.receive_channel.close()
+        if direct is not None:
+            direct.close()
+        if isinstance(exc, Exception) and not isinstance(exc, AppError):
+            # A driver error the store did not translate: 503, never a 500.
+            raise StoreUnavailable() from exc
+        raise
+    hub.set_baseline(project_id, last)
+    return event_stream(store, subscription, options, first, last, direct)
 
-            # Replay: every retained event after the cursor, page by page.
-            while True:
-                page = await store.events_after(project_id, cursor, REPLAY_PAGE)
-                if not page:
-                    break
-                replayed, cursor = _encode_replay(project_id, page, cursor, options.run_id)
-                if replayed:
-                    yield replayed
-                if len(page) < REPLAY_PAGE:
-                    break
 
-            now = trio.current_time()
-            end_at = now + jittered_lifetime(options.max_lifetime_s)
-            # Every byte yielded so far has been written by the server: from here on, this
-            # stream may write on the socket itself.
-            if direct is not None and direct.start():
-                try:
-                    await _live_direct(
-                        subscription, direct, store, project_id, options, cursor, end_at
-                    )
-                finally:
-                    subscription.disarm_direct()
-                return
-            last_write = now
-            while True:
-                frames: list[Frame] = []
-                ended = False
+async def event_stream(
+    store: Store,
+    subscription: Subscription,
+    options: StreamOptions,
+    first: int,
+    last: int,
+    direct: DirectWriter | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """The stream's bytes, chunk by chunk. See the module doc. ``first``/``last``: the
+    project's first retained and last assigned seq, read after ``subscription`` was made.
+    Owns ``subscription`` and ``direct``: both are closed when the generator ends."""
+    project_id = subscription.project_id
+    try:
+        position, reason = reset_reason(
+            options.last_event_id_given, options.last_event_id, first, last
+        )
+        head = [RETRY_FRAME]
+        if position is None:
+            head.append(reset_frame(project_id, last, reason or "reset"))
+            position = last
+        cursor = ReplayCursor(project_id, options.run_id, position)
+        yield b"".join(head)
+
+        # Replay: every retained event after the cursor, page by page.
+        while True:
+            page = await _read_log(store, project_id, cursor.position)
+            replayed = cursor.page(page, complete=len(page) < REPLAY_PAGE)
+            if replayed:
+                yield b"".join(replayed)
+            if len(page) < REPLAY_PAGE:
+                break
+
+        end_at = trio.current_time() + jittered_lifetime(options.max_lifetime_s)
+        # Every byte yielded so far has been written by the server: from here on, the
+        # stream may write on the connection itself.
+        writer = direct if direct is not None and direct.start() else None
+        last_write = trio.current_time()
+        while True:
+            frames: list[Frame] = []
+            ended = _drain_queued(subscription, frames)
+            if not frames and not ended:
+                written = subscription.direct_writes
+                if writer is not None:
+                    subscription.arm(writer, cursor)  # nothing queued, no await since
                 with trio.move_on_at(min(last_write + options.heartbeat_s, end_at)):
                     try:
                         frames.append(await subscription.receive())
                     except trio.EndOfChannel:
                         ended = True
-                if not frames and not ended:
-                    if trio.current_time() >= end_at:
-                        return
-                    yield PING_FRAME
-                    last_write = trio.current_time()
-                    continue
-                ended = ended or _drain_queued(subscription, frames)
-                out, cursor = await _render(store, project_id, options.run_id, frames, cursor)
-                if out:
-                    yield b"".join(out)
-                    last_write = trio.current_time()
-                if ended:
+                subscription.disarm()
+                now = trio.current_time()
+                if subscription.direct_writes != written:
+                    last_write = now
+                if frames:
+                    ended = ended or _drain_queued(subscription, frames)
+            out: list[bytes] = []
+            for frame in frames:
+                out.extend(cursor.live(frame))
+            while cursor.fill_after is not None:  # a gap: read it from the log
+                page = await _read_log(store, project_id, cursor.fill_after)
+                out.extend(cursor.page(page, complete=len(page) < REPLAY_PAGE))
+            now = trio.current_time()
+            if not out and not ended:
+                if now >= end_at:
                     return
+                if now < last_write + options.heartbeat_s:
+                    continue
+                out.append(PING_FRAME)
+            data = b"".join(out)
+            if writer is not None:
+                with trio.move_on_at(end_at) as lifetime:
+                    if not await writer.write(data):
+                        return  # the client is gone
+                if lifetime.cancelled_caught:
+                    writer.abort()  # a chunk may be half written: the response cannot end
+                    return
+            elif data:
+                yield data
+            last_write = trio.current_time()
+            if ended:
+                return
     finally:
+        subscription.close("unsubscribed")
+        subscription.receive_channel.close()
         if direct is not None:
             direct.close()
 
 
-async def _live_direct(
-    subscription: Subscription,
-    direct: DirectSocket,
-    store: Store,
-    project_id: str,
-    options: StreamOptions,
-    cursor: int,
-    end_at: float,
-) -> None:
-    """The live part in direct mode: write the backlog, arm, sleep until the hub queues
-    something, the heartbeat is due, the lifetime ends or the subscription is closed."""
-    last_write = trio.current_time()
+async def _read_log(store: Store, project_id: str, after: int) -> list[StoredEvent]:
+    """A page of the log after ``after``; a failed read (any error: the database may be
+    away) is retried with a doubling backoff, logged once per stream."""
+    delay = READ_RETRY_MIN_S
+    logged = False
     while True:
-        frames: list[Frame] = []
-        ended = _drain_queued(subscription, frames)
-        if not frames and not ended:
-            subscription.arm_direct(direct, cursor)  # nothing queued, no await since
-            with trio.move_on_at(min(last_write + options.heartbeat_s, end_at)):
-                try:
-                    frames.append(await subscription.receive())
-                except trio.EndOfChannel:
-                    ended = True
-            cursor = subscription.disarm_direct()
-            last_write = max(last_write, subscription.last_direct_write)
-            if not frames and not ended:
-                now = trio.current_time()
-                if now >= end_at:
-                    return
-                if now >= last_write + options.heartbeat_s:
-                    if not await direct.send_all(chunk(PING_FRAME)):
-                        return  # the client is gone
-                    last_write = trio.current_time()
-                continue
-            ended = ended or _drain_queued(subscription, frames)
-        out, cursor = await _render(store, project_id, options.run_id, frames, cursor, chunks=True)
-        if out:
-            if not await direct.send_all(b"".join(out)):
-                return  # the client is gone
-            last_write = trio.current_time()
-        if ended:
-            return
-
-
-async def _render(
-    store: Store,
-    project_id: str,
-    run_id: str | None,
-    frames: list[Frame],
-    cursor: int,
-    *,
-    chunks: bool = False,
-) -> tuple[list[bytes], int]:
-    """The bytes to write for ``frames`` (and the new cursor): what the replay sent is
-    skipped, a gap right after subscribing is filled from the log. With ``chunks``, as
-    HTTP/1.1 chunks (a frame's already chunked rest kept as it is)."""
-    out: list[bytes] = []
-    body: list[bytes] = []
-    for frame in frames:
-        if frame.chunked:
-            if body:
-                out.append(chunk(b"".join(body)))
-                body = []
-            out.append(frame.data)
-            continue
-        if frame.seq is None:
-            body.append(frame.data)
-            continue
-        if frame.seq <= cursor:
-            continue  # already replayed
-        if frame.seq > cursor + 1 and run_id is None:
-            # The hub started after a gap (only right after subscribing): fill it.
-            missing = await store.events_after(project_id, cursor, frame.seq - cursor - 1)
-            body.extend(encode_stored(e) for e in missing if e.seq < frame.seq)
-        body.append(frame.data)
-        cursor = frame.seq
-    if not chunks:
-        return body, cursor
-    if body:
-        out.append(chunk(b"".join(body)))
-    return out, cursor
+        try:
+            return await store.events_after(project_id, after, REPLAY_PAGE)
+        except Exception as exc:
+            if not logged:
+                logged = True
+                log.warning("event log read failed for a stream of %s: %r", project_id, exc)
+        await trio.sleep(delay)
+        delay = min(delay * 2, READ_RETRY_MAX_S)
 
 
 def _drain_queued(subscription: Subscription, frames: list[Frame]) -> bool:
@@ -245,16 +237,3 @@ def _drain_queued(subscription: Subscription, frames: list[Frame]) -> bool:
         except trio.EndOfChannel:
             return True
     return False
-
-
-def _encode_replay(
-    project_id: str, page: list[StoredEvent], cursor: int, run_id: str | None
-) -> tuple[bytes, int]:
-    """A replayed page as one chunk; a hole before it (trimmed meanwhile) becomes a reset."""
-    out: list[bytes] = []
-    if page[0].seq > cursor + 1:
-        out.append(reset_frame(project_id, page[0].seq - 1, "expired"))
-    for event in page:
-        if run_id is None or run_id_of(event.type, event.data) == run_id:
-            out.append(encode_stored(event))
-    return b"".join(out), page[-1].seq

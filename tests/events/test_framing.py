@@ -18,7 +18,6 @@ from server.events.sse import (
     encode_stored,
     encode_transient,
     parse_last_event_id,
-    redact_secrets,
     reset_frame,
 )
 from server.store.models import StoredEvent
@@ -87,16 +86,6 @@ def test_parse_last_event_id(
     header: str | None, query: str | None, expected: tuple[bool, int | None]
 ) -> None:
     assert parse_last_event_id(header, query) == expected
-
-
-def test_redact_secrets() -> None:
-    assert redact_secrets("/api/sse/projects/p?ticket=abc.def&run_id=r") == (
-        "/api/sse/projects/p?ticket=***&run_id=r"
-    )
-    assert (
-        redact_secrets("run_id=r&access_token=x&TOKEN=y") == "run_id=r&access_token=***&TOKEN=***"
-    )
-    assert redact_secrets("/api/projects?limit=3") == "/api/projects?limit=3"
 
 
 def test_event_model() -> None:

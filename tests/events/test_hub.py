@@ -110,8 +110,10 @@ async def test_gap_never_filled_is_skipped_when_too_many_are_held() -> None:
         for seq in (2, 3, 4):
             hub.publish([event(seq)])
         assert drain(sub) == []
-        hub.publish([event(5)])  # over max_pending: give up on 1
-        assert seqs(drain(sub)) == [2, 3, 4, 5]
+        hub.publish([event(5)])  # over max_pending: give up on 1, and say so
+        frames = drain(sub)
+        assert seqs(frames) == [None, 2, 3, 4, 5]
+        assert (frames[0].gap_before, frames[0].data) == (2, b"")  # the stream reads it
         hub.publish([event(1)])
         assert drain(sub) == []
 

@@ -1,4 +1,4 @@
-"""Direct socket writes of SSE frames (``server.events.direct``): taken for HTTP/1.1 chunked
+"""Direct socket writes of SSE frames (``server.api.sse_socket``): taken for HTTP/1.1 chunked
 streams (HTTP/2 is checked in test_sse_endpoint.test_h2c_stream), falling back to the
 stream's own task for a slow reader."""
 

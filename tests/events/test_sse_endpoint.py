@@ -373,9 +373,9 @@ async def test_stalled_subscriber_is_disconnected_others_keep_receiving(
                 assert stats.subscribers == 1  # the stalled one holds no buffer any more
                 await put_file(client, user, pid, "after.txt")
                 assert (await healthy.next()).event == "file.changed"
-            # Reading again, the stalled client finds its stream ended by the server, and
-            # never sees the event published after it was dropped.
+            # Reading again, the stalled client finds its connection closed by the server
+            # (what was still in flight may be cut), and never sees the event published
+            # after it was dropped.
             messages = await stalled.until_end()
             assert stalled.ended
-            assert messages
             assert all(m.event == "step.delta" for m in messages)
