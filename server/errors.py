@@ -142,6 +142,9 @@ class NotReady(AppError):
     code = "not_ready"
     default_message = "The server is not ready."
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
 
 class ShuttingDown(AppError):
     status = 503
@@ -152,9 +155,33 @@ class ShuttingDown(AppError):
         return {"Retry-After": "1"}
 
 
-class StoreUnavailable(AppError):
-    """The database could not be reached or answered with an unexpected error."""
+class StoreUnavailable(NotReady):
+    """The database cannot answer now (down, restarting, too slow): retry later.
 
-    status = 503
-    code = "not_ready"
+    Raised while serving, its message never carries the driver's text or the database
+    address (the store logs those; only the start-up refusal names the address);
+    ``retryable`` tells background services a later attempt may succeed.
+    """
+
     default_message = "The database is unavailable."
+    retryable: ClassVar[bool] = True
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The database file is damaged (SQLite ``SQLITE_CORRUPT``/``SQLITE_NOTADB``)."""
+
+    default_message = "The database is damaged."
+    retryable = False
+
+
+class StoreFailure(AppError):
+    """The database rejected a statement (a bug, not an outage): 500, not retried."""
+
+    default_message = "The database rejected the operation."
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer stretto: this binary refuses to use it."""
+
+    default_message = "The database schema is newer than this version of stretto."
+    retryable = False
