@@ -76,7 +76,10 @@ def quick_check(conn: sqlite3.Connection) -> str | None:
     except sqlite3.DatabaseError as exc:
         return str(exc)
     first = str(rows[0][0]) if rows else "no answer"
-    return None if first == "ok" else first
+    if first == "ok":
+        return None
+    lines = [line for line in first.splitlines() if not line.startswith("***")]
+    return " ".join(lines) or first.replace("\n", " ")
 
 
 class SqliteDatabase:
