@@ -21,6 +21,8 @@ from server.errors import StoreCorrupt, StoreFailure, StoreUnavailable
 
 log = logging.getLogger("stretto.store")
 
+NO_DEADLINE = float("inf")  # migrations: they run before the server answers anything
+MAINTENANCE_TIMEOUT_S = 60.0  # background trims of a long event log, never a request
 LOG_EVERY_S = 10.0  # one line per (backend, error class) per this many seconds
 _PG_PERMANENT_CLASSES = frozenset({"0A", "22", "23", "42", "44"})  # SQLSTATE classes: bugs
 _SQLITE_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes)

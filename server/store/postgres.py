@@ -16,6 +16,7 @@ from server.errors import Conflict, EmailTaken, NotFound
 from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
+from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
     FileData,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from server.events.pgchannel import RunControl
 
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
-NO_DEADLINE = float("inf")
 
 
 class PostgresStore(PostgresRuns):
@@ -401,4 +401,4 @@ class PostgresStore(PostgresRuns):
             )  # fmt: skip
             return int(status.split()[-1])
 
-        return await self._db.run(op, transaction=False)
+        return await self._db.run(op, transaction=False, timeout_s=MAINTENANCE_TIMEOUT_S)

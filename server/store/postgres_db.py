@@ -54,7 +54,7 @@ class PostgresDatabase:
                 url,
                 min_size=1,
                 max_size=pool_size,
-                command_timeout=max(timeout_s, 1.0) * 2,
+                command_timeout=None,  # run's Trio deadline bounds every call
                 timeout=OPEN_TIMEOUT_S,
             )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from server.errors import Conflict, EmailTaken, NotFound
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
+from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
     FileData,
@@ -71,7 +72,7 @@ class SqliteStore(SqliteRuns):
             return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
 
         done: list[int] = []
-        for migration in pending(await self._db.write(applied_versions)):
+        for migration in pending(await self._db.write(applied_versions, timeout_s=NO_DEADLINE)):
 
             def apply(conn: Conn, migration: Any = migration) -> bool:
                 if conn.execute(
@@ -87,7 +88,7 @@ class SqliteStore(SqliteRuns):
                 )
                 return True
 
-            if await self._db.write(apply):
+            if await self._db.write(apply, timeout_s=NO_DEADLINE):
                 done.append(migration.version)
         return done
 
@@ -394,7 +395,7 @@ class SqliteStore(SqliteRuns):
             )
             return int(cur.rowcount)
 
-        return await self._db.write(op)
+        return await self._db.write(op, timeout_s=MAINTENANCE_TIMEOUT_S)
 
 
 def _statements(script: str) -> list[str]:

@@ -10,14 +10,18 @@ Cancellation waits for the thread to finish its unit (the transaction is never l
 half-done), then propagates.
 
 Deadlines: waiting for the writer lock or a reader slot is bounded by ``timeout_s``, and
-so is SQLite's own wait for another process's lock (``busy_timeout``); past it:
-``StoreUnavailable``. ``open`` refuses a damaged file (``PRAGMA quick_check``) with
-``StoreCorrupt``; a corruption found later makes every ``ping`` fail with it too.
+so are SQLite's own wait for another process's lock (``busy_timeout``) and the unit's
+statements (a progress handler interrupts them at the deadline, and the transaction rolls
+back); past it: ``StoreUnavailable``. A blocked disk write cannot be interrupted.
+``open`` refuses a damaged file (``PRAGMA quick_check``) with ``StoreCorrupt``; a
+corruption found later makes every ``ping`` fail with it too.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
+import time
 from typing import TYPE_CHECKING, TypeVar
 
 import trio
@@ -47,14 +51,33 @@ def connect(path: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> sqlite3.Connect
     return conn
 
 
+class _Deadline:
+    """The deadline of the unit a connection runs; its progress handler interrupts past it."""
+
+    PROGRESS_EVERY = 20_000  # SQLite VM instructions between checks
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.at = math.inf
+        conn.set_progress_handler(self._passed, self.PROGRESS_EVERY)
+
+    def _passed(self) -> bool:
+        return time.monotonic() > self.at
+
+
 def _in_transaction(
-    conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Connection], T]
+    conn: sqlite3.Connection,
+    begin: str,
+    fn: Callable[[sqlite3.Connection], T],
+    deadline: _Deadline,
+    seconds: float,
 ) -> T:
+    deadline.at = time.monotonic() + seconds
     try:
         conn.execute(begin)
         try:
             result = fn(conn)
         except BaseException:
+            deadline.at = math.inf  # the rollback must not be interrupted
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
@@ -63,10 +86,14 @@ def _in_transaction(
     except AppError:
         raise
     except Exception as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "interrupted" in str(exc):
+            raise deadline_passed("sqlite", seconds) from exc
         translated = translate_sqlite(exc)
         if translated is exc:
             raise
         raise translated from exc
+    finally:
+        deadline.at = math.inf
 
 
 def quick_check(conn: sqlite3.Connection) -> str | None:
@@ -97,6 +124,7 @@ class SqliteDatabase:
         self._writer = writer
         self._readers = readers
         self._write_lock = trio.Lock()
+        self._deadlines = {conn: _Deadline(conn) for conn in (writer, *readers)}
         self._reader_count = len(readers)
         self._reader_slots = trio.Semaphore(len(readers))
         self._threads = trio.CapacityLimiter(len(readers) + 1)
@@ -134,8 +162,11 @@ class SqliteDatabase:
 
         return await trio.to_thread.run_sync(open_all)
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a write transaction (one at a time)."""
+    async def write(
+        self, fn: Callable[[sqlite3.Connection], T], *, timeout_s: float | None = None
+    ) -> T:
+        """Run ``fn`` in a write transaction (one at a time); ``timeout_s`` overrides the
+        deadline of its statements (``inf``: none)."""
         self._check_open()
         locked = False
         with trio.move_on_after(self._timeout_s):
@@ -144,7 +175,7 @@ class SqliteDatabase:
         if not locked:
             raise deadline_passed("sqlite", self._timeout_s)
         try:
-            return await self._in_thread(self._writer, "BEGIN IMMEDIATE", fn)
+            return await self._in_thread(self._writer, "BEGIN IMMEDIATE", fn, timeout_s)
         finally:
             self._write_lock.release()
 
@@ -159,18 +190,24 @@ class SqliteDatabase:
             raise deadline_passed("sqlite", self._timeout_s)
         conn = self._readers.pop()
         try:
-            return await self._in_thread(conn, "BEGIN", fn)
+            return await self._in_thread(conn, "BEGIN", fn, None)
         finally:
             self._readers.append(conn)
             self._reader_slots.release()
 
     async def _in_thread(
-        self, conn: sqlite3.Connection, begin: str, fn: Callable[[sqlite3.Connection], T]
+        self,
+        conn: sqlite3.Connection,
+        begin: str,
+        fn: Callable[[sqlite3.Connection], T],
+        timeout_s: float | None,
     ) -> T:
+        seconds = self._timeout_s if timeout_s is None else timeout_s
         try:
             return await trio.to_thread.run_sync(
-                _in_transaction, conn, begin, fn, limiter=self._threads
-            )
+                _in_transaction, conn, begin, fn, self._deadlines[conn], seconds,
+                limiter=self._threads,
+            )  # fmt: skip
         except StoreCorrupt:
             self._corrupt = True
             raise

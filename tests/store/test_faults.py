@@ -14,6 +14,7 @@ from server.errors import SchemaTooNew, StoreCorrupt, StoreFailure, StoreUnavail
 from server.events.model import new_event
 from server.store.faults import translate_postgres, translate_sqlite
 from server.store.sqlite import SqliteStore
+from server.store.sqlite_db import SqliteDatabase
 from tests.fixtures.postgres import open_migrated_store
 
 if TYPE_CHECKING:
@@ -173,3 +174,16 @@ async def test_sqlite_lock_wait_has_a_deadline(tmp_path: Path) -> None:
         await store.create_user("b@example.com", None, None)  # and it recovers
     finally:
         await store.aclose()
+
+
+async def test_sqlite_statement_has_a_deadline(tmp_path: Path) -> None:
+    db = await SqliteDatabase.open(tmp_path / "db.sqlite3", 1, timeout_s=0.2)
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c"
+    try:
+        for run in (db.read, db.write):
+            with trio.fail_after(10), pytest.raises(StoreUnavailable) as caught:
+                await run(lambda conn: conn.execute(endless).fetchall())
+            assert caught.value.details == {"database": "timeout"}
+        assert (await db.read(lambda conn: conn.execute("SELECT 7").fetchall()))[0][0] == 7
+    finally:
+        await db.aclose()
