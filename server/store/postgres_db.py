@@ -130,6 +130,9 @@ class PostgresDatabase:
                 return result
             except AppError:
                 raise
+            except asyncio.CancelledError as exc:  # asyncio's, not ours: the pool was closed
+                log_driver_error("postgresql", exc)
+                raise StoreUnavailable(details={"database": "unavailable"}) from exc
             except Exception as exc:
                 translated = translate_postgres(exc)
                 if translated is exc:
