@@ -30,7 +30,9 @@ _DRIVER_MODULES = ("asyncpg", "asyncio", "trio_asyncio", "sqlite3", "_sqlite3")
 _last_logged: dict[tuple[str, str], tuple[float, int]] = {}
 
 
-def log_driver_error(backend: str, exc: BaseException, *, what: str = "database error") -> None:
+def log_driver_error(
+    backend: str, exc: BaseException, *, what: str = "database error", level: int = logging.WARNING
+) -> None:
     """Log a driver error with its text, at most once per ``LOG_EVERY_S`` per class."""
     key = (backend, type(exc).__name__)
     now = time.monotonic()
@@ -40,7 +42,7 @@ def log_driver_error(backend: str, exc: BaseException, *, what: str = "database 
         return
     _last_logged[key] = (now, 0)
     more = f" ({suppressed} more since the last line)" if suppressed else ""
-    log.warning("%s %s: %s: %s%s", backend, what, type(exc).__name__, exc, more)
+    log.log(level, "%s %s: %s: %s%s", backend, what, type(exc).__name__, exc, more)
 
 
 def deadline_passed(backend: str, seconds: float) -> StoreUnavailable:
@@ -85,7 +87,8 @@ def translate_sqlite(exc: Exception) -> Exception:
     if not _from_driver(exc):
         return exc
     if sqlite_is_corrupt(exc):
-        log.error("sqlite database is damaged: %s (restore a backup; see `stretto backup`)", exc)
+        what = "database is DAMAGED (restore a backup taken with `stretto backup`)"
+        log_driver_error("sqlite", exc, what=what, level=logging.ERROR)
         return StoreCorrupt(details={"database": "corrupt"})
     log_driver_error("sqlite", exc)
     if isinstance(

@@ -12,7 +12,7 @@ import trio
 
 from server.errors import SchemaTooNew, StoreCorrupt, StoreFailure, StoreUnavailable
 from server.events.model import new_event
-from server.store.faults import translate_postgres, translate_sqlite
+from server.store.faults import log_driver_error, translate_postgres, translate_sqlite
 from server.store.sqlite import SqliteStore
 from server.store.sqlite_db import SqliteDatabase
 from tests.fixtures.postgres import open_migrated_store
@@ -187,3 +187,10 @@ async def test_sqlite_statement_has_a_deadline(tmp_path: Path) -> None:
         assert (await db.read(lambda conn: conn.execute("SELECT 7").fetchall()))[0][0] == 7
     finally:
         await db.aclose()
+
+
+def test_repeated_driver_errors_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(50):
+        log_driver_error("test-backend", ConnectionRefusedError(111, "refused"))
+    lines = [r for r in caplog.records if "test-backend" in r.getMessage()]
+    assert len(lines) == 1
