@@ -75,16 +75,14 @@ class PostgresStore(PostgresRuns):
         async def applied_versions(conn: Conn) -> set[int]:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
             await conn.execute(SCHEMA_MIGRATIONS_POSTGRES)
-            return {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in await conn.fetch(sql.MIGRATIONS_APPLIED)}
 
         done: list[int] = []
         for migration in pending(await self._db.run(applied_versions, timeout_s=NO_DEADLINE)):
 
             async def apply(conn: Conn, migration: Any = migration) -> bool:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-                if await conn.fetchval(
-                    "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
-                ):
+                if await conn.fetchval(sql.MIGRATION_DONE, migration.version):
                     return False  # another instance applied it meanwhile
                 await conn.execute(migration.postgres_sql)
                 await conn.execute(
@@ -102,13 +100,13 @@ class PostgresStore(PostgresRuns):
         async def read(conn: Conn) -> set[int]:
             if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
                 return set()
-            return {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in await conn.fetch(sql.MIGRATIONS_APPLIED)}
 
         return [m.version for m in pending(await self._db.run(read, readonly=True))]
 
     async def ping(self) -> None:
         async def op(conn: Conn) -> None:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval(sql.PING)
 
         await self._db.run(op, transaction=False)
 

@@ -41,6 +41,11 @@ def assignments(columns: Iterable[str], start: int) -> str:
 FILE_META_COLS = "project_id, path, size, version, sha256, content_type, updated_at"
 NOT_FINISHED = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_RUN_STATUSES))
 
+# -- lifecycle -------------------------------------------------------------------------------
+PING = "SELECT 1"
+MIGRATIONS_APPLIED = "SELECT version FROM schema_migrations"
+MIGRATION_DONE = "SELECT 1 FROM schema_migrations WHERE version = $1"
+
 # -- users and refresh tokens ------------------------------------------------------------------
 USER_INSERT = (
     "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)"

@@ -69,15 +69,13 @@ class SqliteStore(SqliteRuns):
     async def migrate(self) -> list[int]:
         def applied_versions(conn: Conn) -> set[int]:
             conn.execute(SCHEMA_MIGRATIONS_SQLITE)
-            return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in q(conn, sql.MIGRATIONS_APPLIED)}
 
         done: list[int] = []
         for migration in pending(await self._db.write(applied_versions, timeout_s=NO_DEADLINE)):
 
             def apply(conn: Conn, migration: Any = migration) -> bool:
-                if conn.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-                ).fetchone():
+                if q(conn, sql.MIGRATION_DONE, migration.version).fetchone():
                     return False  # another process applied it meanwhile
                 for statement in _statements(migration.sqlite_sql):
                     conn.execute(statement)
@@ -99,7 +97,7 @@ class SqliteStore(SqliteRuns):
             ).fetchone()
             if not exists:
                 return set()
-            return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in q(conn, sql.MIGRATIONS_APPLIED)}
 
         return [m.version for m in pending(await self._db.read(read))]
 
@@ -110,7 +108,7 @@ class SqliteStore(SqliteRuns):
 
     async def ping(self) -> None:
         self._db.check_sound()
-        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchall())
+        await self._db.read(lambda conn: q(conn, sql.PING).fetchall())
 
     async def aclose(self) -> None:
         await self._db.aclose()
