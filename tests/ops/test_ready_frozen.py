@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.postgres
 
 TIMEOUT_S = 1.0
+RUNS = "/api/workflow/runs"
+WRITE_PLAN = {"steps": [{"id": "w", "tool": "vfs.write", "args": {"path": "a", "content": "a"}}]}
+
+
+async def finished_run(client: httpx.AsyncClient, headers: dict[str, str], project_id: str) -> str:
+    body = {"project_id": project_id, "plan": WRITE_PLAN}
+    response = await client.post(RUNS, json=body, headers=headers)
+    assert response.status_code == 202, response.text
+    run_id = str(response.json()["id"])
+    with trio.fail_after(30):  # hang guard
+        while True:
+            run = (await client.get(f"{RUNS}/{run_id}", headers=headers)).json()
+            if run["status"] in ("succeeded", "failed"):
+                return run_id
+            await trio.sleep(0.05)
 
 
 async def test_ready_answers_503_while_frozen(
@@ -51,9 +66,11 @@ async def test_ready_answers_503_while_frozen(
             assert (await client.get("/api/ready")).status_code == 200
             user = await register_user(client)
             project_id = await create_project(client, user)
+            run_id = await finished_run(client, user.headers, project_id)
             cluster.signal(signal.SIGSTOP)
             try:
-                for path in ("/api/ready", f"/api/projects/{project_id}", "/api/ready"):
+                paths = ("/api/ready", f"/api/projects/{project_id}", f"{RUNS}/{run_id}")
+                for path in paths:
                     with trio.fail_after(TIMEOUT_S + 4):  # the deadline, plus slack
                         response = await client.get(path, headers=user.headers)
                     assert response.status_code == 503, response.text
