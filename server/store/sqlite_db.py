@@ -225,7 +225,7 @@ class SqliteDatabase:
         def copy(conn: sqlite3.Connection) -> None:
             target = sqlite3.connect(str(dest))
             try:
-                conn.backup(target, pages=1024)
+                conn.backup(target)  # one step: one snapshot, never restarted by writers
             finally:
                 target.close()
 

@@ -71,3 +71,21 @@ def test_check_refuses_a_newer_schema(tmp_path: Path) -> None:
     conn.close()
     # The message is the CLI's to print (it currently shows the nursery group's text).
     assert main(["check", "--data-dir", str(tmp_path)]) == EXIT_DATABASE
+
+
+async def test_online_backup_while_the_store_writes(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "stretto.sqlite3")
+    try:
+        await store.migrate()
+        await store.create_user("first@example.com", None, None)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.create_user, "second@example.com", None, None)
+            await store.backup(tmp_path / "copy.sqlite3")
+    finally:
+        await store.aclose()
+    conn = sqlite3.connect(tmp_path / "copy.sqlite3")
+    try:
+        emails = {row[0] for row in conn.execute("SELECT email FROM users")}
+    finally:
+        conn.close()
+    assert "first@example.com" in emails  # a consistent copy, with or without the second
