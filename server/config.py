@@ -49,6 +49,10 @@ class Settings:
         secret=True,
     )
     db_pool_size: int = _setting(10, "PostgreSQL pool size (connections per process).")
+    db_timeout_s: float = _setting(
+        5 * SECONDS,
+        "Deadline of one database call (pool acquire plus query); past it: 503 not_ready.",
+    )
     backlog: int = _setting(4096, "Listen backlog (SSE-heavy loads open many connections at once).")
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
     shutdown_grace_s: float = _setting(
@@ -310,6 +314,7 @@ def validate(s: Settings) -> None:
     check(s.log_format in ("json", "text"), f"log_format: {s.log_format} is not json or text")
     positives: Sequence[str] = (
         "db_pool_size",
+        "db_timeout_s",
         "backlog",
         "max_body_bytes",
         "access_token_ttl_s",

@@ -160,6 +160,9 @@ class NotReady(AppError):
     code = "not_ready"
     default_message = "The server is not ready."
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
 
 class ShuttingDown(AppError):
     status = 503
@@ -170,16 +173,17 @@ class ShuttingDown(AppError):
         return {"Retry-After": "1"}
 
 
-class StoreUnavailable(AppError):
-    """The database could not be reached or answered with an unexpected error.
+class StoreUnavailable(NotReady):
+    """The database cannot answer now (down, restarting, too slow): retry later.
 
-    The argument is the cause (``str(error)``), for the logs and the CLI; clients get only
-    ``default_message``: a database address or a driver's words are not theirs to see.
+    The argument is the cause (``str(error)``), for the logs and the CLI's start-up refusal;
+    clients get only ``default_message`` and ``details``: a database address or a driver's
+    words are not theirs to see. ``retryable`` tells background services that a later
+    attempt may succeed.
     """
 
-    status = 503
-    code = "not_ready"
     default_message = "The database is unavailable."
+    retryable: ClassVar[bool] = True
 
     def __init__(self, cause: str | None = None, details: Mapping[str, Any] | None = None):
         super().__init__(None, details)
@@ -187,6 +191,26 @@ class StoreUnavailable(AppError):
 
     def __str__(self) -> str:
         return self.cause
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The database file is damaged (SQLite ``SQLITE_CORRUPT``/``SQLITE_NOTADB``)."""
+
+    default_message = "The database is damaged."
+    retryable = False
+
+
+class StoreFailure(AppError):
+    """The database rejected a statement (a bug, not an outage): 500, not retried."""
+
+    default_message = "The database rejected the operation."
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer stretto: this binary refuses to use it."""
+
+    default_message = "The database schema is newer than this version of stretto."
+    retryable = False
 
 
 class ToolError(Exception):

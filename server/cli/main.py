@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(commands)
+    from server.cli.backup import add_parser as add_backup_parser
+
+    add_backup_parser(commands)
     return parser
 
 
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.bench.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "backup":
+        from server.cli.backup import main as backup_main
+
+        return backup_main(args)
     try:
         settings = _settings(args)
     except SettingsError as exc:

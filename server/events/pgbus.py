@@ -1,13 +1,14 @@
 """Events across instances on PostgreSQL: one LISTEN connection per process.
 
-The store sends one ``pg_notify(EVENTS_CHANNEL, '<project_id>:<last seq>')`` per project
-in every transaction that appends events. ``PostgresEventBus`` listens on a dedicated
-asyncpg connection (through trio-asyncio) and tells the hub: the hub reads the events it
-has not delivered yet from the log (``EventHub.notify_committed``), so notifications
-carry only (project, sequence) and a local event that also comes back as a notification
-is delivered once. A payload ``'<project_id>:deleted'`` ends that project's streams here;
-``'<project_id>:cancel:<run_id>'`` (another instance cancels a run) goes to the store's
-``deliver_cancel_request`` (the supervisor cancels the run if this process executes it).
+The store sends one ``Committed`` notification (``server.events.pgchannel``, the one
+file that knows the payloads) per project in every transaction that appends events.
+``PostgresEventBus`` listens on a dedicated asyncpg connection (through trio-asyncio)
+and tells the hub: the hub reads the events it has not delivered yet from the log
+(``EventHub.notify_committed``), so notifications carry only (project, sequence) and a
+local event that also comes back as a notification is delivered once. ``Deleted`` ends
+that project's streams here; ``Cancel`` (another instance cancels a run) goes to the
+store's ``RunControl.deliver_cancel_request`` (the supervisor cancels the run if this
+process executes it).
 
 While the connection is down, the bus polls the log of every watched project every
 ``poll_interval_s`` and reconnects with exponential backoff and jitter. Transient events
@@ -27,7 +28,7 @@ import trio
 import trio_asyncio
 
 from server.events.model import EventType, event_data
-from server.store.postgres import CANCEL_TAG, EVENTS_CHANNEL
+from server.events.pgchannel import EVENTS_CHANNEL, Cancel, Committed, parse
 
 if TYPE_CHECKING:
     from server.events.hub import EventHub
@@ -35,7 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stretto.events.pgbus")
 
-DELETED = "deleted"
+# Every class asyncpg raises when a connection fails (InternalClientError is not an
+# InterfaceError nor a PostgresError: "cannot switch to state 12" on a dying connection).
+_DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+_LISTEN_ERRORS: tuple[type[Exception], ...] = (*_DRIVER_ERRORS, trio.TooSlowError)
 APPLICATION_NAME = "stretto-events"  # how the LISTEN connection shows in pg_stat_activity
 
 
@@ -45,27 +55,6 @@ class BusStatistics:
     connects: int
     notifications: int
     polls: int
-
-
-def parse_cancel(payload: str) -> str | None:
-    """``'<project_id>:cancel:<run_id>'`` -> run_id; anything else -> None."""
-    head, sep, run_id = payload.rpartition(":")
-    project_id, sep2, tag = head.rpartition(":")
-    if not sep or not sep2 or tag != CANCEL_TAG or not project_id or not run_id:
-        return None
-    return run_id
-
-
-def parse_payload(payload: str) -> tuple[str, int | None] | None:
-    """``'<project_id>:<seq>'`` -> (project_id, seq); ``':deleted'`` -> (project_id, None)."""
-    project_id, sep, tail = payload.rpartition(":")
-    if not sep or not project_id:
-        return None
-    if tail == DELETED:
-        return project_id, None
-    if not tail.isascii() or not tail.isdigit():
-        return None
-    return project_id, int(tail)
 
 
 class PostgresEventBus:
@@ -132,14 +121,14 @@ class PostgresEventBus:
                     timeout=self._connect_timeout_s,
                     server_settings={"application_name": APPLICATION_NAME},
                 )
-        except (OSError, asyncpg.PostgresError, trio.TooSlowError, TimeoutError) as exc:
+        except _LISTEN_ERRORS as exc:
             log.warning("event listener cannot connect: %s", type(exc).__name__)
             return None
         lost = trio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())
             await trio_asyncio.aio_as_trio(connection.add_listener)(EVENTS_CHANNEL, self._on_notify)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except _DRIVER_ERRORS as exc:
             connection.terminate()
             log.warning("event listener cannot LISTEN: %s", type(exc).__name__)
             return None
@@ -158,7 +147,7 @@ class PostgresEventBus:
             try:
                 with trio.fail_after(self._connect_timeout_s):
                     await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, trio.TooSlowError):
+            except _LISTEN_ERRORS:
                 return
 
     async def _poll_for(self, duration: float) -> None:
@@ -174,21 +163,17 @@ class PostgresEventBus:
     # -- asyncpg callbacks (run in the trio-asyncio loop, on the trio thread) ------------------
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self._notifications += 1
-        run_id = parse_cancel(payload)
-        if run_id is not None:
-            deliver = getattr(self._store, "deliver_cancel_request", None)
-            if deliver is not None:
-                deliver(run_id)
-            return
-        parsed = parse_payload(payload)
-        if parsed is None:
+        note = parse(payload)
+        if note is None:
             log.warning("ignoring malformed event notification")
-            return
-        project_id, seq = parsed
-        if seq is None:
-            self._hub.publish_transient(
-                project_id, event_data(EventType.PROJECT_DELETED, project_id)
-            )
-            self._hub.close_project(project_id)
+        elif isinstance(note, Cancel):
+            control = self._store.run_control()
+            if control is not None:
+                control.deliver_cancel_request(note.run_id)
+        elif isinstance(note, Committed):
+            self._hub.notify_committed(note.project_id, note.seq)
         else:
-            self._hub.notify_committed(project_id, seq)
+            self._hub.publish_transient(
+                note.project_id, event_data(EventType.PROJECT_DELETED, note.project_id)
+            )
+            self._hub.close_project(note.project_id)

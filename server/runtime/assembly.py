@@ -84,9 +84,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         observer=metrics,
     )
     metrics.watch_hub(hub.statistics)
-    pool_usage = getattr(store, "pool_usage", None)  # PostgreSQL only: SQLite has no pool
-    if pool_usage is not None:
-        metrics.watch_database_pool(lambda: PoolUsage(*pool_usage()))
+    metrics.watch_database_pool(lambda: PoolUsage(*store.pool_usage()))
     return Services(
         settings=settings,
         instance_id=instance_id,

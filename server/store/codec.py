@@ -1,4 +1,6 @@
-"""What both backends share: JSON, cursors, row decoding, event bodies and write rules.
+"""What both backends share: JSON, cursors, row decoding, event bodies and version checks.
+
+Quota rules live in ``server.vfs.quota`` (pure); the backends call them inside the write.
 
 Pure functions, no I/O. A backend hands rows (anything indexable by column name:
 ``sqlite3.Row``, ``asyncpg.Record``) to a ``RowDecoder``; the only dialect difference is
@@ -13,11 +15,11 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server.errors import TooLarge, ValidationFailed, VersionMismatch
+from server.errors import ValidationFailed, VersionMismatch
+from server.events.model import EventType, event_data
 from server.store.models import (
     RUN_MUTABLE_FIELDS,
     STEP_MUTABLE_FIELDS,
-    FileLimits,
     FileMeta,
     Project,
     Run,
@@ -272,72 +274,40 @@ def check_preconditions(
         )
 
 
-def check_quota(
-    limits: FileLimits, size: int, *, old_size: int | None, file_count: int, total_bytes: int
-) -> None:
-    """Raise ``TooLarge`` when writing ``size`` bytes (replacing ``old_size``) breaks a quota.
-
-    ``file_count`` and ``total_bytes`` are the project's totals before the write.
-    """
-    if size > limits.max_file_bytes:
-        raise TooLarge(
-            "The file is larger than the limit.",
-            {"limit": "max_file_bytes", "max": limits.max_file_bytes, "size": size},
-        )
-    count_after = file_count + (1 if old_size is None else 0)
-    if count_after > limits.max_files:
-        raise TooLarge(
-            "The project has too many files.",
-            {"limit": "max_files", "max": limits.max_files, "files": count_after},
-        )
-    total_after = total_bytes - (old_size or 0) + size
-    if total_after > limits.max_total_bytes:
-        raise TooLarge(
-            "The project's files are larger than the limit.",
-            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_after},
-        )
-
-
 # -- event bodies the store builds itself ----------------------------------------------------
 def file_changed_data(meta: FileMeta, created: bool, at: datetime) -> dict[str, Any]:
-    return {
-        "type": "file.changed",
-        "project_id": meta.project_id,
-        "at": rfc3339(at),
-        "path": meta.path,
-        "size": meta.size,
-        "version": meta.version,
-        "sha256": meta.sha256,
-        "content_type": meta.content_type,
-        "created": created,
-    }
+    return event_data(
+        EventType.FILE_CHANGED,
+        meta.project_id,
+        at=rfc3339(at),
+        path=meta.path,
+        size=meta.size,
+        version=meta.version,
+        sha256=meta.sha256,
+        content_type=meta.content_type,
+        created=created,
+    )
 
 
 def file_moved_data(meta: FileMeta, src: str, at: datetime) -> dict[str, Any]:
-    return {
-        "type": "file.moved",
-        "project_id": meta.project_id,
-        "at": rfc3339(at),
-        "from": src,
-        "to": meta.path,
-        "version": meta.version,
-    }
+    fields = {"from": src, "to": meta.path, "version": meta.version}
+    return event_data(EventType.FILE_MOVED, meta.project_id, at=rfc3339(at), **fields)
 
 
 def file_deleted_data(project_id: str, path: str, at: datetime) -> dict[str, Any]:
-    return {"type": "file.deleted", "project_id": project_id, "at": rfc3339(at), "path": path}
+    return event_data(EventType.FILE_DELETED, project_id, at=rfc3339(at), path=path)
 
 
 def project_updated_data(project: Project, at: datetime) -> dict[str, Any]:
-    return {
-        "type": "project.updated",
-        "project_id": project.id,
-        "at": rfc3339(at),
-        "project": {
+    return event_data(
+        EventType.PROJECT_UPDATED,
+        project.id,
+        at=rfc3339(at),
+        project={
             "id": project.id,
             "name": project.name,
             "description": project.description,
             "created_at": rfc3339(project.created_at),
             "updated_at": rfc3339(project.updated_at),
         },
-    }
+    )

@@ -22,17 +22,22 @@ if TYPE_CHECKING:
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    """Yield an open store; close it on exit. Raises ``StoreUnavailable`` when it can't open."""
+    """Yield an open store; close it on exit. Raises ``StoreUnavailable`` (one-line message
+    naming the cause) when it can't open, ``StoreCorrupt`` for a damaged SQLite file."""
     store: Store
     if settings.database_url:
         from server.store.postgres import PostgresStore
 
-        store = await PostgresStore.open(settings.database_url, pool_size=settings.db_pool_size)
+        store = await PostgresStore.open(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            timeout_s=settings.db_timeout_s,
+        )
     else:
         from server.store.sqlite import SqliteStore
 
         await trio.Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        store = await SqliteStore.open(settings.sqlite_path)
+        store = await SqliteStore.open(settings.sqlite_path, timeout_s=settings.db_timeout_s)
     try:
         yield store
     finally:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.errors import SchemaTooNew
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -231,5 +233,17 @@ def latest_version() -> int:
 
 
 def pending(applied: set[int]) -> list[Migration]:
-    """Migrations not in ``applied``, in version order."""
+    """Migrations not in ``applied``, in version order.
+
+    Raises ``SchemaTooNew`` when ``applied`` holds a version this binary does not know (a
+    newer stretto migrated the database: roll back by restoring the backup taken before).
+    """
+    known = {m.version for m in MIGRATIONS}
+    unknown = sorted(applied - known)
+    if unknown:
+        raise SchemaTooNew(
+            f"the database schema is at migration {unknown[-1]}, newer than this stretto "
+            f"knows (up to {max(known)}): run the newer stretto, or restore the backup "
+            "taken before it migrated"
+        )
     return [m for m in sorted(MIGRATIONS, key=lambda m: m.version) if m.version not in applied]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -160,34 +160,39 @@ class Run:
     steps: tuple[Step, ...] = ()
 
 
-# Columns that ``RunChange.fields`` may set, and those ``StepChange.fields`` may set.
-RUN_MUTABLE_FIELDS = frozenset(
-    {
-        "status",
-        "intent",
-        "plan",
-        "error",
-        "started_at",
-        "finished_at",
-        "metrics",
-        "lease_owner",
-        "lease_expires_at",
-    }
-)
-STEP_MUTABLE_FIELDS = frozenset(
-    {
-        "status",
-        "attempts",
-        "output",
-        "error",
-        "started_at",
-        "finished_at",
-        "duration_ms",
-        "queue_ms",
-    }
-)
+class RunFields(TypedDict, total=False):
+    """The columns a ``RunChange`` may set (any subset)."""
+
+    status: RunStatus
+    intent: Mapping[str, Any] | None
+    plan: Mapping[str, Any] | None
+    error: Mapping[str, Any] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    metrics: Mapping[str, Any] | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
 
 
+class StepFields(TypedDict, total=False):
+    """The columns a ``StepChange`` may set (any subset)."""
+
+    status: StepStatus
+    attempts: int
+    output: Any
+    error: Mapping[str, Any] | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    queue_ms: float | None
+
+
+RUN_MUTABLE_FIELDS = frozenset(RunFields.__annotations__)
+STEP_MUTABLE_FIELDS = frozenset(StepFields.__annotations__)
+
+
+# ``fields`` is meant to be ``RunFields`` / ``StepFields``; it stays a Mapping until the
+# executor's batch writer builds the typed dicts (the store checks the keys either way).
 @dataclass(frozen=True, slots=True)
 class RunChange:
     run_id: str

@@ -10,9 +10,17 @@ Rules every backend follows:
 - A change and its events commit in one transaction. Event ``seq`` numbers are assigned
   inside that transaction from ``projects.last_event_seq`` (gap-free per project).
   The returned ``StoredEvent`` list is what the caller publishes to the hub after commit.
-- Driver errors are re-raised as ``server.errors`` types (``StoreUnavailable`` when the
-  database cannot be reached).
+- Driver errors are re-raised as ``server.errors`` types (``server.store.faults``):
+  ``StoreUnavailable`` (503 ``not_ready``, retryable) when the database cannot answer,
+  ``StoreCorrupt`` for a damaged file, ``StoreFailure`` for a rejected statement. No other
+  exception class escapes a store call because of the database.
+- Every call has a deadline (pool acquire plus query, ``db_timeout_s``); past it:
+  ``StoreUnavailable``.
 - Cursors are opaque strings produced by the backend for the same query.
+
+Capabilities (asked, never inferred from the backend's name): ``single_process``,
+``pool_usage()`` (every backend answers) and ``run_control()`` (cross-instance cancel,
+PostgreSQL only; ``server.events.pgchannel.RunControl``).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from server.events.pgchannel import RunControl
     from server.store.models import (
         FileData,
         FileLimits,
@@ -44,17 +53,32 @@ if TYPE_CHECKING:
 class Store(Protocol):
     """Persistence for users, tokens, projects, files, runs, steps and the event log."""
 
-    backend: str  # "sqlite" or "postgresql"
+    backend: str  # "sqlite" or "postgresql": for logs and metrics labels, never for branching
+    single_process: bool
+    """True when no other process can use the database (SQLite: one per data directory), so
+    a lease another instance id holds at start belongs to a dead process."""
+
+    # -- capabilities ------------------------------------------------------------------
+    def pool_usage(self) -> tuple[int, int, int]:
+        """(open connections, connections in use, maximum), right now, for metrics."""
+
+    def run_control(self) -> RunControl | None:
+        """Cross-instance cancel, or None where this process owns every run."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def migrate(self) -> list[int]:
-        """Apply pending schema migrations; return the versions applied."""
+        """Apply pending schema migrations; return the versions applied.
+
+        Raises ``SchemaTooNew`` when the database holds a migration this binary lacks."""
 
     async def pending_migrations(self) -> list[int]:
-        """Versions not yet applied (empty when the schema is current)."""
+        """Versions not yet applied (empty when the schema is current).
+
+        Raises ``SchemaTooNew`` when the database holds a migration this binary lacks."""
 
     async def ping(self) -> None:
-        """Round trip to the database; raises ``StoreUnavailable``."""
+        """Round trip to the database; raises ``StoreUnavailable`` (``StoreCorrupt`` once a
+        damaged file was seen)."""
 
     async def aclose(self) -> None: ...
 

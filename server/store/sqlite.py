@@ -2,7 +2,9 @@
 
 Every method is one unit of work on ``SqliteDatabase`` (worker threads, one writer at a
 time). Because writes are serialized, per-project event ``seq`` numbers taken from
-``projects.last_event_seq`` inside the write transaction are gap-free.
+``projects.last_event_seq`` inside the write transaction are gap-free. Statements come
+from ``server.store.sql`` (shared with PostgreSQL) unless noted; runs and the event log's
+appends live in ``sqlite_runs``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,9 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from server.errors import Conflict, EmailTaken, NotFound
-from server.store import codec
-from server.store.codec import (
-    FINISHED_RUN_STATUSES,
-    RUN_COLUMNS,
-    STEP_COLUMNS,
-    decode_cursor,
-    page_cursor,
-    time_text,
-)
+from server.store import codec, sql
+from server.store.codec import decode_cursor, page_cursor, time_text
+from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
     FileData,
@@ -30,111 +26,56 @@ from server.store.models import (
     Project,
     RefreshOutcome,
     RefreshUse,
-    Run,
-    RunChange,
-    RunStatus,
-    Step,
-    StepChange,
     StoredEvent,
     User,
 )
-from server.store.sqlite_db import SqliteDatabase
+from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
+from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, q
 from server.timeutil import new_id, utc_now
+from server.vfs.quota import check_quota
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
     from pathlib import Path
 
-Conn = sqlite3.Connection
-_DEC = codec.RowDecoder()
-_FILE_META_COLS = "project_id, path, size, version, sha256, content_type, updated_at"
-_NOT_FINISHED = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_RUN_STATUSES))
+    from server.events.pgchannel import RunControl
 
 
-def _append_events(conn: Conn, events: Sequence[NewEvent], now: datetime) -> list[StoredEvent]:
-    """Assign gap-free seqs per project and insert; raises ``NotFound`` for a missing project."""
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event.project_id] = counts.get(event.project_id, 0) + 1
-    next_seq: dict[str, int] = {}
-    for project_id, n in counts.items():
-        rows = conn.execute(
-            "UPDATE projects SET last_event_seq = last_event_seq + ? WHERE id = ? "
-            "RETURNING last_event_seq",
-            (n, project_id),
-        ).fetchall()
-        if not rows:
-            raise NotFound("Project not found.", {"project_id": project_id})
-        next_seq[project_id] = int(rows[0][0]) - n + 1
-    stored: list[StoredEvent] = []
-    for event in events:
-        seq = next_seq[event.project_id]
-        next_seq[event.project_id] = seq + 1
-        stored.append(
-            StoredEvent(event.project_id, seq, event.type, codec.dumps(dict(event.data)), now)
-        )
-    conn.executemany(
-        "INSERT INTO events (project_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
-        [(e.project_id, e.seq, e.type, e.data, time_text(now)) for e in stored],
-    )
-    return stored
-
-
-def _steps_of(conn: Conn, run_ids: Sequence[str]) -> dict[str, list[Step]]:
-    out: dict[str, list[Step]] = {run_id: [] for run_id in run_ids}
-    if not run_ids:
-        return out
-    marks = ", ".join("?" for _ in run_ids)
-    for row in conn.execute(
-        f"SELECT * FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, position, id",
-        list(run_ids),
-    ):
-        out[row["run_id"]].append(_DEC.step(row))
-    return out
-
-
-def _runs_with_steps(conn: Conn, rows: Sequence[sqlite3.Row]) -> list[Run]:
-    steps = _steps_of(conn, [row["id"] for row in rows])
-    return [_DEC.run(row, steps[row["id"]]) for row in rows]
-
-
-def _insert_steps(conn: Conn, steps: Sequence[Step]) -> None:
-    if not steps:
-        return
-    cols = ", ".join(STEP_COLUMNS)
-    marks = ", ".join("?" for _ in STEP_COLUMNS)
-    conn.executemany(
-        f"INSERT OR REPLACE INTO steps ({cols}) VALUES ({marks})",
-        [codec.step_values(s, time_as_text=True) for s in steps],
-    )
-
-
-class SqliteStore:
+class SqliteStore(SqliteRuns):
     """The ``Store`` on one SQLite file. Open with ``await SqliteStore.open(path)``."""
 
     backend = "sqlite"
+    single_process = True  # one process per data directory
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path, *, readers: int = 4) -> SqliteStore:
-        return cls(await SqliteDatabase.open(path, readers))
+    async def open(
+        cls, path: Path, *, readers: int = 4, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> SqliteStore:
+        """Raises ``StoreCorrupt`` (damaged file) or ``StoreUnavailable``."""
+        return cls(await SqliteDatabase.open(path, readers, timeout_s=timeout_s))
+
+    # -- capabilities ------------------------------------------------------------------------
+    def pool_usage(self) -> tuple[int, int, int]:
+        return self._db.pool_usage()
+
+    def run_control(self) -> RunControl | None:
+        return None  # one process runs everything: a cancel is always local
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> list[int]:
         def applied_versions(conn: Conn) -> set[int]:
             conn.execute(SCHEMA_MIGRATIONS_SQLITE)
-            return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in q(conn, sql.MIGRATIONS_APPLIED)}
 
         done: list[int] = []
-        for migration in pending(await self._db.write(applied_versions)):
+        for migration in pending(await self._db.write(applied_versions, timeout_s=NO_DEADLINE)):
 
             def apply(conn: Conn, migration: Any = migration) -> bool:
-                if conn.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-                ).fetchone():
+                if q(conn, sql.MIGRATION_DONE, migration.version).fetchone():
                     return False  # another process applied it meanwhile
                 for statement in _statements(migration.sqlite_sql):
                     conn.execute(statement)
@@ -145,7 +86,7 @@ class SqliteStore:
                 )
                 return True
 
-            if await self._db.write(apply):
+            if await self._db.write(apply, timeout_s=NO_DEADLINE):
                 done.append(migration.version)
         return done
 
@@ -156,12 +97,18 @@ class SqliteStore:
             ).fetchone()
             if not exists:
                 return set()
-            return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+            return {int(r[0]) for r in q(conn, sql.MIGRATIONS_APPLIED)}
 
         return [m.version for m in pending(await self._db.read(read))]
 
+    async def backup(self, dest: Path) -> None:
+        """Copy the database to ``dest`` with SQLite's online backup API (a consistent copy
+        while the server runs). Raises ``StoreUnavailable``."""
+        await self._db.backup(dest)
+
     async def ping(self) -> None:
-        await self._db.read(lambda conn: conn.execute("SELECT 1").fetchall())
+        self._db.check_sound()
+        await self._db.read(lambda conn: q(conn, sql.PING).fetchall())
 
     async def aclose(self) -> None:
         await self._db.aclose()
@@ -172,11 +119,8 @@ class SqliteStore:
 
         def op(conn: Conn) -> User:
             try:
-                conn.execute(
-                    "INSERT INTO users (id, email, name, password_hash, created_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (user.id, user.email, name, password_hash, time_text(user.created_at)),
-                )
+                q(conn, sql.USER_INSERT, user.id, user.email, name, password_hash,
+                  time_text(user.created_at))  # fmt: skip
             except sqlite3.IntegrityError:
                 raise EmailTaken() from None
             return user
@@ -185,88 +129,65 @@ class SqliteStore:
 
     async def ensure_user(self, user_id: str, email: str, name: str | None) -> User:
         def op(conn: Conn) -> User:
-            row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+            row = q(conn, sql.USER_BY_ID, user_id).fetchone()
             if row is None:
                 try:
-                    conn.execute(
-                        "INSERT INTO users (id, email, name, created_at) VALUES (?, ?, ?, ?)",
-                        (user_id, codec.normalize_email(email), name, time_text(utc_now())),
-                    )
+                    q(conn, sql.USER_INSERT, user_id, codec.normalize_email(email), name, None,
+                      time_text(utc_now()))  # fmt: skip
                 except sqlite3.IntegrityError:
                     raise EmailTaken() from None
-                row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-            return _DEC.user(row)
+                row = q(conn, sql.USER_BY_ID, user_id).fetchone()
+            return DEC.user(row)
 
         return await self._db.write(op)
 
     async def get_user(self, user_id: str) -> User | None:
         def op(conn: Conn) -> User | None:
-            row = conn.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
-            return None if row is None else _DEC.user(row)
+            row = q(conn, sql.USER_BY_ID, user_id).fetchone()
+            return None if row is None else DEC.user(row)
 
         return await self._db.read(op)
 
     async def get_user_by_email(self, email: str) -> User | None:
         def op(conn: Conn) -> User | None:
-            row = conn.execute(
-                "SELECT * FROM users WHERE email = ?", (codec.normalize_email(email),)
-            ).fetchone()
-            return None if row is None else _DEC.user(row)
+            row = q(conn, sql.USER_BY_EMAIL, codec.normalize_email(email)).fetchone()
+            return None if row is None else DEC.user(row)
 
         return await self._db.read(op)
 
     async def create_refresh_token(
         self, token_id: str, user_id: str, family_id: str, expires_at: datetime
     ) -> None:
+        expires = time_text(expires_at)
         await self._db.write(
-            lambda conn: conn.execute(
-                "INSERT INTO refresh_tokens (id, user_id, family_id, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (token_id, user_id, family_id, time_text(expires_at)),
-            )
+            lambda conn: q(conn, sql.REFRESH_INSERT, token_id, user_id, family_id, expires)
         )
 
     async def use_refresh_token(self, token_id: str, now: datetime) -> RefreshUse:
+        moment = time_text(now)
+
         def op(conn: Conn) -> RefreshUse:
-            row = conn.execute("SELECT * FROM refresh_tokens WHERE id = ?", (token_id,)).fetchone()
+            row = q(conn, sql.REFRESH_USE, token_id, moment).fetchone()
+            if row is not None:
+                return RefreshUse(RefreshOutcome.OK, row["user_id"], row["family_id"])
+            row = q(conn, sql.REFRESH_GET, token_id).fetchone()
             if row is None:
                 return RefreshUse(RefreshOutcome.INVALID)
-            user_id, family_id = row["user_id"], row["family_id"]
             if row["used_at"] is not None:
-                conn.execute(
-                    "UPDATE refresh_tokens SET revoked_at = ? "
-                    "WHERE family_id = ? AND revoked_at IS NULL",
-                    (time_text(now), family_id),
-                )
-                return RefreshUse(RefreshOutcome.REUSED, user_id, family_id)
-            expired = _DEC.req_time(row["expires_at"]) <= now
-            if row["revoked_at"] is not None or expired:
-                return RefreshUse(RefreshOutcome.INVALID, user_id, family_id)
-            conn.execute(
-                "UPDATE refresh_tokens SET used_at = ? WHERE id = ?", (time_text(now), token_id)
-            )
-            return RefreshUse(RefreshOutcome.OK, user_id, family_id)
+                q(conn, sql.REFRESH_REVOKE_FAMILY, row["family_id"], moment)
+                return RefreshUse(RefreshOutcome.REUSED, row["user_id"], row["family_id"])
+            return RefreshUse(RefreshOutcome.INVALID, row["user_id"], row["family_id"])
 
         return await self._db.write(op)
 
     async def revoke_refresh_family(self, family_id: str) -> None:
         now = time_text(utc_now())
-        await self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE refresh_tokens SET revoked_at = ? "
-                "WHERE family_id = ? AND revoked_at IS NULL",
-                (now, family_id),
-            )
-        )
+        await self._db.write(lambda conn: q(conn, sql.REFRESH_REVOKE_FAMILY, family_id, now))
 
     async def revoke_refresh_token_family_of(self, token_id: str, user_id: str) -> None:
         now = time_text(utc_now())
         await self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND "
-                "family_id = (SELECT family_id FROM refresh_tokens WHERE id = ? AND user_id = ?)",
-                (now, token_id, user_id),
-            )
+            lambda conn: q(conn, sql.REFRESH_REVOKE_FAMILY_OF, token_id, user_id, now)
         )
 
     async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
@@ -287,11 +208,8 @@ class SqliteStore:
 
         def op(conn: Conn) -> Project:
             try:
-                conn.execute(
-                    "INSERT INTO projects (id, owner_id, name, description, created_at, "
-                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (project.id, owner_id, name, description, time_text(now), time_text(now)),
-                )
+                q(conn, sql.PROJECT_INSERT, project.id, owner_id, name, description,
+                  time_text(now))  # fmt: skip
             except sqlite3.IntegrityError:
                 raise NotFound("User not found.") from None
             return project
@@ -300,10 +218,8 @@ class SqliteStore:
 
     async def get_project(self, owner_id: str, project_id: str) -> Project | None:
         def op(conn: Conn) -> Project | None:
-            row = conn.execute(
-                "SELECT * FROM projects WHERE id = ? AND owner_id = ?", (project_id, owner_id)
-            ).fetchone()
-            return None if row is None else _DEC.project(row)
+            row = q(conn, sql.PROJECT_GET, project_id, owner_id).fetchone()
+            return None if row is None else DEC.project(row)
 
         return await self._db.read(op)
 
@@ -311,12 +227,8 @@ class SqliteStore:
         after = decode_cursor(cursor)
 
         def op(conn: Conn) -> Page[Project]:
-            rows = conn.execute(
-                "SELECT * FROM projects WHERE owner_id = ? AND (? IS NULL OR id < ?) "
-                "ORDER BY id DESC LIMIT ?",
-                (owner_id, after, after, limit + 1),
-            ).fetchall()
-            items = [_DEC.project(r) for r in rows[:limit]]
+            rows = q(conn, sql.PROJECT_LIST, owner_id, after, limit + 1).fetchall()
+            items = [DEC.project(r) for r in rows[:limit]]
             return Page(items, page_cursor([r["id"] for r in rows], limit))
 
         return await self._db.read(op)
@@ -332,36 +244,27 @@ class SqliteStore:
     ) -> tuple[Project, StoredEvent]:
         def op(conn: Conn) -> tuple[Project, StoredEvent]:
             now = utc_now()
-            rows = conn.execute(
-                "UPDATE projects SET name = coalesce(?, name), "
-                "description = CASE WHEN ? THEN ? ELSE description END, updated_at = ? "
-                "WHERE id = ? AND owner_id = ? RETURNING *",
-                (name, set_description, description, time_text(now), project_id, owner_id),
-            ).fetchall()
-            if not rows:
+            row = q(conn, sql.PROJECT_UPDATE, project_id, owner_id, name, set_description,
+                    description, time_text(now)).fetchone()  # fmt: skip
+            if row is None:
                 raise NotFound("Project not found.")
-            project = _DEC.project(rows[0])
+            project = DEC.project(row)
             data = codec.project_updated_data(project, now)
-            [event] = _append_events(conn, [NewEvent(project_id, data["type"], data)], now)
+            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
             return project, event
 
         return await self._db.write(op)
 
     async def delete_project(self, owner_id: str, project_id: str) -> None:
         def op(conn: Conn) -> None:
-            cur = conn.execute(
-                "DELETE FROM projects WHERE id = ? AND owner_id = ?", (project_id, owner_id)
-            )
-            if cur.rowcount == 0:
+            if q(conn, sql.PROJECT_DELETE, project_id, owner_id).fetchone() is None:
                 raise NotFound("Project not found.")
 
         await self._db.write(op)
 
     async def project_owner(self, project_id: str) -> str | None:
         def op(conn: Conn) -> str | None:
-            row = conn.execute(
-                "SELECT owner_id FROM projects WHERE id = ?", (project_id,)
-            ).fetchone()
+            row = q(conn, sql.PROJECT_OWNER, project_id).fetchone()
             return None if row is None else str(row[0])
 
         return await self._db.read(op)
@@ -373,33 +276,23 @@ class SqliteStore:
         after = decode_cursor(cursor) or ""
 
         def op(conn: Conn) -> Page[FileMeta]:
-            rows = conn.execute(
-                f"SELECT {_FILE_META_COLS} FROM files WHERE project_id = ? AND path > ? "
-                "AND substr(path, 1, length(?)) = ? ORDER BY path LIMIT ?",
-                (project_id, after, prefix, prefix, limit + 1),
-            ).fetchall()
-            items = [_DEC.file_meta(r) for r in rows[:limit]]
+            rows = q(conn, sql.FILE_LIST, project_id, after, prefix, limit + 1).fetchall()
+            items = [DEC.file_meta(r) for r in rows[:limit]]
             return Page(items, page_cursor([r["path"] for r in rows], limit))
 
         return await self._db.read(op)
 
     async def get_file(self, project_id: str, path: str) -> FileData | None:
         def op(conn: Conn) -> FileData | None:
-            row = conn.execute(
-                f"SELECT {_FILE_META_COLS}, content FROM files WHERE project_id = ? AND path = ?",
-                (project_id, path),
-            ).fetchone()
-            return None if row is None else FileData(_DEC.file_meta(row), bytes(row["content"]))
+            row = q(conn, sql.FILE_GET, project_id, path).fetchone()
+            return None if row is None else FileData(DEC.file_meta(row), bytes(row["content"]))
 
         return await self._db.read(op)
 
     async def get_file_meta(self, project_id: str, path: str) -> FileMeta | None:
         def op(conn: Conn) -> FileMeta | None:
-            row = conn.execute(
-                f"SELECT {_FILE_META_COLS} FROM files WHERE project_id = ? AND path = ?",
-                (project_id, path),
-            ).fetchone()
-            return None if row is None else _DEC.file_meta(row)
+            row = q(conn, sql.FILE_META, project_id, path).fetchone()
+            return None if row is None else DEC.file_meta(row)
 
         return await self._db.read(op)
 
@@ -417,32 +310,21 @@ class SqliteStore:
     ) -> tuple[FileMeta, bool, StoredEvent]:
         def op(conn: Conn) -> tuple[FileMeta, bool, StoredEvent]:
             now = utc_now()
-            if not conn.execute("SELECT 1 FROM projects WHERE id = ?", (project_id,)).fetchone():
+            if q(conn, sql.PROJECT_OWNER, project_id).fetchone() is None:
                 raise NotFound("Project not found.")
-            row = conn.execute(
-                "SELECT version, size FROM files WHERE project_id = ? AND path = ?",
-                (project_id, path),
-            ).fetchone()
-            old_version, old_size = (None, None) if row is None else (row[0], row[1])
+            row = q(conn, sql.FILE_QUOTA_STATE, project_id, path).fetchone()
+            old_version = None if row["version"] is None else int(row["version"])
+            old_size = None if row["size"] is None else int(row["size"])
             codec.check_preconditions(old_version, if_match, if_none_match_any)
-            count, total = conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE project_id = ?",
-                (project_id,),
-            ).fetchone()
-            codec.check_quota(
-                limits, len(content), old_size=old_size, file_count=count, total_bytes=total
-            )
+            check_quota(limits, len(content), old_size=old_size,
+                        file_count=int(row["count"]), total_bytes=int(row["total"]))  # fmt: skip
             version = 1 if old_version is None else old_version + 1
-            conn.execute(
-                "INSERT OR REPLACE INTO files (project_id, path, content, size, version, sha256, "
-                "content_type, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (project_id, path, content, len(content), version, sha256, content_type,
-                 time_text(now)),
-            )  # fmt: skip
+            q(conn, sql.FILE_UPSERT, project_id, path, content, len(content), version, sha256,
+              content_type, time_text(now))  # fmt: skip
             meta = FileMeta(project_id, path, len(content), version, sha256, content_type, now)
             created = old_version is None
             data = codec.file_changed_data(meta, created, now)
-            [event] = _append_events(conn, [NewEvent(project_id, data["type"], data)], now)
+            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
             return meta, created, event
 
         return await self._db.write(op)
@@ -452,25 +334,16 @@ class SqliteStore:
     ) -> tuple[FileMeta, StoredEvent]:
         def op(conn: Conn) -> tuple[FileMeta, StoredEvent]:
             now = utc_now()
-            row = conn.execute(
-                f"SELECT {_FILE_META_COLS} FROM files WHERE project_id = ? AND path = ?",
-                (project_id, src),
-            ).fetchone()
+            row = q(conn, sql.FILE_META, project_id, src).fetchone()
             if row is None:
                 raise NotFound("File not found.", {"path": src})
             codec.check_preconditions(int(row["version"]), if_match, False)
-            if conn.execute(
-                "SELECT 1 FROM files WHERE project_id = ? AND path = ?", (project_id, dst)
-            ).fetchone():
+            if q(conn, sql.FILE_EXISTS, project_id, dst).fetchone():
                 raise Conflict("A file exists at the target path.", {"path": dst})
-            rows = conn.execute(
-                f"UPDATE files SET path = ?, version = version + 1, updated_at = ? "
-                f"WHERE project_id = ? AND path = ? RETURNING {_FILE_META_COLS}",
-                (dst, time_text(now), project_id, src),
-            ).fetchall()
-            meta = _DEC.file_meta(rows[0])
+            meta = DEC.file_meta(q(conn, sql.FILE_MOVE, project_id, src, dst,
+                                   time_text(now)).fetchone())  # fmt: skip
             data = codec.file_moved_data(meta, src, now)
-            [event] = _append_events(conn, [NewEvent(project_id, data["type"], data)], now)
+            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
             return meta, event
 
         return await self._db.write(op)
@@ -480,15 +353,12 @@ class SqliteStore:
     ) -> StoredEvent:
         def op(conn: Conn) -> StoredEvent:
             now = utc_now()
-            row = conn.execute(
-                "SELECT version FROM files WHERE project_id = ? AND path = ?", (project_id, path)
-            ).fetchone()
+            row = q(conn, sql.FILE_DELETE, project_id, path).fetchone()
             if row is None:
                 raise NotFound("File not found.", {"path": path})
-            codec.check_preconditions(int(row[0]), if_match, False)
-            conn.execute("DELETE FROM files WHERE project_id = ? AND path = ?", (project_id, path))
+            codec.check_preconditions(int(row[0]), if_match, False)  # raising rolls back
             data = codec.file_deleted_data(project_id, path, now)
-            [event] = _append_events(conn, [NewEvent(project_id, data["type"], data)], now)
+            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
             return event
 
         return await self._db.write(op)
@@ -497,33 +367,26 @@ class SqliteStore:
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         if not events:
             return []
-        return await self._db.write(lambda conn: _append_events(conn, events, utc_now()))
+        return await self._db.write(lambda conn: append_in(conn, events, utc_now()))
 
     async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
         def op(conn: Conn) -> list[StoredEvent]:
-            rows = conn.execute(
-                "SELECT * FROM events WHERE project_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (project_id, after_seq, limit),
-            ).fetchall()
-            return [_DEC.event(r) for r in rows]
+            rows = q(conn, sql.EVENTS_AFTER, project_id, after_seq, limit).fetchall()
+            return [DEC.event(r) for r in rows]
 
         return await self._db.read(op)
 
     async def event_bounds(self, project_id: str) -> tuple[int, int]:
         def op(conn: Conn) -> tuple[int, int]:
-            row = conn.execute(
-                "SELECT last_event_seq, (SELECT min(seq) FROM events WHERE project_id = ?) "
-                "FROM projects WHERE id = ?",
-                (project_id, project_id),
-            ).fetchone()
-            last = 0 if row is None else int(row[0])
-            first = last + 1 if row is None or row[1] is None else int(row[1])
+            row = q(conn, sql.EVENT_BOUNDS, project_id).fetchone()
+            last = 0 if row is None else int(row["last_event_seq"])
+            first = last + 1 if row is None or row["first_seq"] is None else int(row["first_seq"])
             return first, last
 
         return await self._db.read(op)
 
     async def trim_events(self, project_id: str, keep_last: int, older_than: datetime) -> int:
-        def op(conn: Conn) -> int:
+        def op(conn: Conn) -> int:  # SQLite only: PostgreSQL's is one statement
             row = conn.execute(
                 "SELECT last_event_seq FROM projects WHERE id = ?", (project_id,)
             ).fetchone()
@@ -541,141 +404,7 @@ class SqliteStore:
             )
             return int(cur.rowcount)
 
-        return await self._db.write(op)
-
-    # -- workflow runs -----------------------------------------------------------------------
-    async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
-    ) -> tuple[Run, bool, list[StoredEvent]]:
-        def op(conn: Conn) -> tuple[Run, bool, list[StoredEvent]]:
-            if run.idempotency_key is not None:
-                row = conn.execute(
-                    "SELECT * FROM runs WHERE owner_id = ? AND idempotency_key = ?",
-                    (run.owner_id, run.idempotency_key),
-                ).fetchone()
-                if row is not None:
-                    return _runs_with_steps(conn, [row])[0], False, []
-            cols = ", ".join(RUN_COLUMNS)
-            marks = ", ".join("?" for _ in RUN_COLUMNS)
-            try:
-                conn.execute(
-                    f"INSERT INTO runs ({cols}) VALUES ({marks})",
-                    codec.run_values(run, time_as_text=True),
-                )
-            except sqlite3.IntegrityError:
-                raise NotFound("Project not found.") from None
-            _insert_steps(conn, run.steps)
-            stored = _append_events(conn, events, utc_now())
-            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run.id,)).fetchone()
-            return _runs_with_steps(conn, [row])[0], True, stored
-
-        return await self._db.write(op)
-
-    async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
-        def op(conn: Conn) -> Run | None:
-            row = conn.execute(
-                "SELECT * FROM runs WHERE id = ? AND (? IS NULL OR owner_id = ?)",
-                (run_id, owner_id, owner_id),
-            ).fetchone()
-            return None if row is None else _runs_with_steps(conn, [row])[0]
-
-        return await self._db.read(op)
-
-    async def list_runs(
-        self,
-        owner_id: str,
-        project_id: str | None,
-        status: RunStatus | None,
-        limit: int,
-        cursor: str | None,
-    ) -> Page[Run]:
-        after = decode_cursor(cursor)
-        status_value = None if status is None else RunStatus(status).value
-
-        def op(conn: Conn) -> Page[Run]:
-            rows = conn.execute(
-                "SELECT * FROM runs WHERE owner_id = ? AND (? IS NULL OR project_id = ?) "
-                "AND (? IS NULL OR status = ?) AND (? IS NULL OR id < ?) "
-                "ORDER BY id DESC LIMIT ?",
-                (owner_id, project_id, project_id, status_value, status_value, after, after,
-                 limit + 1),
-            ).fetchall()  # fmt: skip
-            items = _runs_with_steps(conn, rows[:limit])
-            return Page(items, page_cursor([r["id"] for r in rows], limit))
-
-        return await self._db.read(op)
-
-    async def write_run_state(
-        self,
-        *,
-        run: RunChange | None = None,
-        new_steps: Sequence[Step] = (),
-        steps: Sequence[StepChange] = (),
-        events: Sequence[NewEvent] = (),
-    ) -> list[StoredEvent]:
-        run_sets = None if run is None else codec.run_change_values(run.fields, time_as_text=True)
-        step_sets = [codec.step_change_values(s.fields, time_as_text=True) for s in steps]
-
-        def op(conn: Conn) -> list[StoredEvent]:
-            if run is not None and run_sets:
-                assignments = ", ".join(f"{name} = ?" for name in run_sets)
-                cur = conn.execute(
-                    f"UPDATE runs SET {assignments} WHERE id = ?", [*run_sets.values(), run.run_id]
-                )
-                if cur.rowcount == 0:
-                    raise NotFound("Run not found.", {"run_id": run.run_id})
-            try:
-                _insert_steps(conn, new_steps)
-            except sqlite3.IntegrityError:
-                raise NotFound("Run not found.") from None
-            for change, sets in zip(steps, step_sets, strict=True):
-                if not sets:
-                    continue
-                assignments = ", ".join(f"{name} = ?" for name in sets)
-                cur = conn.execute(
-                    f"UPDATE steps SET {assignments} WHERE run_id = ? AND id = ?",
-                    [*sets.values(), change.run_id, change.step_id],
-                )
-                if cur.rowcount == 0:
-                    raise NotFound("Step not found.", {"step_id": change.step_id})
-            return _append_events(conn, events, utc_now())
-
-        return await self._db.write(op)
-
-    async def unfinished_runs(self, lease_expired_before: datetime | None) -> list[Run]:
-        moment = time_text(lease_expired_before)
-
-        def op(conn: Conn) -> list[Run]:
-            rows = conn.execute(
-                f"SELECT * FROM runs WHERE {_NOT_FINISHED} AND (? IS NULL OR lease_owner IS NULL "
-                "OR lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id",
-                (moment, moment),
-            ).fetchall()
-            return _runs_with_steps(conn, rows)
-
-        return await self._db.read(op)
-
-    async def claim_run(self, run_id: str, owner: str, expires_at: datetime) -> bool:
-        now = time_text(utc_now())
-
-        def op(conn: Conn) -> bool:
-            cur = conn.execute(
-                f"UPDATE runs SET lease_owner = ?, lease_expires_at = ? WHERE id = ? "
-                f"AND {_NOT_FINISHED} AND (lease_owner IS NULL OR lease_owner = ? "
-                "OR lease_expires_at IS NULL OR lease_expires_at < ?)",
-                (owner, time_text(expires_at), run_id, owner, now),
-            )
-            return cur.rowcount == 1
-
-        return await self._db.write(op)
-
-    async def renew_leases(self, owner: str, expires_at: datetime) -> None:
-        await self._db.write(
-            lambda conn: conn.execute(
-                f"UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND {_NOT_FINISHED}",
-                (time_text(expires_at), owner),
-            )
-        )
+        return await self._db.write(op, timeout_s=MAINTENANCE_TIMEOUT_S)
 
 
 def _statements(script: str) -> list[str]:

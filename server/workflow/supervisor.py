@@ -9,7 +9,7 @@ directory) the first resume at startup also takes over runs whose lease a killed
 still holds.
 
 Cross-instance cancel (PostgreSQL): cancelling a run another live instance executes asks
-that instance (``RemoteCancel.request_cancel``: a mark on the run plus a notification its
+that instance (``RunControl.request_cancel``: a mark on the run plus a notification its
 event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
 The owner records the end, so every step gets exactly one terminal event.
 """
@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -39,7 +39,7 @@ from server.workflow.executor import (
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from server.config import Settings
     from server.events.publisher import Publisher
@@ -54,17 +54,6 @@ log = logging.getLogger("stretto.workflow")
 CANCEL_WAIT_S = 5.0
 REMOTE_CANCEL_POLL_S = 0.1
 MAX_RUN_TIMEOUT_S = 24 * 3600.0
-
-
-@runtime_checkable
-class RemoteCancel(Protocol):
-    """A store that carries cancel requests between instances (``PostgresStore``)."""
-
-    def on_cancel_request(self, listener: Callable[[str], object] | None) -> None: ...
-
-    async def request_cancel(self, run_id: str) -> bool: ...
-
-    async def cancel_requests(self, owner: str) -> list[str]: ...
 
 
 @dataclass
@@ -138,7 +127,7 @@ class RunSupervisor:
         self._accepting = True
         self._changed = trio.Event()
         self._resumed_once = False
-        self._remote = store if isinstance(store, RemoteCancel) else None
+        self._remote = store.run_control()  # cross-instance cancel, where instances share a DB
 
     # -- the service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -418,7 +407,7 @@ class RunSupervisor:
         succeeded steps keep their outputs, the others run again. Returns how many started."""
         if self._nursery is None or not self._accepting:
             return 0
-        takeover = not self._resumed_once and self.store.backend == "sqlite"
+        takeover = not self._resumed_once and self.store.single_process
         self._resumed_once = True
         started = 0
         for run in await self.store.unfinished_runs(None if takeover else utc_now()):

@@ -11,7 +11,8 @@ import trio_asyncio
 
 from server.events.hub import EventHub, Frame, Subscription
 from server.events.model import new_event
-from server.events.pgbus import APPLICATION_NAME, PostgresEventBus, parse_payload
+from server.events.pgbus import APPLICATION_NAME, PostgresEventBus
+from server.events.pgchannel import Cancel, Committed, Deleted, encode, parse
 from server.store.factory import open_store
 from tests.fixtures.postgres import BackendConfig
 
@@ -25,11 +26,17 @@ pytestmark = pytest.mark.postgres
 
 
 def test_parse_payload() -> None:
-    assert parse_payload("p1:42") == ("p1", 42)
-    assert parse_payload("a:b:7") == ("a:b", 7)
-    assert parse_payload("p1:deleted") == ("p1", None)
-    for bad in ("", "p1", ":3", "p1:", "p1:-1", "p1:x", "p1:\u0663"):
-        assert parse_payload(bad) is None
+    assert parse("p1:42") == Committed("p1", 42)
+    assert parse("a:b:7") == Committed("a:b", 7)
+    assert parse("p1:deleted") == Deleted("p1")
+    assert parse("p1:cancel:r9") == Cancel("p1", "r9")
+    for bad in ("", "p1", ":3", "p1:", "p1:-1", "p1:x", "p1:\u0663", ":cancel:r9"):
+        assert parse(bad) is None
+
+
+def test_payloads_round_trip() -> None:
+    for note in (Committed("p1", 7), Deleted("p:2"), Cancel("p1", "r1")):
+        assert parse(encode(note)) == note
 
 
 async def receive(subscription: Subscription, count: int) -> list[Frame]:

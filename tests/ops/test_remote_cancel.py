@@ -140,6 +140,8 @@ async def test_lost_cancel_notification_is_caught_by_lease_maintenance(
     a = await start_server(instance_id="a", offline_latency_ms=NEVER_MS, run_lease_s=0.6)
     b = await start_server(instance_id="b", offline_latency_ms=NEVER_MS, run_lease_s=0.6)
     # As if A's listener connection were down when B asked: the notification reaches nobody.
-    a.services.store.on_cancel_request(None)  # type: ignore[attr-defined]
+    control = a.services.store.run_control()
+    assert control is not None
+    control.on_cancel_request(None)
     cancelled, after, events = await run_on_a_cancel_on_b(a, b)
     assert_cancelled_once(cancelled, after, events)

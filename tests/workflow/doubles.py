@@ -37,6 +37,10 @@ class MemoryRunStore:
     """The run-related part of the Store protocol, in memory."""
 
     backend = "memory"
+    single_process = False
+
+    def run_control(self) -> None:
+        return None  # no cross-instance cancel
 
     def __init__(self) -> None:
         self.projects: dict[str, Project] = {}

@@ -1,0 +1,160 @@
+"""The statements both backends run, written once.
+
+Written in PostgreSQL's form (``$1``-numbered parameters, ``::type`` casts where asyncpg
+needs a parameter's type); ``sqlite`` turns one into SQLite's (``?1``-numbered, casts
+dropped), so both backends pass the same argument tuples in the same order (times are
+encoded per backend: ``codec.time_text`` on SQLite, aware ``datetime`` on PostgreSQL).
+Only dialect-specific SQL (the seq allocation with its NOTIFY, bulk inserts, ``ANY`` vs
+``IN``, the event trim) stays in the backend modules. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import TYPE_CHECKING
+
+from server.store.codec import FINISHED_RUN_STATUSES, RUN_COLUMNS, STEP_COLUMNS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+_PARAM = re.compile(r"\$(\d+)")
+_CAST = re.compile(r"::[a-z_]+(\[\])?")
+
+
+@cache
+def sqlite(statement: str) -> str:
+    """The SQLite spelling of a shared statement: ``$n`` -> ``?n``, ``::type`` casts dropped."""
+    return _CAST.sub("", _PARAM.sub(r"?\1", statement))
+
+
+def _marks(n: int, start: int = 1) -> str:
+    return ", ".join(f"${i}" for i in range(start, start + n))
+
+
+def assignments(columns: Iterable[str], start: int) -> str:
+    """``a = $start, b = $start+1, ...`` for an UPDATE of the given columns."""
+    return ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start))
+
+
+FILE_META_COLS = "project_id, path, size, version, sha256, content_type, updated_at"
+NOT_FINISHED = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in FINISHED_RUN_STATUSES))
+
+# -- lifecycle -------------------------------------------------------------------------------
+PING = "SELECT 1"
+MIGRATIONS_APPLIED = "SELECT version FROM schema_migrations"
+MIGRATION_DONE = "SELECT 1 FROM schema_migrations WHERE version = $1"
+
+# -- users and refresh tokens ------------------------------------------------------------------
+USER_INSERT = (
+    "INSERT INTO users (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)"
+)
+USER_BY_ID = "SELECT * FROM users WHERE id = $1"
+USER_BY_EMAIL = "SELECT * FROM users WHERE email = $1"
+REFRESH_INSERT = (
+    "INSERT INTO refresh_tokens (id, user_id, family_id, expires_at) VALUES ($1, $2, $3, $4)"
+)
+REFRESH_USE = (
+    "UPDATE refresh_tokens SET used_at = $2 WHERE id = $1 AND used_at IS NULL "
+    "AND revoked_at IS NULL AND expires_at > $2 RETURNING user_id, family_id"
+)
+REFRESH_GET = "SELECT user_id, family_id, used_at FROM refresh_tokens WHERE id = $1"
+REFRESH_REVOKE_FAMILY = (
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL"
+)
+REFRESH_REVOKE_FAMILY_OF = (
+    "UPDATE refresh_tokens SET revoked_at = $3 WHERE revoked_at IS NULL AND "
+    "family_id = (SELECT family_id FROM refresh_tokens WHERE id = $1 AND user_id = $2)"
+)
+
+# -- projects ----------------------------------------------------------------------------------
+PROJECT_INSERT = (
+    "INSERT INTO projects (id, owner_id, name, description, created_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5, $5)"
+)
+PROJECT_GET = "SELECT * FROM projects WHERE id = $1 AND owner_id = $2"
+PROJECT_LIST = (
+    "SELECT * FROM projects WHERE owner_id = $1 AND ($2::text IS NULL OR id < $2) "
+    "ORDER BY id DESC LIMIT $3"
+)
+PROJECT_UPDATE = (
+    "UPDATE projects SET name = coalesce($3::text, name), "
+    "description = CASE WHEN $4::boolean THEN $5::text ELSE description END, "
+    "updated_at = $6 WHERE id = $1 AND owner_id = $2 RETURNING *"
+)
+PROJECT_DELETE = "DELETE FROM projects WHERE id = $1 AND owner_id = $2 RETURNING id"
+PROJECT_OWNER = "SELECT owner_id FROM projects WHERE id = $1"
+
+# -- files -------------------------------------------------------------------------------------
+FILE_LIST = (
+    f"SELECT {FILE_META_COLS} FROM files WHERE project_id = $1 AND path > $2 "
+    "AND substr(path, 1, length($3::text)) = $3::text ORDER BY path LIMIT $4"
+)
+FILE_GET = f"SELECT {FILE_META_COLS}, content FROM files WHERE project_id = $1 AND path = $2"
+FILE_META = f"SELECT {FILE_META_COLS} FROM files WHERE project_id = $1 AND path = $2"
+FILE_EXISTS = "SELECT 1 FROM files WHERE project_id = $1 AND path = $2"
+FILE_QUOTA_STATE = (  # the project's totals and the file's current version and size
+    "SELECT (SELECT count(*) FROM files WHERE project_id = $1) AS count, "
+    "(SELECT coalesce(sum(size), 0) FROM files WHERE project_id = $1) AS total, "
+    "f.version, f.size FROM (SELECT 1) AS one "
+    "LEFT JOIN files f ON f.project_id = $1 AND f.path = $2"
+)
+FILE_UPSERT = (
+    "INSERT INTO files (project_id, path, content, size, version, sha256, content_type, "
+    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "ON CONFLICT (project_id, path) DO UPDATE SET content = excluded.content, "
+    "size = excluded.size, version = excluded.version, sha256 = excluded.sha256, "
+    "content_type = excluded.content_type, updated_at = excluded.updated_at"
+)
+FILE_MOVE = (
+    "UPDATE files SET path = $3, version = version + 1, updated_at = $4 "
+    f"WHERE project_id = $1 AND path = $2 RETURNING {FILE_META_COLS}"
+)
+FILE_DELETE = "DELETE FROM files WHERE project_id = $1 AND path = $2 RETURNING version"
+
+# -- event log ---------------------------------------------------------------------------------
+EVENTS_AFTER = "SELECT * FROM events WHERE project_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+EVENT_BOUNDS = (  # one statement: one snapshot
+    "SELECT last_event_seq, (SELECT min(seq) FROM events WHERE project_id = $1) AS first_seq "
+    "FROM projects WHERE id = $1"
+)
+
+# -- runs and steps ----------------------------------------------------------------------------
+RUN_INSERT = (
+    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({_marks(len(RUN_COLUMNS))}) "
+    "ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id"
+)
+STEP_UPSERT = (
+    f"INSERT INTO steps ({', '.join(STEP_COLUMNS)}) VALUES ({_marks(len(STEP_COLUMNS))}) "
+    "ON CONFLICT (run_id, id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in ("run_id", "id"))
+)
+RUN_BY_ID = "SELECT * FROM runs WHERE id = $1"
+RUN_BY_KEY = "SELECT * FROM runs WHERE owner_id = $1 AND idempotency_key = $2"
+RUN_GET = "SELECT * FROM runs WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)"
+RUN_LIST = (
+    "SELECT * FROM runs WHERE owner_id = $1 AND ($2::text IS NULL OR project_id = $2) "
+    "AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id < $4) "
+    "ORDER BY id DESC LIMIT $5"
+)
+RUNS_UNFINISHED = (
+    f"SELECT * FROM runs WHERE {NOT_FINISHED} AND ($1::timestamptz IS NULL "
+    "OR lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $1) ORDER BY id"
+)
+RUN_CLAIM = (
+    f"UPDATE runs SET lease_owner = $2, lease_expires_at = $3 WHERE id = $1 AND {NOT_FINISHED} "
+    "AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at IS NULL "
+    "OR lease_expires_at < $4) RETURNING id"
+)
+LEASES_RENEW = f"UPDATE runs SET lease_expires_at = $2 WHERE lease_owner = $1 AND {NOT_FINISHED}"
+
+
+def run_update(columns: Iterable[str]) -> str:
+    """UPDATE of a run's columns: ``$1`` is the run id, the values follow from ``$2``."""
+    return f"UPDATE runs SET {assignments(columns, 2)} WHERE id = $1 RETURNING id"
+
+
+def step_update(columns: Iterable[str]) -> str:
+    """UPDATE of a step's columns: ``$1`` run id, ``$2`` step id, values from ``$3``."""
+    return f"UPDATE steps SET {assignments(columns, 3)} WHERE run_id = $1 AND id = $2 RETURNING id"

@@ -1,0 +1,37 @@
+"""Project file quotas: pure rules, checked by the store inside the write transaction
+(where the project's totals are exact). Raises ``TooLarge``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from server.errors import TooLarge
+
+if TYPE_CHECKING:
+    from server.store.models import FileLimits
+
+
+def check_quota(
+    limits: FileLimits, size: int, *, old_size: int | None, file_count: int, total_bytes: int
+) -> None:
+    """Raise ``TooLarge`` when writing ``size`` bytes (replacing ``old_size``) breaks a quota.
+
+    ``file_count`` and ``total_bytes`` are the project's totals before the write.
+    """
+    if size > limits.max_file_bytes:
+        raise TooLarge(
+            "The file is larger than the limit.",
+            {"limit": "max_file_bytes", "max": limits.max_file_bytes, "size": size},
+        )
+    count_after = file_count + (1 if old_size is None else 0)
+    if count_after > limits.max_files:
+        raise TooLarge(
+            "The project has too many files.",
+            {"limit": "max_files", "max": limits.max_files, "files": count_after},
+        )
+    total_after = total_bytes - (old_size or 0) + size
+    if total_after > limits.max_total_bytes:
+        raise TooLarge(
+            "The project's files are larger than the limit.",
+            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_after},
+        )
