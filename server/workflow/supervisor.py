@@ -26,24 +26,20 @@ import trio
 
 from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
 from server.events.model import EventType
-from server.store.models import Run, RunChange, RunStatus, StepChange, StepStatus
+from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
-from server.workflow.events import run_event, step_event
-from server.workflow.executor import (
-    ExecutorDeps,
-    RunExecutor,
-    RunPlanner,
-    WorkflowObserver,
-    steps_of,
-)
+from server.workflow.events import run_event
+from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
+from server.workflow.leases import AdoptionBackoff, RateLimitedLog
 from server.workflow.plan import parse_plan
+from server.workflow.transitions import USER_CANCELLED, end_stored, steps_of
+from server.workflow.writer import WorkflowObserver, is_transient, record_end
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import NewEvent
     from server.store.protocol import Store
     from server.workflow.tools.registry import FileAccess, ToolRegistry
 
@@ -52,6 +48,7 @@ __all__ = ["RunPlanner", "RunSupervisor"]
 log = logging.getLogger("stretto.workflow")
 
 CANCEL_WAIT_S = 5.0
+ADOPT_SCAN_MAX_S = 1.0
 REMOTE_CANCEL_POLL_S = 0.1
 MAX_RUN_TIMEOUT_S = 24 * 3600.0
 
@@ -139,6 +136,8 @@ class RunSupervisor:
         self._changed = trio.Event()
         self._resumed_once = False
         self._remote = store if isinstance(store, RemoteCancel) else None
+        self._adoption = AdoptionBackoff()
+        self._lease_log = RateLimitedLog(log, "lease maintenance")
 
     # -- the service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -160,22 +159,30 @@ class RunSupervisor:
                 self._accepting = False
 
     async def _maintain_leases(self) -> None:
-        period = max(self.settings.run_lease_s / 3, 0.05)
-        adopt_every = max(1, round(self.settings.run_lease_s / period))
-        tick = 0
+        """Renew our leases every third of a lease; look for expired ones (a dead instance's
+        runs) every ``ADOPT_SCAN_MAX_S`` at most, so takeover happens within the lease plus
+        that bound. Failures are logged rate-limited; troubled runs back off."""
+        lease_s = self.settings.run_lease_s
+        renew_every = max(lease_s / 3, 0.05)
+        tick = min(renew_every, ADOPT_SCAN_MAX_S)
+        renewed_at = trio.current_time()
         while True:
-            await trio.sleep(period)
-            tick += 1
+            await trio.sleep(tick)
             try:
-                if self._active:
+                if self._active and trio.current_time() - renewed_at >= renew_every - tick / 2:
+                    renewed_at = trio.current_time()
                     await self.store.renew_leases(self.instance_id, self._lease_until())
                     if self._remote is not None:
                         for run_id in await self._remote.cancel_requests(self.instance_id):
                             self.cancel_local(run_id)
-                if tick % adopt_every == 0 and self._accepting:
+                if self._accepting:
                     await self.resume_unfinished()
-            except Exception:
-                log.exception("lease maintenance failed; retrying")
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("lease maintenance failed; retrying")
+                self._lease_log.failure(exc, trio.current_time())
+            else:
+                self._lease_log.success()
 
     def _lease_until(self) -> Any:
         return utc_now() + timedelta(seconds=self.settings.run_lease_s)
@@ -259,19 +266,32 @@ class RunSupervisor:
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
 
     async def _drive(self, active: _Active) -> None:
-        run_id = active.executor.run_id
+        executor = active.executor
+        run_id = executor.run_id
         try:
             if await self.store.claim_run(run_id, self.instance_id, self._lease_until()):
-                await active.executor.execute()
+                await executor.execute()
             else:
                 log.info("run %s is held by another instance", run_id)
-        except Exception:
-            log.exception("run %s: supervisor caught an error", run_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("run %s: supervisor caught an error", run_id)
+            self._retry_later(run_id, exc)
+        else:
+            if executor.abandoned:
+                self._retry_later(run_id, None)
+            else:
+                self._adoption.succeeded(run_id)
         finally:
             del self._active[run_id]
             active.done.set()
             self._changed.set()
             self._changed = trio.Event()
+
+    def _retry_later(self, run_id: str, exc: Exception | None) -> None:
+        delay = self._adoption.failed(run_id, trio.current_time())
+        cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        log.warning("run %s: store unavailable%s; resuming it in %.1fs", run_id, cause, delay)
 
     async def wait_finished(self, run_id: str) -> None:
         """Return once this process no longer executes the run (tests, benchmarks)."""
@@ -334,61 +354,10 @@ class RunSupervisor:
         return True
 
     async def _cancel_orphan(self, run: Run) -> None:
-        """Cancel a run no executor of this process holds (not started, or another process's)."""
-        now = utc_now()
-        changes: list[StepChange] = []
-        events: list[NewEvent] = []
-        for step in run.steps:
-            if step.status is StepStatus.RUNNING:
-                changes.append(
-                    StepChange(
-                        run.id, step.id, {"status": StepStatus.CANCELLED, "finished_at": now}
-                    )
-                )
-                events.append(
-                    step_event(
-                        EventType.STEP_CANCELLED,
-                        run.project_id,
-                        run.id,
-                        step.id,
-                        step.attempts,
-                        now,
-                        reason="user",
-                    )
-                )
-            elif step.status is StepStatus.PENDING:
-                changes.append(StepChange(run.id, step.id, {"status": StepStatus.SKIPPED}))
-                events.append(
-                    step_event(
-                        EventType.STEP_SKIPPED,
-                        run.project_id,
-                        run.id,
-                        step.id,
-                        0,
-                        now,
-                        reason="run_failed",
-                    )
-                )
-        error = {"code": "cancelled", "message": "Cancelled by the user.", "reason": "user"}
-        events.append(
-            run_event(
-                EventType.RUN_CANCELLED, run.project_id, run.id, now, reason="user", error=error
-            )
-        )
-        stored = await self.store.write_run_state(
-            run=RunChange(
-                run.id,
-                {
-                    "status": RunStatus.CANCELLED,
-                    "finished_at": now,
-                    "error": error,
-                    "lease_owner": None,
-                },
-            ),
-            steps=changes,
-            events=events,
-        )
-        self.publisher.publish(stored)
+        """Cancel a run no executor of this process holds (not started, or another process's):
+        the end-of-run rules of ``transitions`` applied to the stored run."""
+        records, _status = end_stored(run, USER_CANCELLED, utc_now())
+        await record_end(self.store, self.publisher, records, run.id, run.project_id)
 
     async def cancel_project(self, project_id: str) -> None:
         """The project is being deleted: cancel its runs here and wait until they ended."""
@@ -422,7 +391,7 @@ class RunSupervisor:
         self._resumed_once = True
         started = 0
         for run in await self.store.unfinished_runs(None if takeover else utc_now()):
-            if run.id in self._active:
+            if run.id in self._active or not self._adoption.ready(run.id, trio.current_time()):
                 continue
             if takeover and run.lease_owner not in (None, self.instance_id):
                 # SQLite has one process per data directory: this lease's holder is dead.
