@@ -69,7 +69,7 @@ def default_instance_id() -> str:
 
 def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Services:
     """Assemble the process's services (no I/O beyond reading key files)."""
-    from server.ai.planner import Planner
+    from server.workflow.planner import Planner
     from server.ai.provider import build_provider
 
     instance_id = settings.instance_id or default_instance_id()

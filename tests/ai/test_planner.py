@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from server.ai.intent import normalize_intent
-from server.ai.planner import Planner
+from server.workflow.planner import Planner
 from server.ai.provider import LimitedProvider, ModelFailed, ModelUnavailable, build_provider
 from server.config import Settings
 from server.errors import InvalidPlan, ValidationFailed
@@ -224,7 +224,7 @@ def test_offline_path_does_not_import_google_genai() -> None:
         "import sys\n"
         "from server.config import Settings\n"
         "from server.ai.provider import build_provider\n"
-        "from server.ai.planner import Planner\n"
+        "from server.workflow.planner import Planner\n"
         "from server.workflow.tools.ai_tools import ai_tools\n"
         "build_provider(Settings())\n"
         "assert 'google.genai' not in sys.modules, 'google.genai imported'\n"
