@@ -41,6 +41,10 @@ class AdoptionBackoff:
         self._failures.pop(run_id, None)
         self._not_before.pop(run_id, None)
 
+    def due(self, now: float) -> list[str]:
+        """The troubled runs whose backoff has passed."""
+        return [run_id for run_id, at in self._not_before.items() if at <= now]
+
     def ready(self, run_id: str, now: float) -> bool:
         return self._not_before.get(run_id, now) <= now
 

@@ -404,4 +404,22 @@ class RunSupervisor:
                 continue
             self._start(full)
             started += 1
+        return started + await self._resume_parked()
+
+    async def _resume_parked(self) -> int:
+        """Start again the runs this process left to an unavailable store, once their
+        backoff passed (their lease may still be ours, so the scan above does not see them)."""
+        started = 0
+        for run_id in self._adoption.due(trio.current_time()):
+            if run_id in self._active:
+                continue
+            run = await self.store.get_run(run_id)
+            if run is None or run.status.finished or run.lease_owner not in (
+                None,
+                self.instance_id,
+            ):
+                self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
+                continue
+            self._start(run)
+            started += 1
         return started

@@ -172,6 +172,15 @@ class MemoryRunStore:
             if run.lease_owner == owner:
                 self.runs[run_id] = replace(run, lease_expires_at=expires_at)
 
+    async def event_bounds(self, project_id: str) -> tuple[int, int]:
+        await trio.lowlevel.checkpoint()
+        return 1, self._seq.get(project_id, 0)
+
+    async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        await trio.lowlevel.checkpoint()
+        mine = [e for e in self.events if e.project_id == project_id and e.seq > after_seq]
+        return mine[:limit]
+
     def event_types(self, run_id: str) -> list[tuple[str, str | None]]:
         out = []
         for event in self.events:
