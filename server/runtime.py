@@ -69,8 +69,8 @@ def default_instance_id() -> str:
 
 def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Services:
     """Assemble the process's services (no I/O beyond reading key files)."""
-    from server.workflow.planner import Planner
     from server.ai.provider import build_provider
+    from server.workflow.planner import Planner
 
     instance_id = settings.instance_id or default_instance_id()
     metrics = Metrics()

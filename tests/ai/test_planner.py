@@ -11,10 +11,10 @@ import trio
 import trio.testing
 
 from server.ai.intent import normalize_intent
-from server.workflow.planner import Planner
 from server.ai.provider import LimitedProvider, ModelFailed, ModelUnavailable, build_provider
 from server.config import Settings
 from server.errors import InvalidPlan, ValidationFailed
+from server.workflow.planner import Planner
 from tests.ai.conftest import Project, gemini_settings
 from tests.ai.fake_gemini import FakeGemini, error_reply, json_reply, text_reply
 

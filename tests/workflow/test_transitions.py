@@ -93,7 +93,8 @@ def test_any_interleaving_gives_a_well_formed_log(
         )
         assert StepStatus.RUNNING not in status.values()
     else:
-        assert final is not None and final.finished
+        assert final is not None
+        assert final.finished
         assert all(s.finished for s in status.values()), status
     if final is RunStatus.SUCCEEDED:
         # Failures with continue_on_error (and their skipped dependents) may remain.
