@@ -414,10 +414,8 @@ class RunSupervisor:
             if run_id in self._active:
                 continue
             run = await self.store.get_run(run_id)
-            if run is None or run.status.finished or run.lease_owner not in (
-                None,
-                self.instance_id,
-            ):
+            mine = run is not None and run.lease_owner in (None, self.instance_id)
+            if run is None or run.status.finished or not mine:
                 self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
                 continue
             self._start(run)

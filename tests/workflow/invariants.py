@@ -22,7 +22,7 @@ def check_run_log(events: Iterable[Mapping[str, Any]], *, finished: bool = True)
     for data in events:
         kind = data["type"]
         kinds.append(kind)
-        sid = data.get("step_id")
+        sid = str(data.get("step_id"))
         if kind == "step.started":
             assert sid not in open_attempt, f"{sid} started twice: {kinds}"
             open_attempt[sid] = data["attempt"]
