@@ -17,7 +17,6 @@ The owner records the end, so every step gets exactly one terminal event.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -31,6 +30,7 @@ from server.timeutil import new_id, utc_now
 from server.workflow.events import run_event
 from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
 from server.workflow.leases import AdoptionBackoff, RateLimitedLog
+from server.workflow.options import validate_options
 from server.workflow.plan import parse_plan
 from server.workflow.transitions import USER_CANCELLED, end_stored, steps_of
 from server.workflow.writer import WorkflowObserver, is_transient, record_end
@@ -50,7 +50,6 @@ log = logging.getLogger("stretto.workflow")
 CANCEL_WAIT_S = 5.0
 ADOPT_SCAN_MAX_S = 1.0
 REMOTE_CANCEL_POLL_S = 0.1
-MAX_RUN_TIMEOUT_S = 24 * 3600.0
 
 
 @runtime_checkable
@@ -69,32 +68,6 @@ class _Active:
     executor: RunExecutor
     owner_id: str
     done: trio.Event = field(default_factory=trio.Event)
-
-
-def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run options: ``concurrency`` (1..run_concurrency) and ``timeout_s`` (seconds).
-
-    Raises ``ValidationFailed`` naming the field.
-    """
-    problems: dict[str, str] = {}
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key == "concurrency":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems["options.concurrency"] = "must be a positive integer"
-            else:
-                out[key] = min(value, settings.run_concurrency)
-        elif key == "timeout_s":
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or not 0 < value <= MAX_RUN_TIMEOUT_S:
-                problems["options.timeout_s"] = f"must be a number in (0, {MAX_RUN_TIMEOUT_S:g}]"
-            else:
-                out[key] = float(value)
-        else:
-            problems[f"options.{key}"] = "unknown option"
-    if problems:
-        raise ValidationFailed("The run options are not valid.", problems)
-    return out
 
 
 class RunSupervisor:
