@@ -110,6 +110,7 @@ class RunSupervisor:
         self._resumed_once = False
         self._remote = store if isinstance(store, RemoteCancel) else None
         self._adoption = AdoptionBackoff()
+        self._cancel_when_back: set[str] = set()
         self._lease_log = RateLimitedLog(log, "lease maintenance")
 
     # -- the service -------------------------------------------------------------------------
@@ -252,6 +253,8 @@ class RunSupervisor:
             self._retry_later(run_id, exc)
         else:
             if executor.abandoned:
+                if executor.state.ending == USER_CANCELLED:
+                    self._cancel_when_back.add(run_id)  # the user's cancel is not lost
                 self._retry_later(run_id, None)
             else:
                 self._adoption.succeeded(run_id)
@@ -390,6 +393,12 @@ class RunSupervisor:
             mine = run is not None and run.lease_owner in (None, self.instance_id)
             if run is None or run.status.finished or not mine:
                 self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
+                self._cancel_when_back.discard(run_id)
+                continue
+            if run_id in self._cancel_when_back:
+                await self._cancel_orphan(run)
+                self._cancel_when_back.discard(run_id)
+                self._adoption.succeeded(run_id)
                 continue
             self._start(run)
             started += 1

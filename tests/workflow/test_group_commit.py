@@ -164,3 +164,12 @@ async def test_a_stalled_store_does_not_hold_a_user_cancel(
     # The shielded write gave up at its window instead of holding the cancel for good.
     assert trio.current_time() - start <= executor.writer.policy.window_s * 2 + 1
     assert executor.abandoned
+    # When the store answers again, the cancel is recorded (not lost, not re-run).
+    store.stall = False
+    with trio.fail_after(600):
+        while not (await h.fetch(run.id)).status.finished:  # noqa: ASYNC110
+            await trio.sleep(1)
+    done = await h.fetch(run.id)
+    assert done.status is RunStatus.CANCELLED
+    assert h.log.started == ["a"]
+    check_event_invariants(h, run.id)
