@@ -52,8 +52,9 @@ class WorkflowObserver(Protocol):
     def step_finished(self, tool: str, status: str, seconds: float | None = None) -> None: ...
 
 
-class WriteAbandoned(Exception):
-    """Transient store errors outlasted the retry window; nothing more is written."""
+class WriteAbandoned(StoreUnavailable):
+    """Transient store errors outlasted the retry window; nothing more is written.
+    A ``StoreUnavailable``: where it reaches a client (a cancel) it is a 503."""
 
 
 @dataclass(frozen=True)

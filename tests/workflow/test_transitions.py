@@ -101,6 +101,7 @@ def test_any_interleaving_gives_a_well_formed_log(
         assert StepStatus.CANCELLED not in status.values()
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(list(StepStatus)), min_size=0, max_size=8))
 def test_a_stored_run_ends_by_the_same_rules(statuses: list[StepStatus]) -> None:
     steps = tuple(
