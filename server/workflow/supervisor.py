@@ -307,6 +307,15 @@ class RunSupervisor:
             raise NotFound("No such run.")
         return fresh
 
+    def _held_elsewhere(self, run: Run) -> bool:
+        """Another instance holds a live lease on the run."""
+        return (
+            run.lease_owner is not None
+            and run.lease_owner != self.instance_id
+            and run.lease_expires_at is not None
+            and run.lease_expires_at > utc_now()
+        )
+
     async def _cancel_remote(self, run: Run) -> bool:
         """Ask the live instance holding the run's lease to cancel it, and wait (bounded) until
         it recorded the end. False when no other live instance holds it (cancel it here)."""
@@ -390,8 +399,7 @@ class RunSupervisor:
             if run_id in self._active:
                 continue
             run = await self.store.get_run(run_id)
-            mine = run is not None and run.lease_owner in (None, self.instance_id)
-            if run is None or run.status.finished or not mine:
+            if run is None or run.status.finished or self._held_elsewhere(run):
                 self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
                 self._cancel_when_back.discard(run_id)
                 continue
