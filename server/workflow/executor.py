@@ -180,6 +180,8 @@ class RunExecutor:
             log.error("run %s: aborted", self.run_id, exc_info=group)
             failed = True
         finally:
+            # Shielded: the final write is the one that must happen. Bounded all the same:
+            # every write by the writer's window, the one read by its own deadline.
             with trio.CancelScope(shield=True):
                 await self._finalize(failed)
             self.finished.set()
