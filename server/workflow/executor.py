@@ -213,14 +213,15 @@ class RunExecutor:
         """Restore what an earlier process finished, then pending -> running (``run.started``)."""
         self._tools = {step.id: step.tool for step in plan.steps}
         records = self.state.start(
-            plan, self.run.steps, self.run.started_at is None, self.clock.now()
+            plan, self.run.steps, self.run.started_at is None, self.clock.now(), self.run.status
         )
         for step in self.run.steps:
             if step.id in self._tools and step.status.finished:
                 if step.status is StepStatus.SUCCEEDED:
                     self._outputs[step.id] = step.output
                 self.monitor.restore(step.id, step.duration_ms, step.attempts)
-        await self._commit(records)
+        if records:
+            await self._commit(records)
         self.monitor.run_started()
 
     # -- steps -------------------------------------------------------------------------------

@@ -143,13 +143,22 @@ class RunState:
             events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
         )
 
-    def start(self, plan: Plan, stored: Iterable[Step], first_start: bool, at: datetime) -> Records:
-        """Restore what an earlier process finished, then pending -> running.
+    def start(
+        self,
+        plan: Plan,
+        stored: Iterable[Step],
+        first_start: bool,
+        at: datetime,
+        status: RunStatus = RunStatus.PENDING,
+    ) -> Records:
+        """Restore what an earlier process finished, then ``status`` -> running.
 
         A step stored ``running`` was left so by a process that died: that attempt ends with
-        ``step.cancelled`` (``shutdown``) and the step runs again."""
+        ``step.cancelled`` (``shutdown``) and the step runs again. A run already ``running``
+        (resumed) is not written again unless something changed: each write of the run row
+        costs its whole size (SQLite rewrites the row), which matters on a full disk."""
         analyzer = DependencyAnalyzer(plan)
-        records = Records(run={"status": RunStatus.RUNNING})
+        records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
         for step in stored:
             if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
                 continue
