@@ -36,7 +36,10 @@ pytestmark = pytest.mark.slow
 
 TMPFS_SIZE = "24m"
 LATENCY_MS = 1500
-OUTAGE_S = 5.0  # shorter than the writer's retry window: the run goes on where it was
+# Shorter than the writer's retry window (20 s): the write is retried and the run goes on
+# where it was. Longer: the executor leaves the run, and the supervisor resumes it, with
+# backoff, once the disk has room again.
+OUTAGES_S = {"within-the-retry-window": 5.0, "past-the-retry-window": 25.0}
 PLAN = {
     "steps": [
         {"id": "write", "tool": "vfs.write", "args": {"path": "a.txt", "content": "hello"}},
@@ -82,8 +85,9 @@ def fill(path: Path) -> int:
     return written
 
 
+@pytest.mark.parametrize("outage_s", list(OUTAGES_S.values()), ids=list(OUTAGES_S))
 async def test_a_full_disk_mid_run_does_not_decide_the_run(
-    tmp_path: Path, nursery: trio.Nursery
+    tmp_path: Path, nursery: trio.Nursery, outage_s: float
 ) -> None:
     with small_tmpfs(tmp_path / "disk") as disk:
         data_dir = disk / "data"
@@ -111,13 +115,13 @@ async def test_a_full_disk_mid_run_does_not_decide_the_run(
                 await wait_for(client, user, run_id, drafting, 30)
                 filler = disk / "filler"
                 assert fill(filler) > 0
-                await trio.sleep(OUTAGE_S)  # the draft ends meanwhile: its write fails
+                await trio.sleep(outage_s)  # the draft ends meanwhile: its write fails
                 during = await client.get(f"/api/workflow/runs/{run_id}", headers=user.headers)
                 assert server.process.returncode is None
                 filler.unlink()
 
                 finished = await wait_for(
-                    client, user, run_id, lambda r: r["finished_at"] is not None, 60
+                    client, user, run_id, lambda r: r["finished_at"] is not None, 120
                 )
                 async with open_stream(
                     client, project_id, user.headers, params={"last_event_id": "0"}
