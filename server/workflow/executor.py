@@ -30,21 +30,13 @@ import trio
 from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable
 from server.store.models import StepStatus
+from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
 from server.workflow.tools.registry import ToolContext, ToolError, args_validator
-from server.workflow.transitions import (
-    ENDINGS,
-    NOT_RECORDED,
-    SHUTDOWN,
-    Records,
-    RunState,
-    end_stored,
-    planning_failed,
-    steps_of,
-)
+from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, WritePolicy
 
 if TYPE_CHECKING:
@@ -52,9 +44,9 @@ if TYPE_CHECKING:
     from server.events.publisher import Publisher
     from server.store.models import Run, RunStatus
     from server.store.protocol import Store
+    from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
     from server.workflow.tools.registry import FileAccess, Tool, ToolRegistry
-    from server.workflow.transitions import CancelReason
 
 __all__ = ["ExecutorDeps", "RunExecutor", "RunPlanner", "WorkflowObserver", "steps_of"]
 

@@ -27,12 +27,13 @@ from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
 from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
+from server.workflow.endings import USER_CANCELLED
 from server.workflow.events import run_event
 from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
 from server.workflow.leases import AdoptionBackoff, RateLimitedLog
 from server.workflow.options import validate_options
 from server.workflow.plan import parse_plan
-from server.workflow.transitions import USER_CANCELLED, end_stored, steps_of
+from server.workflow.transitions import end_stored, steps_of
 from server.workflow.writer import WorkflowObserver, is_transient, record_end
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ returns the ``Records`` (run fields, step fields, events) to commit in one trans
 supervisor cancelling a run no executor holds; the executor failing a run whose in-memory
 view can no longer be trusted).
 
-How a run ends (API.md), the first cause wins:
+How a run ends (API.md; the endings and their error objects are in ``endings.py``), the
+first cause wins:
 - a step fails without ``continue_on_error``: running steps end ``cancelled``
   (``sibling_failed``), not-started steps ``skipped`` (``run_failed``), the run ``failed``;
 - a step fails with ``continue_on_error``: only its dependents are skipped
@@ -29,18 +30,7 @@ from typing import TYPE_CHECKING, Any
 from server.events.model import EventType
 from server.store.models import RunStatus, Step, StepStatus
 from server.workflow.analyzer import DependencyAnalyzer, Slot
-from server.workflow.endings import (
-    ENDINGS,
-    NOT_RECORDED,
-    SHUTDOWN,
-    TIMED_OUT,
-    USER_CANCELLED,
-    CancelReason,
-    Ending,
-    planning_failed,
-    step_cancelled_error,
-    step_failed_ending,
-)
+from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
 
 StepFields = tuple[str, "Mapping[str, Any]"]
@@ -50,22 +40,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from server.store.models import NewEvent, Run
+    from server.workflow.endings import Ending
     from server.workflow.plan import Plan
-
-__all__ = [
-    "ENDINGS",
-    "NOT_RECORDED",
-    "SHUTDOWN",
-    "TIMED_OUT",
-    "USER_CANCELLED",
-    "CancelReason",
-    "Ending",
-    "Records",
-    "RunState",
-    "end_stored",
-    "planning_failed",
-    "steps_of",
-]
 
 
 @dataclass

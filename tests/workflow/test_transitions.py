@@ -18,14 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.store.models import Run, RunStatus, Step, StepStatus
+from server.workflow.endings import ENDINGS, USER_CANCELLED
 from server.workflow.plan import parse_plan
-from server.workflow.transitions import (
-    ENDINGS,
-    USER_CANCELLED,
-    RunState,
-    end_stored,
-    steps_of,
-)
+from server.workflow.transitions import RunState, end_stored, steps_of
 from tests.workflow.invariants import check_run_log
 from tests.workflow.test_plan import REGISTRY, dags, plan_of
 
