@@ -6,11 +6,15 @@ server's ``Retry-After`` is honoured, which the SDK's exponential backoff ignore
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
+from server.backoff import Backoff
 from server.timeutil import utc_now
+
+if TYPE_CHECKING:
+    import random
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -34,9 +38,8 @@ class RetryPolicy:
         """
         if retry_after is not None:
             return max(0.0, retry_after)
-        base = min(self.max_delay, self.initial_delay * 2.0 ** (attempt - 1))
-        spread = float((rng or random).uniform(-self.jitter, self.jitter)) * base
-        return max(0.0, base + spread)
+        spread = Backoff(self.initial_delay, self.max_delay, 1 - self.jitter, 1 + self.jitter)
+        return spread.delay(attempt, None, rng)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -24,8 +24,8 @@ from server.events.sse import encode_stored, reset_frame
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from server.events.model import StoredEvent
     from server.events.sink import Frame
-    from server.store.models import StoredEvent
 
 
 class Fast(enum.Enum):

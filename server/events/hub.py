@@ -37,7 +37,7 @@ from server.events.subscription import Subscription
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-    from server.store.models import StoredEvent
+    from server.events.model import StoredEvent
     from server.store.protocol import Store
 
 __all__ = ["EventHub", "Frame", "FrameSink", "HubStatistics", "Subscription"]

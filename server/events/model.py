@@ -8,14 +8,39 @@ Pure: no trio, no I/O. Every event ``data`` is a JSON object carrying at least `
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from server.store.models import NewEvent
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append to a project's log in the same transaction as its change.
+
+    ``data`` is the full JSON object of the SSE ``data`` line (it carries ``type``,
+    ``project_id``, ``at`` and the rest); the store serializes it once.
+    """
+
+    project_id: str
+    type: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as committed: ``seq`` is gap-free per project; ``data`` is JSON text."""
+
+    project_id: str
+    seq: int
+    type: str
+    data: str
+    created_at: datetime
 
 
 class EventType(StrEnum):

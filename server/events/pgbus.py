@@ -19,7 +19,6 @@ runs the step see them.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from server.backoff import Backoff
 from server.events.model import EventType, event_data
 from server.events.pgchannel import EVENTS_CHANNEL, Cancel, Committed, parse
 
@@ -92,7 +92,7 @@ class PostgresEventBus:
         """Listen until cancelled. Reports started after the first connection attempt,
         successful or not (the server starts anyway and polls meanwhile)."""
         started = False
-        backoff = self._backoff_initial_s
+        failures = 0
         while True:
             connected = await self._connect()
             if not started:
@@ -100,7 +100,7 @@ class PostgresEventBus:
                 started = True
             if connected is not None:
                 connection, lost = connected
-                backoff = self._backoff_initial_s
+                failures = 0
                 try:
                     self._connected = True
                     self._hub.catch_up_all()  # whatever was committed while we were away
@@ -109,8 +109,9 @@ class PostgresEventBus:
                     self._connected = False
                     connection.terminate()
                 log.warning("event listener connection lost; polling until it is back")
-            await self._poll_for(backoff)
-            backoff = min(self._backoff_max_s, backoff * 2) * random.uniform(0.8, 1.2)
+            failures += 1
+            backoff = Backoff(self._backoff_initial_s, self._backoff_max_s, 0.8, 1.2)
+            await self._poll_for(backoff.delay(failures))
 
     async def _connect(self) -> tuple[Any, trio.Event] | None:
         """A connection LISTENing on the channel, and the event set when it closes."""

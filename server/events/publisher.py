@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from server.store.models import StoredEvent
+    from server.events.model import StoredEvent
 
 
 class Publisher(Protocol):

@@ -16,7 +16,7 @@ from server.events.model import EventType, dumps, event_data
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from server.store.models import StoredEvent
+    from server.events.model import StoredEvent
 
 RETRY_MS = 3000
 RETRY_FRAME = f"retry: {RETRY_MS}\n\n".encode()

@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
 
     from server.events.hub import EventHub
+    from server.events.model import StoredEvent
     from server.events.sink import DirectWriter, Frame
     from server.events.subscription import Subscription
-    from server.store.models import StoredEvent
     from server.store.protocol import Store
 
 log = logging.getLogger("stretto.events")

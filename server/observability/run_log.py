@@ -16,8 +16,8 @@ from server.events.model import EventType
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from server.events.model import StoredEvent
     from server.events.publisher import Publisher
-    from server.store.models import StoredEvent
 
 log = logging.getLogger("stretto.runs")
 

@@ -49,7 +49,7 @@ def default_instance_id() -> str:
 def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Services:
     """Assemble the process's services (no I/O beyond reading key files and creating
     ``data_dir/jwt-secret`` when no JWT key is configured)."""
-    from server.ai.planner import Planner
+    from server.workflow.planner import Planner
 
     instance_id = settings.instance_id or default_instance_id()
     metrics = Metrics()

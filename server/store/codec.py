@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from server.errors import ValidationFailed, VersionMismatch
-from server.events.model import EventType, event_data
+from server.events.model import EventType, StoredEvent, event_data
 from server.store.models import (
     RUN_MUTABLE_FIELDS,
     STEP_MUTABLE_FIELDS,
@@ -26,7 +26,6 @@ from server.store.models import (
     RunStatus,
     Step,
     StepStatus,
-    StoredEvent,
     User,
 )
 from server.timeutil import parse_rfc3339, rfc3339

@@ -58,30 +58,6 @@ class FileLimits:
     max_total_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to append to a project's log in the same transaction as its change.
-
-    ``data`` is the full JSON object of the SSE ``data`` line (it carries ``type``,
-    ``project_id``, ``at`` and the rest); the store serializes it once.
-    """
-
-    project_id: str
-    type: str
-    data: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as committed: ``seq`` is gap-free per project; ``data`` is JSON text."""
-
-    project_id: str
-    seq: int
-    type: str
-    data: str
-    created_at: datetime
-
-
 class RefreshOutcome(StrEnum):
     OK = "ok"
     REUSED = "reused"  # already used: the whole family is now revoked

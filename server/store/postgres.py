@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from server.errors import Conflict, EmailTaken, NotFound
+from server.events.model import NewEvent, StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
@@ -22,12 +23,10 @@ from server.store.models import (
     FileData,
     FileLimits,
     FileMeta,
-    NewEvent,
     Page,
     Project,
     RefreshOutcome,
     RefreshUse,
-    StoredEvent,
     User,
 )
 from server.store.pg_runcontrol import PostgresRunControl

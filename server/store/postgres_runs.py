@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from server.errors import NotFound
+from server.events.model import StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, committed_payload_sql
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
-from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange, StoredEvent
+from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from server.store.models import NewEvent
+    from server.events.model import NewEvent
     from server.store.postgres_db import Conn, PostgresDatabase
 
 DEC = codec.RowDecoder()

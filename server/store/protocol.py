@@ -31,12 +31,12 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
+    from server.events.model import NewEvent, StoredEvent
     from server.events.pgchannel import RunControl
     from server.store.models import (
         FileData,
         FileLimits,
         FileMeta,
-        NewEvent,
         Page,
         Project,
         RefreshUse,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
         RunStatus,
         Step,
         StepChange,
-        StoredEvent,
         User,
     )
 

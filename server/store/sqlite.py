@@ -13,6 +13,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from server.errors import Conflict, EmailTaken, NotFound
+from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
@@ -21,12 +22,10 @@ from server.store.models import (
     FileData,
     FileLimits,
     FileMeta,
-    NewEvent,
     Page,
     Project,
     RefreshOutcome,
     RefreshUse,
-    StoredEvent,
     User,
 )
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase

@@ -12,16 +12,17 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from server.errors import NotFound
+from server.events.model import StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
-from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange, StoredEvent
+from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from server.store.models import NewEvent
+    from server.events.model import NewEvent
     from server.store.sqlite_db import SqliteDatabase
 
 Conn = sqlite3.Connection

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from server.store.models import NewEvent, Run, Step
+    from server.events.model import NewEvent
+    from server.store.models import Run, Step
 
 TRUNCATED_MARKER = "_truncated"
 

@@ -1,24 +1,20 @@
-"""The executor: runs one run's plan inside one nursery.
+"""The executor: runs one run's plan inside one nursery, under its limits and timeouts.
 
 Ownership: ``RunExecutor.execute`` owns the run's nursery; each step is one task in it. A step
-starts the moment all its needs succeeded (``DependencyAnalyzer``), bounded by the run's,
-the process's and the tool's ``trio.CapacityLimiter``. Each attempt runs under
-``trio.fail_after`` inside the step task; ``ToolError(retryable=True)`` and timeouts are
-retried with exponential backoff and jitter, each retry recorded (``step.retrying``).
+starts the moment all its needs succeeded, bounded by the run's, the process's and the tool's
+``trio.CapacityLimiter``. Each attempt runs under ``trio.fail_after`` inside the step task;
+``ToolError(retryable=True)`` and timeouts are retried with backoff (``server.backoff``).
 
-Every state change is committed with its event in one ``store.write_run_state`` call under
-a shield (so the in-memory view never runs ahead of or behind the store) and published after
-commit. How a run ends (API.md):
-- a step fails without ``continue_on_error``: the run's cancel scope is cancelled, running
-  steps end ``cancelled`` (``sibling_failed``), not-started steps ``skipped`` (``run_failed``),
-  the run ``failed``;
-- a step fails with ``continue_on_error``: only its dependents are skipped
-  (``dependency_failed``); the run goes on and can succeed;
-- ``cancel("user")``: running steps ``cancelled`` (``user``), the run ``cancelled``;
-- ``options.timeout_s`` elapses: running steps ``cancelled`` (``timeout``), the run ``failed``;
-- ``cancel("shutdown")`` or an outer cancellation: running steps ``cancelled`` (``shutdown``)
-  and reset to ``pending``; the run stays unfinished with its lease released, resumable.
-The final state is written under a shielded cancel scope with a deadline.
+What the run's state becomes is decided by ``workflow/transitions.py`` (pure); the records
+it returns are committed by ``workflow/writer.py`` (grouped, shielded with a deadline,
+transient store errors retried) and published after commit. So the in-memory view never
+runs ahead of the store by more than the write in flight.
+
+How a run ends is written in ``transitions``. Store failures never decide it: when the store
+stays unavailable past the writer's window, the executor stops (``abandoned``) and the run is
+resumed later from what the store holds. Any other failure to record ends the run ``failed``
+(``internal_error``), written from the store's view of the run (``transitions.end_stored``).
+Cancelling the run's scope (``cancel``) cancels every running step together.
 """
 
 from __future__ import annotations
@@ -26,51 +22,46 @@ from __future__ import annotations
 import logging
 import random
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
-from server.events.model import EventType
-from server.store.models import RunChange, RunStatus, Step, StepChange, StepStatus
-from server.workflow.analyzer import DependencyAnalyzer, Slot
-from server.workflow.events import bounded_output, run_event, step_event
+from server.store.models import StepStatus
+from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
+from server.workflow.events import bounded_output
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
 from server.workflow.tools.registry import ToolContext, args_validator
+from server.workflow.transitions import Records, RunState, end_stored, steps_of
+from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, WritePolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import NewEvent, Run
+    from server.store.models import Run, RunStatus
     from server.store.protocol import Store
+    from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
     from server.workflow.tools.registry import FileAccess, Tool, ToolRegistry
 
+__all__ = ["ExecutorDeps", "RunExecutor", "RunPlanner", "WorkflowObserver", "steps_of"]
+
 log = logging.getLogger("stretto.workflow")
 
-FINAL_WRITE_DEADLINE_S = 10.0
-CancelReason = Literal["user", "timeout", "shutdown", "sibling_failed"]
+STORED_READ_DEADLINE_S = 10.0
+STEP_BACKOFF = Backoff(0.5, 30.0)  # jitter in [50%, 100%], never below a Retry-After
 
 
 class RunPlanner(Protocol):
-    """Turns a prompt into (intent, plan JSON). Implemented by ``server.ai.planner.Planner``."""
+    """Turns a prompt into (intent, plan JSON). Implemented by ``workflow.planner.Planner``."""
 
     async def analyze_and_plan(
         self, project_id: str, prompt: str
     ) -> tuple[dict[str, Any], dict[str, Any]]: ...
-
-
-class WorkflowObserver(Protocol):
-    """Told of every committed status change (``server.observability.metrics.Metrics``)."""
-
-    def run_status(self, status: str) -> None: ...
-
-    def step_finished(self, tool: str, status: str, seconds: float | None = None) -> None: ...
 
 
 @dataclass
@@ -87,8 +78,8 @@ class ExecutorDeps:
     global_limiter: trio.CapacityLimiter | None = None
     tool_limiters: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    step_backoff: Backoff = STEP_BACKOFF
+    write_policy: WritePolicy = field(default_factory=WritePolicy)
     observer: WorkflowObserver | None = None
 
     def __post_init__(self) -> None:
@@ -103,64 +94,6 @@ class ExecutorDeps:
             limiter = self.tool_limiters[tool.name] = trio.CapacityLimiter(tool.max_concurrency)
         return limiter
 
-    def backoff_s(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter in [50%, 100%], never below ``retry_after``."""
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
-        delay = ceiling * (0.5 + 0.5 * self.rng.random())
-        return max(delay, retry_after or 0.0)
-
-
-@dataclass(frozen=True)
-class _Ending:
-    """Why the run ends early: the first cause wins."""
-
-    kind: Literal["failed", "cancelled", "timeout", "shutdown"]
-    error: dict[str, Any]
-
-
-@dataclass
-class _Batch:
-    """Changes written together in one ``write_run_state`` (see ``RunExecutor._commit``)."""
-
-    run: dict[str, Any] = field(default_factory=dict)
-    new_steps: list[Step] = field(default_factory=list)
-    steps: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
-    parts: list[tuple[Mapping[str, Any] | None, Sequence[tuple[str, Mapping[str, Any]]]]] = field(
-        default_factory=list
-    )
-    done: trio.Event = field(default_factory=trio.Event)
-    error: Exception | None = None
-
-    def add(
-        self,
-        run: Mapping[str, Any] | None,
-        new_steps: Sequence[Step],
-        steps: Sequence[tuple[str, Mapping[str, Any]]],
-        events: Sequence[NewEvent],
-    ) -> None:
-        if run:
-            self.run.update(run)  # the same run: later fields win, as separate writes would
-        self.new_steps.extend(new_steps)
-        self.steps.extend(steps)
-        self.events.extend(events)
-        self.parts.append((run, steps))
-
-
-def steps_of(run_id: str, plan: Plan) -> list[Step]:
-    """Fresh ``pending`` step records for a plan."""
-    return [
-        Step(
-            run_id=run_id,
-            id=s.id,
-            position=i,
-            tool=s.tool,
-            args=dict(s.args),
-            needs=s.needs,
-        )
-        for i, s in enumerate(plan.steps)
-    ]
-
 
 class RunExecutor:
     """Executes one run, from planning (prompt runs) to its terminal state."""
@@ -174,18 +107,23 @@ class RunExecutor:
         self.monitor = RunMonitor(self.clock)
         self.finished = trio.Event()
         self.status: RunStatus | None = None  # terminal status once finished (None: resumable)
+        self.abandoned = False  # the store stayed unavailable: nothing more was written
+        self.state = RunState(run.project_id, run.id)
         self._scope = trio.CancelScope()
-        self._ending: _Ending | None = None
         self._plan: Plan | None = None
-        self._analyzer: DependencyAnalyzer | None = None
         self._nursery: trio.Nursery | None = None
         self._outputs: dict[str, Any] = {}
-        self._attempts: dict[str, int] = {s.id: s.attempts for s in run.steps}
-        self._started: dict[str, int] = {}  # step id -> attempt, for steps running now
-        self._first_started_at: dict[str, Any] = {}
-        self._succeeded = 0
-        self._batch: _Batch | None = None  # changes waiting for the next group commit
-        self._writing = False  # a task is writing batches
+        self._tools: dict[str, str] = {}
+        self.writer = RunWriter(
+            deps.store,
+            deps.publisher,
+            run.id,
+            run.project_id,
+            policy=deps.write_policy,
+            observer=deps.observer,
+            tool_of=lambda step_id: self._tools.get(step_id, "unknown"),
+            rng=deps.rng,
+        )
         settings = deps.settings
         options = run.options or {}
         concurrency = int(options.get("concurrency") or settings.run_concurrency)
@@ -197,252 +135,93 @@ class RunExecutor:
     def cancel(self, reason: CancelReason) -> None:
         """Cancel every running step together; the run ends as ``reason`` says. Idempotent;
         the first cause of an ending wins."""
-        if reason == "user":
-            self._end(
-                _Ending(
-                    "cancelled",
-                    {"code": "cancelled", "message": "Cancelled by the user.", "reason": "user"},
-                )
-            )
-        elif reason == "shutdown":
-            self._end(
-                _Ending(
-                    "shutdown",
-                    {"code": "shutdown", "message": "The server shut down.", "reason": "shutdown"},
-                )
-            )
-        elif reason == "timeout":
-            self._end(
-                _Ending(
-                    "timeout",
-                    {"code": "timeout", "message": "The run timed out.", "reason": "timeout"},
-                )
-            )
+        ending = ENDINGS.get(reason)
+        if ending is not None:
+            self.state.end(ending)
         self._scope.cancel()
 
-    def _end(self, ending: _Ending) -> None:
-        if self._ending is None:
-            self._ending = ending
-        self._scope.cancel()
-
-    # -- persistence -----------------------------------------------------------------------
-    async def _commit(
-        self,
-        *,
-        run: Mapping[str, Any] | None = None,
-        new_steps: Sequence[Step] = (),
-        steps: Sequence[tuple[str, Mapping[str, Any]]] = (),
-        events: Sequence[NewEvent] = (),
-    ) -> None:
-        """Commit a state change with its events, shielded so a cancelled step never leaves
-        it half-known; then publish. Raises ``AppError`` from the store.
-
-        Group commit: changes asked for while another is being written (steps started or
-        finished together) are written together in the next transaction, in the order
-        asked, and published in that order. One failing write fails every change in it.
-        """
-        with trio.CancelScope(shield=True):
-            batch = self._batch or _Batch()
-            self._batch = batch
-            batch.add(run, new_steps, steps, events)
-            if self._writing:
-                await batch.done.wait()  # the writing task writes this batch next
-            else:
-                self._writing = True
-                try:
-                    # Let the steps woken in this scheduler tick join the first batch.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    while self._batch is not None:
-                        current, self._batch = self._batch, None
-                        await self._write(current)
-                finally:
-                    self._writing = False
-        if batch.error is not None:
-            raise batch.error
-
-    async def _write(self, batch: _Batch) -> None:
-        """Write one batch, publish it, wake its callers (errors recorded on the batch)."""
-        try:
-            stored = await self.deps.store.write_run_state(
-                run=RunChange(self.run_id, batch.run) if batch.run else None,
-                new_steps=batch.new_steps,
-                steps=[StepChange(self.run_id, sid, f) for sid, f in batch.steps],
-                events=batch.events,
-            )
-        except Exception as exc:
-            batch.error = exc
-        else:
-            self.deps.publisher.publish(stored)
-            if self.deps.observer is not None:
-                for run, steps in batch.parts:
-                    self._observe(run, steps)
-        finally:
-            batch.done.set()
-
-    def _observe(
-        self, run: Mapping[str, Any] | None, steps: Sequence[tuple[str, Mapping[str, Any]]]
-    ) -> None:
-        observer = self.deps.observer
-        assert observer is not None
-        if run is not None and "status" in run:
-            observer.run_status(str(run["status"]))
-        for step_id, fields in steps:
-            status = fields.get("status")
-            if status is None or not StepStatus(status).finished:
-                continue
-            tool = self._tool_names().get(step_id, "unknown")
-            duration_ms = fields.get("duration_ms")
-            seconds = duration_ms / 1000 if duration_ms is not None else None
-            observer.step_finished(tool, str(status), seconds)
-
-    def _tool_names(self) -> dict[str, str]:
-        if self._plan is None:
-            return {}
-        return {step.id: step.tool for step in self._plan.steps}
-
-    def _run_event(self, kind: EventType, **fields: Any) -> NewEvent:
-        return run_event(kind, self.project_id, self.run_id, self.clock.now(), **fields)
-
-    def _step_event(self, kind: EventType, step_id: str, attempt: int, **fields: Any) -> NewEvent:
-        return step_event(
-            kind, self.project_id, self.run_id, step_id, attempt, self.clock.now(), **fields
-        )
+    async def _commit(self, records: Records) -> None:
+        await self.writer.commit(records)
 
     # -- the run -----------------------------------------------------------------------------
     async def execute(self) -> RunStatus | None:
-        """Run to the end. Returns the terminal status, or None when left resumable (shutdown).
+        """Run to the end. Returns the terminal status, or None when left resumable (shutdown,
+        or ``abandoned`` to a store that stayed unavailable).
 
         Re-raises an outer cancellation after recording the shutdown state.
         """
+        failed = False
         try:
             with self._scope:
                 if self.run.plan is None:
                     await self._plan_run()
                 else:
-                    self._plan = parse_plan(
-                        self.run.plan,
-                        self.deps.registry,
-                        max(len(self.run.plan.get("steps", [])), 1),
-                    )
-                if self._plan is not None and self._ending is None:
+                    steps = max(len(self.run.plan.get("steps", [])), 1)
+                    self._plan = parse_plan(self.run.plan, self.deps.registry, steps)
+                if self._plan is not None and self.state.ending is None:
                     await self._start_run(self._plan)
                     with trio.move_on_after(self._timeout_s) as timeout_scope:
                         async with trio.open_nursery() as nursery:
                             self._nursery = nursery
-                            assert self._analyzer is not None
-                            self._dispatch(self._analyzer.ready_steps())
+                            self._dispatch()
                     if timeout_scope.cancelled_caught:
                         self.cancel("timeout")
+        except* WriteAbandoned:
+            self.abandoned = True
         except* Exception as group:
             log.error("run %s: aborted", self.run_id, exc_info=group)
-            self._end(
-                _Ending(
-                    "failed",
-                    {"code": "internal_error", "message": "The run could not be recorded."},
-                )
-            )
+            failed = True
         finally:
-            if self._ending is None and not self._completed():
-                # Cancelled from outside (the supervisor's nursery is going away).
-                self._ending = _Ending(
-                    "shutdown",
-                    {"code": "shutdown", "message": "The server shut down.", "reason": "shutdown"},
-                )
-            with trio.CancelScope(shield=True) as final:
-                final.deadline = trio.current_time() + FINAL_WRITE_DEADLINE_S
-                try:
-                    await self._finalize()
-                except AppError as exc:
-                    log.error("run %s: final state not recorded: %s", self.run_id, exc)
+            # Shielded: the final write is the one that must happen. Bounded all the same:
+            # every write by the writer's window, the one read by its own deadline.
+            with trio.CancelScope(shield=True):
+                await self._finalize(failed)
             self.finished.set()
         return self.status
-
-    def _completed(self) -> bool:
-        if self._analyzer is None:
-            return False
-        return self._analyzer.finished
 
     async def _plan_run(self) -> None:
         """pending -> planning -> planned, through the planner. A failure ends the run."""
         planner = self.deps.planner
         prompt = self.run.prompt or ""
-        await self._commit(
-            run={"status": RunStatus.PLANNING},
-            events=[self._run_event(EventType.RUN_PLANNING, prompt=prompt)],
-        )
+        await self._commit(self.state.planning(prompt, self.clock.now()))
         if planner is None:
-            self._end(
-                _Ending(
-                    "failed", {"code": "planning_failed", "message": "No planner is configured."}
-                )
-            )
+            self.state.end(planning_failed("No planner is configured."))
             return
         try:
             intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
             plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
         except InvalidPlan as exc:
-            self._end(
-                _Ending(
-                    "failed",
-                    {"code": "planning_failed", "message": exc.message, "details": exc.details},
-                )
-            )
+            self.state.end(planning_failed(exc.message, exc.details))
             return
         except (AppError, ToolError) as exc:
-            self._end(_Ending("failed", {"code": "planning_failed", "message": str(exc)}))
+            self.state.end(planning_failed(str(exc)))
             return
-        plan_doc = plan.to_json()
-        await self._commit(
-            run={"intent": intent, "plan": plan_doc},
-            new_steps=steps_of(self.run_id, plan),
-            events=[self._run_event(EventType.RUN_PLANNED, intent=intent, plan=plan_doc)],
-        )
-        self.run = _with_plan(self.run, intent, plan_doc, steps_of(self.run_id, plan))
+        await self._commit(self.state.planned(intent, plan, self.clock.now()))
+        steps = tuple(steps_of(self.run_id, plan))
+        self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
         self._plan = plan
 
     async def _start_run(self, plan: Plan) -> None:
         """Restore what an earlier process finished, then pending -> running (``run.started``)."""
-        analyzer = DependencyAnalyzer(plan)
-        resets: list[tuple[str, Mapping[str, Any]]] = []
-        events: list[NewEvent] = []
+        self._tools = {step.id: step.tool for step in plan.steps}
+        records = self.state.start(
+            plan, self.run.steps, self.run.started_at is None, self.clock.now(), self.run.status
+        )
         for step in self.run.steps:
-            if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
-                continue
-            if step.status is StepStatus.SUCCEEDED:
-                analyzer.restore(step.id, Slot.SUCCEEDED)
-                self._outputs[step.id] = step.output
-                self._succeeded += 1
+            if step.id in self._tools and step.status.finished:
+                if step.status is StepStatus.SUCCEEDED:
+                    self._outputs[step.id] = step.output
                 self.monitor.restore(step.id, step.duration_ms, step.attempts)
-            elif step.status in (StepStatus.FAILED, StepStatus.SKIPPED):
-                analyzer.restore(
-                    step.id, Slot.FAILED if step.status is StepStatus.FAILED else Slot.SKIPPED
-                )
-                self.monitor.restore(step.id, step.duration_ms, step.attempts)
-            elif step.status in (StepStatus.RUNNING, StepStatus.CANCELLED):
-                # Left running by a process that died: that attempt ended with it.
-                if step.status is StepStatus.RUNNING:
-                    events.append(
-                        self._step_event(
-                            EventType.STEP_CANCELLED, step.id, step.attempts, reason="shutdown"
-                        )
-                    )
-                resets.append((step.id, {"status": StepStatus.PENDING}))
-        self._analyzer = analyzer
-        run_fields: dict[str, Any] = {"status": RunStatus.RUNNING}
-        if self.run.started_at is None:
-            run_fields["started_at"] = self.clock.now()
-            events.append(self._run_event(EventType.RUN_STARTED, steps_total=len(plan.steps)))
-        await self._commit(run=run_fields, steps=resets, events=events)
+        if records:
+            await self._commit(records)
         self.monitor.run_started()
 
     # -- steps -------------------------------------------------------------------------------
-    def _dispatch(self, step_ids: Sequence[str]) -> None:
-        assert self._analyzer is not None
+    def _dispatch(self) -> None:
         assert self._plan is not None
         if self._nursery is None or self._scope.cancel_called:
             return
-        for step_id in step_ids:
-            self._analyzer.dispatch(step_id)
+        for step_id in self.state.dispatch_ready():
             self.monitor.step_ready(step_id)
             self._nursery.start_soon(
                 self._run_step, self._plan.step(step_id), name=f"step {step_id}"
@@ -451,7 +230,6 @@ class RunExecutor:
     async def _run_step(self, step: PlanStep) -> None:
         tool = self.deps.registry.get(step.tool)
         assert tool is not None
-        assert self._analyzer is not None
         async with AsyncExitStack() as limits:
             await limits.enter_async_context(self._run_limiter)
             tool_limiter = self.deps.tool_limiter(tool)
@@ -459,62 +237,33 @@ class RunExecutor:
                 await limits.enter_async_context(tool_limiter)
             assert self.deps.global_limiter is not None
             await limits.enter_async_context(self.deps.global_limiter)
-            attempt = self._attempts.get(step.id, 0) + 1
             queue_ms = self.monitor.step_started(step.id)
             self.monitor.attempt(step.id)
-            started_at = self.clock.now()
-            self._started[step.id] = attempt
             await self._commit(
-                steps=[
-                    (
-                        step.id,
-                        {
-                            "status": StepStatus.RUNNING,
-                            "attempts": attempt,
-                            "started_at": started_at,
-                            "queue_ms": queue_ms,
-                        },
-                    )
-                ],
-                events=[self._step_event(EventType.STEP_STARTED, step.id, attempt, tool=tool.name)],
+                self.state.step_started(step.id, tool.name, queue_ms, self.clock.now())
             )
-            self._attempts[step.id] = attempt
             try:
-                result = await self._attempt_loop(step, tool, attempt)
+                result = await self._attempt_loop(step, tool)
             finally:
                 duration_ms = self.monitor.step_ended(step.id)
             await self._record_outcome(step, result, duration_ms)
 
-    async def _attempt_loop(
-        self, step: PlanStep, tool: Tool, attempt: int
-    ) -> dict[str, Any] | ToolError:
+    async def _attempt_loop(self, step: PlanStep, tool: Tool) -> dict[str, Any] | ToolError:
         """Attempts until success, a permanent error or the retries are spent."""
         timeout = step.timeout_s if step.timeout_s is not None else tool.timeout_s
         retries = step.retries if step.retries is not None else tool.retries
-        first = attempt
+        retried = 0
         while True:
-            outcome = await self._attempt(step, tool, attempt, timeout)
+            outcome = await self._attempt(step, tool, self.state.started[step.id], timeout)
             if not isinstance(outcome, ToolError):
                 return outcome
-            if not outcome.retryable or attempt - first >= retries:
+            if not outcome.retryable or retried >= retries:
                 return outcome
-            delay = self.deps.backoff_s(attempt - first + 1, outcome.retry_after)
+            retried += 1
+            delay = self.deps.step_backoff.delay(retried, outcome.retry_after, self.deps.rng)
             await self._commit(
-                steps=[(step.id, {"attempts": attempt + 1})],
-                events=[
-                    self._step_event(
-                        EventType.STEP_RETRYING,
-                        step.id,
-                        attempt,
-                        error=outcome.to_json(),
-                        next_attempt=attempt + 1,
-                        delay_ms=round(delay * 1000, 3),
-                    )
-                ],
+                self.state.step_retrying(step.id, outcome.to_json(), delay, self.clock.now())
             )
-            attempt += 1
-            self._attempts[step.id] = attempt
-            self._started[step.id] = attempt
             await trio.sleep(delay)
             self.monitor.attempt(step.id)
 
@@ -559,182 +308,70 @@ class RunExecutor:
     async def _record_outcome(
         self, step: PlanStep, result: dict[str, Any] | ToolError, duration_ms: float
     ) -> None:
-        assert self._analyzer is not None
-        attempt = self._attempts[step.id]
-        finished_at = self.clock.now()
-        if not isinstance(result, ToolError):
-            stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
-            await self._commit(
-                steps=[
-                    (
-                        step.id,
-                        {
-                            "status": StepStatus.SUCCEEDED,
-                            "output": stored,
-                            "finished_at": finished_at,
-                            "duration_ms": duration_ms,
-                        },
-                    )
-                ],
-                events=[
-                    self._step_event(
-                        EventType.STEP_SUCCEEDED,
-                        step.id,
-                        attempt,
-                        duration_ms=duration_ms,
-                        output=stored,
-                    )
-                ],
+        now = self.clock.now()
+        if isinstance(result, ToolError):
+            records = self.state.step_failed(
+                step.id, result.to_json(), result.message, step.continue_on_error, duration_ms, now
             )
-            self._started.pop(step.id, None)
-            self._outputs[step.id] = result
-            self._succeeded += 1
-            self._dispatch(self._analyzer.succeeded(step.id))
+            await self._commit(records)
+            if self.state.ending is not None:
+                self._scope.cancel()
             return
-        error = result.to_json()
-        changes: list[tuple[str, Mapping[str, Any]]] = [
-            (
-                step.id,
-                {
-                    "status": StepStatus.FAILED,
-                    "error": error,
-                    "finished_at": finished_at,
-                    "duration_ms": duration_ms,
-                },
-            )
-        ]
-        events = [
-            self._step_event(
-                EventType.STEP_FAILED, step.id, attempt, error=error, duration_ms=duration_ms
-            )
-        ]
-        doomed = self._analyzer.failed(step.id)
-        reason = "dependency_failed" if step.continue_on_error else "run_failed"
-        for sid in doomed:
-            changes.append((sid, {"status": StepStatus.SKIPPED}))
-            events.append(
-                self._step_event(EventType.STEP_SKIPPED, sid, 0, reason=reason, failed_step=step.id)
-            )
-        await self._commit(steps=changes, events=events)
-        self._started.pop(step.id, None)
-        if not step.continue_on_error:
-            self._end(
-                _Ending(
-                    "failed",
-                    {
-                        "code": "step_failed",
-                        "message": f"Step {step.id!r} failed: {result.message}",
-                        "step_id": step.id,
-                        "step_error": error,
-                    },
-                )
-            )
+        stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
+        records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now)
+        await self._commit(records)
+        self._outputs[step.id] = result
+        self._dispatch()
 
     # -- the end -------------------------------------------------------------------------------
-    async def _finalize(self) -> None:
-        """Write the run's final state, its steps' last events, and publish them."""
-        ending = self._ending
-        analyzer = self._analyzer
+    async def _finalize(self, failed: bool) -> None:
+        """Write the run's final state and its steps' last events (shielded by the caller;
+        each write bounded by the writer's window). Never raises ``Exception``."""
         self.monitor.run_ended()
-        now = self.clock.now()
-        changes: list[tuple[str, Mapping[str, Any]]] = []
-        events: list[NewEvent] = []
-        resumable = ending is not None and ending.kind == "shutdown"
-        cancel_reason = {
-            "failed": "sibling_failed",
-            "cancelled": "user",
-            "timeout": "timeout",
-            "shutdown": "shutdown",
-        }
-        if analyzer is not None and ending is not None:
-            for sid in analyzer.in_flight():
-                if sid in self._started:
-                    attempt = self._started.pop(sid)
-                    fields: dict[str, Any] = {
-                        "status": StepStatus.PENDING if resumable else StepStatus.CANCELLED,
-                        "duration_ms": self.monitor.step_ended(sid),
-                    }
-                    if not resumable:
-                        fields["finished_at"] = now
-                        fields["error"] = {
-                            "code": "cancelled",
-                            "message": "The step was cancelled.",
-                            "reason": cancel_reason[ending.kind],
-                        }
-                    changes.append((sid, fields))
-                    events.append(
-                        self._step_event(
-                            EventType.STEP_CANCELLED,
-                            sid,
-                            attempt,
-                            reason=cancel_reason[ending.kind],
-                        )
-                    )
-                    analyzer.cancelled(sid)
-                elif not resumable:
-                    analyzer.cancelled(sid)
-                    changes.append((sid, {"status": StepStatus.SKIPPED}))
-                    events.append(
-                        self._step_event(EventType.STEP_SKIPPED, sid, 0, reason="run_failed")
-                    )
-            if not resumable:
-                for sid in analyzer.skip_waiting():
-                    changes.append((sid, {"status": StepStatus.SKIPPED}))
-                    events.append(
-                        self._step_event(EventType.STEP_SKIPPED, sid, 0, reason="run_failed")
-                    )
+        if self.abandoned:
+            return  # the store holds the last committed state; the run resumes from it
+        if failed:
+            self.state.end(NOT_RECORDED)
+        elif self.state.ending is None and not self.state.completed:
+            self.state.end(SHUTDOWN)  # cancelled from outside: the supervisor is going away
+        if self.writer.broken is not None:
+            await self._finalize_stored()
+            return
+        durations = {sid: self.monitor.step_ended(sid) for sid in self.state.started}
         plan = self._plan
         metrics = self.monitor.metrics(
             plan.needs if plan is not None else {},
             len(plan.steps) if plan is not None else 0,
-            self._succeeded,
+            self.state.succeeded,
         )
-        run_fields: dict[str, Any] = {
-            "metrics": metrics,
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if resumable:
-            self.status = None
-        elif ending is None:
-            self.status = RunStatus.SUCCEEDED
-            run_fields.update(status=self.status, finished_at=now)
-            # ``wall_ms`` at the top too: the shared bench's peers report it there.
-            events.append(
-                self._run_event(
-                    EventType.RUN_SUCCEEDED,
-                    metrics=_public(metrics),
-                    wall_ms=metrics.get("wall_ms"),
-                )
-            )
-        elif ending.kind == "cancelled":
-            self.status = RunStatus.CANCELLED
-            run_fields.update(status=self.status, finished_at=now, error=ending.error)
-            events.append(
-                self._run_event(
-                    EventType.RUN_CANCELLED,
-                    reason="user",
-                    error=ending.error,
-                    metrics=_public(metrics),
-                )
-            )
+        records, status = self.state.finish(self.clock.now(), metrics, durations)
+        try:
+            await self._commit(records)
+        except WriteAbandoned:
+            self.abandoned = True
+        except Exception:
+            log.exception("run %s: final state not recorded", self.run_id)
         else:
-            self.status = RunStatus.FAILED
-            run_fields.update(status=self.status, finished_at=now, error=ending.error)
-            events.append(
-                self._run_event(EventType.RUN_FAILED, error=ending.error, metrics=_public(metrics))
-            )
-        await self._commit(run=run_fields, steps=changes, events=events)
+            self.status = status
 
-
-def _public(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics an event carries (without the per-step breakdown)."""
-    return {k: v for k, v in metrics.items() if k != "steps"}
-
-
-def _with_plan(
-    run: Run, intent: Mapping[str, Any], plan: Mapping[str, Any], steps: list[Step]
-) -> Run:
-    from dataclasses import replace
-
-    return replace(run, intent=intent, plan=plan, steps=tuple(steps))
+    async def _finalize_stored(self) -> None:
+        """The in-memory view is not the store's (a write failed for good): end the run as
+        the store holds it."""
+        ending = self.state.ending
+        assert ending is not None
+        try:
+            with trio.fail_after(STORED_READ_DEADLINE_S):
+                stored = await self.deps.store.get_run(self.run_id)
+            if stored is None or stored.status.finished:
+                return
+            records, status = end_stored(stored, ending, self.clock.now())
+            await RunWriter(
+                self.deps.store, self.deps.publisher, self.run_id, self.project_id
+            ).commit(records)
+        except (WriteAbandoned, StoreUnavailable, trio.TooSlowError) as exc:
+            log.error("run %s: final state not recorded: %s", self.run_id, exc)
+            self.abandoned = True
+        except Exception:
+            log.exception("run %s: final state not recorded", self.run_id)
+        else:
+            self.status = status

@@ -17,7 +17,6 @@ The owner records the end, so every step gets exactly one terminal event.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,24 +25,22 @@ import trio
 
 from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
 from server.events.model import EventType
-from server.store.models import Run, RunChange, RunStatus, StepChange, StepStatus
+from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
-from server.workflow.events import run_event, step_event
-from server.workflow.executor import (
-    ExecutorDeps,
-    RunExecutor,
-    RunPlanner,
-    WorkflowObserver,
-    steps_of,
-)
+from server.workflow.endings import USER_CANCELLED
+from server.workflow.events import run_event
+from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
+from server.workflow.leases import AdoptionBackoff, RateLimitedLog
+from server.workflow.options import validate_options
 from server.workflow.plan import parse_plan
+from server.workflow.transitions import end_stored, steps_of
+from server.workflow.writer import WorkflowObserver, is_transient, record_end
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import NewEvent
     from server.store.protocol import Store
     from server.workflow.tools.registry import FileAccess, ToolRegistry
 
@@ -52,8 +49,8 @@ __all__ = ["RunPlanner", "RunSupervisor"]
 log = logging.getLogger("stretto.workflow")
 
 CANCEL_WAIT_S = 5.0
+ADOPT_SCAN_MAX_S = 1.0
 REMOTE_CANCEL_POLL_S = 0.1
-MAX_RUN_TIMEOUT_S = 24 * 3600.0
 
 
 @dataclass
@@ -61,32 +58,6 @@ class _Active:
     executor: RunExecutor
     owner_id: str
     done: trio.Event = field(default_factory=trio.Event)
-
-
-def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run options: ``concurrency`` (1..run_concurrency) and ``timeout_s`` (seconds).
-
-    Raises ``ValidationFailed`` naming the field.
-    """
-    problems: dict[str, str] = {}
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key == "concurrency":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems["options.concurrency"] = "must be a positive integer"
-            else:
-                out[key] = min(value, settings.run_concurrency)
-        elif key == "timeout_s":
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or not 0 < value <= MAX_RUN_TIMEOUT_S:
-                problems["options.timeout_s"] = f"must be a number in (0, {MAX_RUN_TIMEOUT_S:g}]"
-            else:
-                out[key] = float(value)
-        else:
-            problems[f"options.{key}"] = "unknown option"
-    if problems:
-        raise ValidationFailed("The run options are not valid.", problems)
-    return out
 
 
 class RunSupervisor:
@@ -128,6 +99,9 @@ class RunSupervisor:
         self._changed = trio.Event()
         self._resumed_once = False
         self._remote = store.run_control()  # cross-instance cancel, where instances share a DB
+        self._adoption = AdoptionBackoff()
+        self._cancel_when_back: set[str] = set()
+        self._lease_log = RateLimitedLog(log, "lease maintenance")
 
     # -- the service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -149,22 +123,30 @@ class RunSupervisor:
                 self._accepting = False
 
     async def _maintain_leases(self) -> None:
-        period = max(self.settings.run_lease_s / 3, 0.05)
-        adopt_every = max(1, round(self.settings.run_lease_s / period))
-        tick = 0
+        """Renew our leases every third of a lease; look for expired ones (a dead instance's
+        runs) every ``ADOPT_SCAN_MAX_S`` at most, so takeover happens within the lease plus
+        that bound. Failures are logged rate-limited; troubled runs back off."""
+        lease_s = self.settings.run_lease_s
+        renew_every = max(lease_s / 3, 0.05)
+        tick = min(renew_every, ADOPT_SCAN_MAX_S)
+        renewed_at = trio.current_time()
         while True:
-            await trio.sleep(period)
-            tick += 1
+            await trio.sleep(tick)
             try:
-                if self._active:
+                if self._active and trio.current_time() - renewed_at >= renew_every - tick / 2:
+                    renewed_at = trio.current_time()
                     await self.store.renew_leases(self.instance_id, self._lease_until())
                     if self._remote is not None:
                         for run_id in await self._remote.cancel_requests(self.instance_id):
                             self.cancel_local(run_id)
-                if tick % adopt_every == 0 and self._accepting:
+                if self._accepting:
                     await self.resume_unfinished()
-            except Exception:
-                log.exception("lease maintenance failed; retrying")
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("lease maintenance failed; retrying")
+                self._lease_log.failure(exc, trio.current_time())
+            else:
+                self._lease_log.success()
 
     def _lease_until(self) -> Any:
         return utc_now() + timedelta(seconds=self.settings.run_lease_s)
@@ -248,19 +230,34 @@ class RunSupervisor:
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
 
     async def _drive(self, active: _Active) -> None:
-        run_id = active.executor.run_id
+        executor = active.executor
+        run_id = executor.run_id
         try:
             if await self.store.claim_run(run_id, self.instance_id, self._lease_until()):
-                await active.executor.execute()
+                await executor.execute()
             else:
                 log.info("run %s is held by another instance", run_id)
-        except Exception:
-            log.exception("run %s: supervisor caught an error", run_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("run %s: supervisor caught an error", run_id)
+            self._retry_later(run_id, exc)
+        else:
+            if executor.abandoned:
+                if executor.state.ending == USER_CANCELLED:
+                    self._cancel_when_back.add(run_id)  # the user's cancel is not lost
+                self._retry_later(run_id, None)
+            else:
+                self._adoption.succeeded(run_id)
         finally:
             del self._active[run_id]
             active.done.set()
             self._changed.set()
             self._changed = trio.Event()
+
+    def _retry_later(self, run_id: str, exc: Exception | None) -> None:
+        delay = self._adoption.failed(run_id, trio.current_time())
+        cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        log.warning("run %s: store unavailable%s; resuming it in %.1fs", run_id, cause, delay)
 
     async def wait_finished(self, run_id: str) -> None:
         """Return once this process no longer executes the run (tests, benchmarks)."""
@@ -300,6 +297,15 @@ class RunSupervisor:
             raise NotFound("No such run.")
         return fresh
 
+    def _held_elsewhere(self, run: Run) -> bool:
+        """Another instance holds a live lease on the run."""
+        return (
+            run.lease_owner is not None
+            and run.lease_owner != self.instance_id
+            and run.lease_expires_at is not None
+            and run.lease_expires_at > utc_now()
+        )
+
     async def _cancel_remote(self, run: Run) -> bool:
         """Ask the live instance holding the run's lease to cancel it, and wait (bounded) until
         it recorded the end. False when no other live instance holds it (cancel it here)."""
@@ -323,61 +329,10 @@ class RunSupervisor:
         return True
 
     async def _cancel_orphan(self, run: Run) -> None:
-        """Cancel a run no executor of this process holds (not started, or another process's)."""
-        now = utc_now()
-        changes: list[StepChange] = []
-        events: list[NewEvent] = []
-        for step in run.steps:
-            if step.status is StepStatus.RUNNING:
-                changes.append(
-                    StepChange(
-                        run.id, step.id, {"status": StepStatus.CANCELLED, "finished_at": now}
-                    )
-                )
-                events.append(
-                    step_event(
-                        EventType.STEP_CANCELLED,
-                        run.project_id,
-                        run.id,
-                        step.id,
-                        step.attempts,
-                        now,
-                        reason="user",
-                    )
-                )
-            elif step.status is StepStatus.PENDING:
-                changes.append(StepChange(run.id, step.id, {"status": StepStatus.SKIPPED}))
-                events.append(
-                    step_event(
-                        EventType.STEP_SKIPPED,
-                        run.project_id,
-                        run.id,
-                        step.id,
-                        0,
-                        now,
-                        reason="run_failed",
-                    )
-                )
-        error = {"code": "cancelled", "message": "Cancelled by the user.", "reason": "user"}
-        events.append(
-            run_event(
-                EventType.RUN_CANCELLED, run.project_id, run.id, now, reason="user", error=error
-            )
-        )
-        stored = await self.store.write_run_state(
-            run=RunChange(
-                run.id,
-                {
-                    "status": RunStatus.CANCELLED,
-                    "finished_at": now,
-                    "error": error,
-                    "lease_owner": None,
-                },
-            ),
-            steps=changes,
-            events=events,
-        )
-        self.publisher.publish(stored)
+        """Cancel a run no executor of this process holds (not started, or another process's):
+        the end-of-run rules of ``transitions`` applied to the stored run."""
+        records, _status = end_stored(run, USER_CANCELLED, utc_now())
+        await record_end(self.store, self.publisher, records, run.id, run.project_id)
 
     async def cancel_project(self, project_id: str) -> None:
         """The project is being deleted: cancel its runs here and wait until they ended."""
@@ -411,7 +366,7 @@ class RunSupervisor:
         self._resumed_once = True
         started = 0
         for run in await self.store.unfinished_runs(None if takeover else utc_now()):
-            if run.id in self._active:
+            if run.id in self._active or not self._adoption.ready(run.id, trio.current_time()):
                 continue
             if takeover and run.lease_owner not in (None, self.instance_id):
                 # SQLite has one process per data directory: this lease's holder is dead.
@@ -423,5 +378,26 @@ class RunSupervisor:
             if full is None:
                 continue
             self._start(full)
+            started += 1
+        return started + await self._resume_parked()
+
+    async def _resume_parked(self) -> int:
+        """Start again the runs this process left to an unavailable store, once their
+        backoff passed (their lease may still be ours, so the scan above does not see them)."""
+        started = 0
+        for run_id in self._adoption.due(trio.current_time()):
+            if run_id in self._active:
+                continue
+            run = await self.store.get_run(run_id)
+            if run is None or run.status.finished or self._held_elsewhere(run):
+                self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
+                self._cancel_when_back.discard(run_id)
+                continue
+            if run_id in self._cancel_when_back:
+                await self._cancel_orphan(run)
+                self._cancel_when_back.discard(run_id)
+                self._adoption.succeeded(run_id)
+                continue
+            self._start(run)
             started += 1
         return started

@@ -11,7 +11,7 @@ from server.ai.gemini import GeminiProvider
 from server.ai.offline import OfflineProvider
 from server.ai.retry import RetryPolicy
 from server.config import Settings
-from server.store.models import FileLimits, StoredEvent
+from server.store.models import FileLimits
 from server.vfs.service import FileService
 from server.workflow.tools.ai_tools import ai_tools
 from server.workflow.tools.defaults import default_registry
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
     from pathlib import Path
 
+    from server.events.model import StoredEvent
     from server.store.protocol import Store
 
 FAST_RETRY = RetryPolicy(attempts=3, initial_delay=0.001, max_delay=0.01, jitter=0.0)

@@ -12,10 +12,10 @@ import trio.testing
 
 from server.ai.factory import build_provider
 from server.ai.intent import normalize_intent
-from server.ai.planner import Planner
 from server.ai.provider import LimitedProvider, ModelFailed, ModelUnavailable
 from server.config import Settings
 from server.errors import InvalidPlan, ValidationFailed
+from server.workflow.planner import Planner
 from tests.ai.conftest import Project, gemini_settings
 from tests.ai.fake_gemini import FakeGemini, error_reply, json_reply, text_reply
 
@@ -225,7 +225,7 @@ def test_offline_path_does_not_import_google_genai() -> None:
         "import sys\n"
         "from server.config import Settings\n"
         "from server.ai.factory import build_provider\n"
-        "from server.ai.planner import Planner\n"
+        "from server.workflow.planner import Planner\n"
         "from server.workflow.tools.ai_tools import ai_tools\n"
         "build_provider(Settings())\n"
         "assert 'google.genai' not in sys.modules, 'google.genai imported'\n"

@@ -10,10 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.events.cursor import Fast, ReplayCursor
-from server.events.model import dumps, run_id_of
+from server.events.model import StoredEvent, dumps, run_id_of
 from server.events.sink import Frame
 from server.events.sse import encode_stored
-from server.store.models import StoredEvent
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 PID = "p1"

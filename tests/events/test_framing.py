@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.events.model import dumps, event_data, is_retained, new_event, run_id_of
+from server.events.model import StoredEvent, dumps, event_data, is_retained, new_event, run_id_of
 from server.events.sse import (
     PING_FRAME,
     RETRY_FRAME,
@@ -20,7 +20,6 @@ from server.events.sse import (
     parse_last_event_id,
     reset_frame,
 )
-from server.store.models import StoredEvent
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

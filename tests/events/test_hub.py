@@ -10,8 +10,7 @@ import trio
 
 from server.errors import ShuttingDown
 from server.events.hub import EventHub, Frame, Subscription
-from server.events.model import dumps
-from server.store.models import StoredEvent
+from server.events.model import StoredEvent, dumps
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 

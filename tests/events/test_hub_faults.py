@@ -19,7 +19,7 @@ from tests.fixtures.postgres import open_migrated_store
 if TYPE_CHECKING:
     import pytest
 
-    from server.store.models import StoredEvent
+    from server.events.model import StoredEvent
     from server.store.protocol import Store
     from tests.fixtures.postgres import BackendConfig
 

@@ -12,7 +12,7 @@ from server.events.retention import EventRetention
 from tests.fixtures.postgres import open_migrated_store
 
 if TYPE_CHECKING:
-    from server.store.models import StoredEvent
+    from server.events.model import StoredEvent
     from server.store.protocol import Store
     from tests.fixtures.postgres import BackendConfig
 

@@ -11,10 +11,9 @@ import trio
 from server.api.sse_socket import SocketWriter, chunk
 from server.events.cursor import ReplayCursor
 from server.events.hub import EventHub
-from server.events.model import dumps
+from server.events.model import StoredEvent, dumps
 from server.events.sink import WriteResult
 from server.events.subscription import FLUSH
-from server.store.models import StoredEvent
 
 
 class ScriptedWriter:

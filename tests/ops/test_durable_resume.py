@@ -9,6 +9,7 @@ adoption). Succeeded steps keep their outputs and do not run again; the others r
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -147,3 +148,71 @@ async def test_kill_9_mid_run_then_restart_completes_the_run(
     assert [(d["attempt"], d["reason"]) for d in of("step.cancelled", "draft")] == [(1, "shutdown")]
     assert [d["attempt"] for d in of("step.succeeded", "draft")] == [2]
     assert len(of("step.succeeded", "polish")) == 1
+
+
+TAKEOVER_LEASE_S = 6.0
+TAKEOVER_SLACK_S = 3.0  # the scan interval (1 s) plus scheduling on a shared, slow machine
+
+
+@pytest.mark.postgres
+async def test_a_live_instance_takes_over_within_the_lease_plus_a_small_bound(
+    postgres_url: str, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """Two instances on one database; the one running a run is killed. The other adopts the
+    run within the lease plus a small bound (issue 11 item 8: it used to scan leases once
+    per lease, taking up to two leases), and the run completes with a well-formed log."""
+    from tests.fixtures.postgres import BackendConfig
+    from tests.workflow.invariants import check_run_log
+
+    data = tmp_path / "data"
+    data.mkdir()
+    backend = BackendConfig("postgres", postgres_url, data)
+    log = tmp_path / "server.log"
+    settings: dict[str, Any] = {"offline_latency_ms": LATENCY_MS, "run_lease_s": TAKEOVER_LEASE_S}
+    first = await ServerProcess.start(nursery, backend, log, instance_id="first", **settings)
+    second = await ServerProcess.start(nursery, backend, log, instance_id="second", **settings)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=first.url, timeout=30) as on_first,
+            httpx.AsyncClient(base_url=second.url, timeout=30) as on_second,
+        ):
+            user = await register_user(on_first)
+            project_id = await create_project(on_first, user)
+            response = await on_first.post(
+                "/api/workflow/runs",
+                json={"project_id": project_id, "plan": PLAN},
+                headers=user.headers,
+            )
+            assert response.status_code == 202, response.text
+            run_id = response.json()["id"]
+
+            def drafting(run: dict[str, Any]) -> bool:
+                return bool(steps_by_id(run)["draft"]["status"] == "running")
+
+            await wait_for(on_first, user, run_id, drafting, 20)
+            killed_wall = datetime.now(UTC)
+            await first.kill()
+            finished = await wait_for(
+                on_second, user, run_id, lambda r: r["finished_at"] is not None, 60
+            )
+            async with open_stream(
+                on_second, project_id, user.headers, params={"last_event_id": "0"}
+            ) as stream:
+                events = await read_until_run_ends(stream)
+        second.terminate()
+        with trio.fail_after(30):
+            assert await second.process.wait() == 0, second.log()
+    finally:
+        first.ensure_dead()
+        second.ensure_dead()
+    assert finished["status"] == "succeeded", (finished, second.log())
+    check_run_log(d for _, d in events)
+    (killed,) = [d for t, d in events if t == "step.cancelled"]
+    assert (killed["step_id"], killed["attempt"], killed["reason"]) == ("draft", 1, "shutdown")
+    # The second attempt's start (the adopting instance's clock) against the kill (this
+    # machine's wall clock): the dead lease expired at most one lease after the kill.
+    draft = steps_by_id(finished)["draft"]
+    assert draft["attempts"] == 2
+    started = datetime.fromisoformat(draft["started_at"].replace("Z", "+00:00"))
+    took = (started - killed_wall).total_seconds()
+    assert took <= TAKEOVER_LEASE_S + TAKEOVER_SLACK_S, took

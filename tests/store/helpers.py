@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from server.store.models import FileLimits
 
 if TYPE_CHECKING:
-    from server.store.models import FileMeta, StoredEvent
+    from server.events.model import StoredEvent
+    from server.store.models import FileMeta
     from server.store.protocol import Store
 
 LIMITS = FileLimits(max_file_bytes=1000, max_files=50, max_total_bytes=10_000)

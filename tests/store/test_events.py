@@ -10,8 +10,8 @@ import trio
 import trio_asyncio
 
 from server.errors import NotFound
+from server.events.model import NewEvent
 from server.events.pgchannel import EVENTS_CHANNEL
-from server.store.models import NewEvent
 from server.timeutil import new_id, utc_now
 from tests.fixtures.postgres import BackendConfig, open_migrated_store
 from tests.store.helpers import data, put

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from server.errors import NotFound, ValidationFailed
-from server.store.models import NewEvent, Run, RunStatus
+from server.events.model import NewEvent
+from server.store.models import Run, RunStatus
 from server.timeutil import new_id, rfc3339, utc_now
 from tests.store.helpers import data, put
 

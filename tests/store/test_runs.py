@@ -9,15 +9,8 @@ import pytest
 import trio
 
 from server.errors import NotFound
-from server.store.models import (
-    NewEvent,
-    Run,
-    RunChange,
-    RunStatus,
-    Step,
-    StepChange,
-    StepStatus,
-)
+from server.events.model import NewEvent
+from server.store.models import Run, RunChange, RunStatus, Step, StepChange, StepStatus
 from server.timeutil import new_id, utc_now
 from tests.fixtures.postgres import open_migrated_store
 from tests.store.helpers import data

@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SERVER = Path(__file__).resolve().parents[2] / "server"
 CORE = ("server.workflow", "server.events", "server.store")
 
@@ -117,11 +115,6 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     return packages
 
 
-@pytest.mark.xfail(
-    reason="server.ai.planner imports server.workflow.plan: the planner moves to workflow/ "
-    "on another branch; remove this mark when it has (strict: an XPASS fails)",
-    strict=True,
-)
 def test_server_folders_do_not_import_each_other_in_a_cycle() -> None:
     assert find_cycles(package_graph(import_graph())) == []
 

@@ -13,17 +13,8 @@ import trio
 
 from server.config import Settings
 from server.errors import ToolError
-from server.store.models import (
-    NewEvent,
-    Page,
-    Project,
-    Run,
-    RunChange,
-    RunStatus,
-    Step,
-    StepChange,
-    StoredEvent,
-)
+from server.events.model import NewEvent, StoredEvent
+from server.store.models import Page, Project, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
 from server.workflow.tools.defaults import default_registry
 from server.workflow.tools.registry import Tool, ToolContext, ToolRegistry
@@ -171,6 +162,15 @@ class MemoryRunStore:
         for run_id, run in self.runs.items():
             if run.lease_owner == owner:
                 self.runs[run_id] = replace(run, lease_expires_at=expires_at)
+
+    async def event_bounds(self, project_id: str) -> tuple[int, int]:
+        await trio.lowlevel.checkpoint()
+        return 1, self._seq.get(project_id, 0)
+
+    async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
+        await trio.lowlevel.checkpoint()
+        mine = [e for e in self.events if e.project_id == project_id and e.seq > after_seq]
+        return mine[:limit]
 
     def event_types(self, run_id: str) -> list[tuple[str, str | None]]:
         out = []

@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from server.store.models import RunStatus, StepStatus
+from tests.workflow.invariants import check_run_log
 
 if TYPE_CHECKING:
     from trio.testing import MockClock
@@ -42,18 +43,9 @@ def check_event_invariants(h: Harness, run_id: str) -> None:
     seqs = [e.seq for e in h.store.events]
     assert seqs == list(range(1, len(seqs) + 1))
     assert [e.seq for e in h.publisher.published] == seqs  # published after commit, in order
-    events = h.store.event_types(run_id)
-    ends = [t for t, _ in events if t in ("run.succeeded", "run.failed", "run.cancelled")]
-    assert len(ends) == 1
-    assert events[-1][0] == ends[0]
-    for data in h.store.event_data(run_id, "step.started"):
-        sid = data["step_id"]
-        terminal = [
-            t
-            for t, s in events
-            if s == sid and t in ("step.succeeded", "step.failed", "step.cancelled")
-        ]
-        assert len(terminal) == 1, (sid, events)
+    check_run_log(
+        d for d in (json.loads(e.data) for e in h.store.events) if d.get("run_id") == run_id
+    )
     for e in h.store.events:
         data = json.loads(e.data)
         assert {"type", "project_id", "at", "run_id"} <= set(data)
@@ -231,6 +223,7 @@ async def test_transient_errors_are_retried_with_exponential_backoff(
     assert flaky.duration_ms == pytest.approx(sum(delays), abs=1)  # the backoff really waited
     assert run.metrics is not None
     assert run.metrics["steps"]["flaky"]["attempts"] == 4
+    check_event_invariants(harness, run.id)
 
 
 async def test_permanent_errors_are_not_retried(

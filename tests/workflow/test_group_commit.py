@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 
 from server.errors import StoreUnavailable
@@ -18,26 +19,45 @@ if TYPE_CHECKING:
 
     from trio.testing import MockClock
 
-    from server.store.models import NewEvent, StoredEvent
+    from server.events.model import NewEvent, StoredEvent
 
 
 class RecordingStore(MemoryRunStore):
-    """Records the event types of every ``write_run_state`` transaction; can fail the first
-    transaction holding an event of type ``fail_on``."""
+    """Records the event types of every ``write_run_state`` transaction. Fault injection:
+    ``fail_on``: the first transaction holding an event of that type fails (``error``, before
+    committing, or after committing when ``lost_answer``); ``down``: every write fails;
+    ``stall``: every write hangs."""
 
-    def __init__(self, fail_on: str | None = None) -> None:
+    def __init__(
+        self,
+        fail_on: str | None = None,
+        *,
+        error: Exception | None = None,
+        lost_answer: bool = False,
+    ) -> None:
         super().__init__()
         self.transactions: list[list[str]] = []
         self.fail_on = fail_on
+        self.error = error or StoreUnavailable("connection lost")
+        self.lost_answer = lost_answer
+        self.down = False
+        self.stall = False
+        self.failures = 0
 
     async def write_run_state(
         self, *, events: Sequence[NewEvent] = (), **kw: Any
     ) -> list[StoredEvent]:
         types = [e.type for e in events]
-        if self.fail_on is not None and self.fail_on in types:
+        if self.stall:
+            await trio.sleep_forever()
+        if self.down or (self.fail_on is not None and self.fail_on in types):
             self.fail_on = None
+            self.failures += 1
+            if self.lost_answer:
+                self.transactions.append(types)
+                await super().write_run_state(events=events, **kw)
             await trio.lowlevel.checkpoint()
-            raise StoreUnavailable("disk on fire")
+            raise self.error
         self.transactions.append(types)
         return await super().write_run_state(events=events, **kw)
 
@@ -60,16 +80,96 @@ async def test_steps_started_and_finished_together_share_transactions(
     assert len(succeeded) <= 2
 
 
-async def test_a_failed_group_write_fails_the_run_cleanly(
+@pytest.mark.parametrize("kind", ["step.started", "step.succeeded", "run.started"])
+async def test_a_transient_write_error_is_retried_and_does_not_decide_the_run(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock, kind: str
+) -> None:
+    store = RecordingStore(fail_on=kind)
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([sleep(f"s{i}", 1.0) for i in range(4)])
+    assert store.failures == 1
+    assert run.status is RunStatus.SUCCEEDED
+    check_event_invariants(h, run.id)
+
+
+async def test_a_write_whose_answer_was_lost_is_not_written_twice(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
 ) -> None:
-    store = RecordingStore(fail_on="step.succeeded")
+    store = RecordingStore(fail_on="step.succeeded", lost_answer=True)
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([sleep(f"s{i}", 1.0) for i in range(3)])
+    assert store.failures == 1
+    assert run.status is RunStatus.SUCCEEDED
+    check_event_invariants(h, run.id)  # one terminal event per step, seq gap-free
+
+
+async def test_a_store_that_stays_down_leaves_the_run_to_be_resumed(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    store = RecordingStore()
+    h = build_harness(tmp_path, store=store, run_lease_s=3.0)
+    await nursery.start(h.supervisor.run)
+    run = await h.submit([sleep("a", 1.0), sleep("b", 30.0, ("a",))])
+    while "b" not in h.log.started:  # noqa: ASYNC110 - the tools report by list
+        await trio.sleep(0.1)
+    store.down = True
+    await h.supervisor.wait_finished(run.id)
+    left = await h.fetch(run.id)
+    assert not left.status.finished  # the store's outage did not decide the run
+    assert store.failures > 1  # retried with backoff before giving up
+    store.down = False
+    with trio.fail_after(600):
+        while not (await h.fetch(run.id)).status.finished:  # noqa: ASYNC110
+            await trio.sleep(1)
+        await h.supervisor.wait_finished(run.id)
+    done = await h.fetch(run.id)
+    assert done.status is RunStatus.SUCCEEDED
+    assert {s.id: s.attempts for s in done.steps} == {"a": 1, "b": 2}
+    check_event_invariants(h, run.id)
+
+
+async def test_a_failed_write_fails_the_run_from_the_stored_state(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # A non-transient error writing step.started: the step never started as far as the
+    # log knows, so it gets no step.cancelled (the bug of issue 11 item 2).
+    store = RecordingStore(fail_on="step.started", error=RuntimeError("bug"))
     h = build_harness(tmp_path, store=store)
     await nursery.start(h.supervisor.run)
     run = await h.run([sleep(f"s{i}", 1.0) for i in range(4)])
     assert run.status is RunStatus.FAILED
     assert run.error is not None
     assert run.error["code"] == "internal_error"
-    # No step is left running: the batch that failed took every change in it down.
     assert all(s.status is not StepStatus.RUNNING for s in run.steps)
+    assert h.store.event_data(run.id, "step.cancelled") == []
+    check_event_invariants(h, run.id)
+
+
+async def test_a_stalled_store_does_not_hold_a_user_cancel(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    store = RecordingStore()
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.submit([sleep("a", 1.0), sleep("b", 1.0, ("a",))])
+    while "a" not in h.log.started:  # noqa: ASYNC110
+        await trio.sleep(0.01)
+    store.stall = True
+    start = trio.current_time()
+    executor = h.supervisor._active[run.id].executor
+    executor.cancel("user")
+    await h.supervisor.wait_finished(run.id)
+    # The shielded write gave up at its window instead of holding the cancel for good.
+    assert trio.current_time() - start <= executor.writer.policy.window_s * 2 + 1
+    assert executor.abandoned
+    # When the store answers again, the cancel is recorded (not lost, not re-run).
+    store.stall = False
+    with trio.fail_after(600):
+        while not (await h.fetch(run.id)).status.finished:  # noqa: ASYNC110
+            await trio.sleep(1)
+    done = await h.fetch(run.id)
+    assert done.status is RunStatus.CANCELLED
+    assert h.log.started == ["a"]
     check_event_invariants(h, run.id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -9,6 +11,7 @@ import trio
 from server.errors import InvalidPlan
 from server.store.models import RunStatus, StepStatus
 from tests.workflow.conftest import build_harness
+from tests.workflow.invariants import check_run_log
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,3 +105,43 @@ async def test_shutdown_leaves_runs_resumable_and_resume_finishes_them(
     assert slow.attempts == 2
     assert len(first.store.event_data(run.id, "run.started")) == 1
     assert len(first.store.event_data(run.id, "run.succeeded")) == 1
+
+
+async def test_cancelling_a_dead_process_run_follows_the_same_rules(
+    tmp_path: Path, autojump_clock: MockClock
+) -> None:
+    """A run whose process died mid-step (its store state copied at that moment) is
+    cancelled by another process through ``transitions.end_stored``: the running attempt
+    gets exactly one ``step.cancelled`` (reason ``user``), the rest is skipped."""
+    plan = [
+        {"id": "quick", "tool": "t.echo", "args": {"value": "v"}},
+        {"id": "slow", "tool": "t.sleep", "args": {"seconds": 50}, "needs": ["quick"]},
+        {"id": "after", "tool": "t.echo", "args": {"value": "w"}, "needs": ["slow"]},
+    ]
+    first = build_harness(tmp_path)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.supervisor.run)
+        run = await first.submit(plan)
+        while "slow" not in first.log.started:  # noqa: ASYNC110 - the tools report by list
+            await trio.sleep(0.1)
+        dead = copy.deepcopy(first.store)  # what the store held when the process died
+        nursery.cancel_scope.cancel()
+    second = build_harness(tmp_path, store=dead)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.supervisor.run)
+        cancelled = await second.supervisor.cancel(run.id, "u1")
+        nursery.cancel_scope.cancel()
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.error == {
+        "code": "cancelled",
+        "message": "Cancelled by the user.",
+        "reason": "user",
+    }
+    steps = {s.id: s for s in cancelled.steps}
+    assert steps["quick"].status is StepStatus.SUCCEEDED
+    assert steps["slow"].status is StepStatus.CANCELLED
+    assert steps["slow"].error is not None
+    assert steps["slow"].error["reason"] == "user"
+    assert steps["after"].status is StepStatus.SKIPPED
+    assert [d["reason"] for d in dead.event_data(run.id, "step.cancelled")] == ["user"]
+    check_run_log(d for d in (json.loads(e.data) for e in dead.events) if d.get("run_id") == run.id)

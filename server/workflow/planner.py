@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.workflow.tools.registry import ToolRegistry
 
-log = logging.getLogger("stretto.ai.planner")
+log = logging.getLogger("stretto.workflow.planner")
 
 
 class Planner:

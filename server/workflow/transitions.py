@@ -1,0 +1,421 @@
+"""The rules of a run's life, as pure transitions: (state, event) -> (state, records).
+
+No trio, no I/O, no clock: every moment and duration comes in with the event. ``RunState``
+is the in-memory view of one run that the executor drives (as Temporal's
+``WorkflowInstance.activate(activation) -> completion``); each method applies one event and
+returns the ``Records`` (run fields, step fields, events) to commit in one transaction.
+``end_stored`` applies the same end-of-run rules to a run as the store holds it (the
+supervisor cancelling a run no executor holds; the executor failing a run whose in-memory
+view can no longer be trusted).
+
+How a run ends (API.md; the endings and their error objects are in ``endings.py``), the
+first cause wins:
+- a step fails without ``continue_on_error``: running steps end ``cancelled``
+  (``sibling_failed``), not-started steps ``skipped`` (``run_failed``), the run ``failed``;
+- a step fails with ``continue_on_error``: only its dependents are skipped
+  (``dependency_failed``);
+- ``user``: running steps ``cancelled`` (``user``), the run ``cancelled``;
+- ``timeout``: running steps ``cancelled`` (``timeout``), the run ``failed``;
+- ``shutdown``: running steps ``cancelled`` (``shutdown``) and reset to ``pending``; the run
+  stays unfinished with its lease released, resumable.
+A step is "started" only once its ``step.started`` is in the records: every started attempt
+gets exactly one terminal event, and no step gets ``step.cancelled`` without ``step.started``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from server.events.model import EventType
+from server.store.models import RunStatus, Step, StepStatus
+from server.workflow.analyzer import DependencyAnalyzer, Slot
+from server.workflow.endings import step_cancelled_error, step_failed_ending
+from server.workflow.events import run_event, step_event
+
+StepFields = tuple[str, "Mapping[str, Any]"]
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+    from server.events.model import NewEvent
+    from server.store.models import Run
+    from server.workflow.endings import Ending
+    from server.workflow.plan import Plan
+
+
+@dataclass
+class Records:
+    """What one transition writes: run fields, new step rows, step fields, events, in order.
+    ``merge`` joins records written in one transaction (later run fields win)."""
+
+    run: dict[str, Any] = field(default_factory=dict)
+    new_steps: list[Step] = field(default_factory=list)
+    steps: list[StepFields] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+
+    def merge(self, other: Records) -> None:
+        self.run.update(other.run)
+        self.new_steps.extend(other.new_steps)
+        self.steps.extend(other.steps)
+        self.events.extend(other.events)
+
+    def __bool__(self) -> bool:
+        return bool(self.run or self.new_steps or self.steps or self.events)
+
+
+def steps_of(run_id: str, plan: Plan) -> list[Step]:
+    """Fresh ``pending`` step records for a plan."""
+    return [
+        Step(run_id=run_id, id=s.id, position=i, tool=s.tool, args=dict(s.args), needs=s.needs)
+        for i, s in enumerate(plan.steps)
+    ]
+
+
+class RunState:
+    """The in-memory view of one run: which steps wait, run, ended; how the run ends.
+
+    Methods apply one event each and return what to commit. They raise ``ValueError`` for an
+    event the rules do not allow (a bug in the caller, never a user's doing).
+    """
+
+    def __init__(self, project_id: str, run_id: str) -> None:
+        self.project_id = project_id
+        self.run_id = run_id
+        self.ending: Ending | None = None
+        self.analyzer: DependencyAnalyzer | None = None
+        self.started: dict[str, int] = {}  # step id -> attempt whose step.started is recorded
+        self.attempts: dict[str, int] = {}  # step id -> last attempt number
+        self.succeeded = 0
+
+    # -- event builders --------------------------------------------------------------------
+    def _run_event(self, kind: EventType, at: datetime, **fields: Any) -> NewEvent:
+        return run_event(kind, self.project_id, self.run_id, at, **fields)
+
+    def _step_event(
+        self, kind: EventType, step_id: str, attempt: int, at: datetime, **fields: Any
+    ) -> NewEvent:
+        return step_event(kind, self.project_id, self.run_id, step_id, attempt, at, **fields)
+
+    # -- the run ---------------------------------------------------------------------------
+    def end(self, ending: Ending) -> bool:
+        """The run ends early; the first cause wins. True when this one won."""
+        if self.ending is None:
+            self.ending = ending
+            return True
+        return False
+
+    def planning(self, prompt: str, at: datetime) -> Records:
+        return Records(
+            run={"status": RunStatus.PLANNING},
+            events=[self._run_event(EventType.RUN_PLANNING, at, prompt=prompt)],
+        )
+
+    def planned(self, intent: Mapping[str, Any], plan: Plan, at: datetime) -> Records:
+        doc = plan.to_json()
+        return Records(
+            run={"intent": dict(intent), "plan": doc},
+            new_steps=steps_of(self.run_id, plan),
+            events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
+        )
+
+    def start(
+        self,
+        plan: Plan,
+        stored: Iterable[Step],
+        first_start: bool,
+        at: datetime,
+        status: RunStatus = RunStatus.PENDING,
+    ) -> Records:
+        """Restore what an earlier process finished, then ``status`` -> running.
+
+        A step stored ``running`` was left so by a process that died: that attempt ends with
+        ``step.cancelled`` (``shutdown``) and the step runs again. A run already ``running``
+        (resumed) is not written again unless something changed: each write of the run row
+        costs its whole size (SQLite rewrites the row), which matters on a full disk."""
+        analyzer = DependencyAnalyzer(plan)
+        records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
+        for step in stored:
+            if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
+                continue
+            self.attempts[step.id] = step.attempts
+            if step.status is StepStatus.SUCCEEDED:
+                analyzer.restore(step.id, Slot.SUCCEEDED)
+                self.succeeded += 1
+            elif step.status is StepStatus.FAILED:
+                analyzer.restore(step.id, Slot.FAILED)
+            elif step.status is StepStatus.SKIPPED:
+                analyzer.restore(step.id, Slot.SKIPPED)
+            elif step.status in (StepStatus.RUNNING, StepStatus.CANCELLED):
+                if step.status is StepStatus.RUNNING:
+                    records.events.append(
+                        self._step_event(
+                            EventType.STEP_CANCELLED, step.id, step.attempts, at, reason="shutdown"
+                        )
+                    )
+                records.steps.append((step.id, {"status": StepStatus.PENDING}))
+        self.analyzer = analyzer
+        if first_start:
+            records.run["started_at"] = at
+            records.events.append(
+                self._run_event(EventType.RUN_STARTED, at, steps_total=len(plan.steps))
+            )
+        return records
+
+    def _analyzer(self) -> DependencyAnalyzer:
+        if self.analyzer is None:
+            raise ValueError("the run has not started")
+        return self.analyzer
+
+    def dispatch_ready(self) -> list[str]:
+        """Mark every ready step dispatched (its task may start it); none once ending."""
+        if self.ending is not None:
+            return []
+        analyzer = self._analyzer()
+        ready = analyzer.ready_steps()
+        for step_id in ready:
+            analyzer.dispatch(step_id)
+        return ready
+
+    @property
+    def completed(self) -> bool:
+        return self.analyzer is not None and self.analyzer.finished
+
+    # -- steps -----------------------------------------------------------------------------
+    def step_started(
+        self, step_id: str, tool: str, queue_ms: float | None, at: datetime
+    ) -> Records:
+        if self._analyzer().slot(step_id) is not Slot.DISPATCHED or step_id in self.started:
+            raise ValueError(f"step {step_id!r} cannot start")
+        attempt = self.attempts.get(step_id, 0) + 1
+        self.attempts[step_id] = attempt
+        self.started[step_id] = attempt
+        return Records(
+            steps=[
+                (
+                    step_id,
+                    {
+                        "status": StepStatus.RUNNING,
+                        "attempts": attempt,
+                        "started_at": at,
+                        "queue_ms": queue_ms,
+                    },
+                )
+            ],
+            events=[self._step_event(EventType.STEP_STARTED, step_id, attempt, at, tool=tool)],
+        )
+
+    def _running(self, step_id: str) -> int:
+        attempt = self.started.get(step_id)
+        if attempt is None:
+            raise ValueError(f"step {step_id!r} is not running")
+        return attempt
+
+    def step_retrying(
+        self, step_id: str, error: Mapping[str, Any], delay_s: float, at: datetime
+    ) -> Records:
+        """The attempt failed with a retryable error; the next one starts after ``delay_s``."""
+        attempt = self._running(step_id)
+        self.attempts[step_id] = self.started[step_id] = attempt + 1
+        return Records(
+            steps=[(step_id, {"attempts": attempt + 1})],
+            events=[
+                self._step_event(
+                    EventType.STEP_RETRYING,
+                    step_id,
+                    attempt,
+                    at,
+                    error=dict(error),
+                    next_attempt=attempt + 1,
+                    delay_ms=round(delay_s * 1000, 3),
+                )
+            ],
+        )
+
+    def step_succeeded(
+        self, step_id: str, stored_output: Any, duration_ms: float | None, at: datetime
+    ) -> tuple[Records, list[str]]:
+        """Returns the records and the steps that became ready (dispatched by the caller
+        with ``dispatch_ready``)."""
+        attempt = self._running(step_id)
+        del self.started[step_id]
+        self.succeeded += 1
+        ready = self._analyzer().succeeded(step_id)
+        fields = {
+            "status": StepStatus.SUCCEEDED,
+            "output": stored_output,
+            "finished_at": at,
+            "duration_ms": duration_ms,
+        }
+        event = self._step_event(
+            EventType.STEP_SUCCEEDED,
+            step_id,
+            attempt,
+            at,
+            duration_ms=duration_ms,
+            output=stored_output,
+        )
+        return Records(steps=[(step_id, fields)], events=[event]), ready
+
+    def step_failed(
+        self,
+        step_id: str,
+        error: Mapping[str, Any],
+        message: str,
+        continue_on_error: bool,
+        duration_ms: float | None,
+        at: datetime,
+    ) -> Records:
+        """The step failed for good: its dependents are skipped; without
+        ``continue_on_error`` the run ends ``failed`` (``step_failed``)."""
+        attempt = self._running(step_id)
+        del self.started[step_id]
+        records = Records(
+            steps=[
+                (
+                    step_id,
+                    {
+                        "status": StepStatus.FAILED,
+                        "error": dict(error),
+                        "finished_at": at,
+                        "duration_ms": duration_ms,
+                    },
+                )
+            ],
+            events=[
+                self._step_event(
+                    EventType.STEP_FAILED,
+                    step_id,
+                    attempt,
+                    at,
+                    error=dict(error),
+                    duration_ms=duration_ms,
+                )
+            ],
+        )
+        reason = "dependency_failed" if continue_on_error else "run_failed"
+        for sid in self._analyzer().failed(step_id):
+            records.steps.append((sid, {"status": StepStatus.SKIPPED}))
+            records.events.append(
+                self._step_event(
+                    EventType.STEP_SKIPPED, sid, 0, at, reason=reason, failed_step=step_id
+                )
+            )
+        if not continue_on_error:
+            self.end(step_failed_ending(step_id, message, error))
+        return records
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(
+        self,
+        at: datetime,
+        metrics: Mapping[str, Any] | None,
+        durations: Mapping[str, float | None],
+    ) -> tuple[Records, RunStatus | None]:
+        """The run's final records and status (None: left resumable). ``durations`` gives the
+        duration of each running step's last attempt."""
+        analyzer = self.analyzer
+        dispatched = analyzer.in_flight() if analyzer is not None else []
+        waiting = analyzer.skip_waiting() if analyzer is not None and _skips(self.ending) else []
+        records, status = _end_records(
+            self,
+            self.ending,
+            started={sid: self.started[sid] for sid in dispatched if sid in self.started},
+            unstarted=[sid for sid in dispatched if sid not in self.started],
+            waiting=waiting,
+            at=at,
+            metrics=metrics,
+            durations=durations,
+        )
+        if analyzer is not None:
+            for sid in dispatched:
+                analyzer.cancelled(sid)
+        self.started.clear()
+        return records, status
+
+
+def _skips(ending: Ending | None) -> bool:
+    return ending is not None and not ending.resumable
+
+
+def _public(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics an event carries (without the per-step breakdown)."""
+    return {k: v for k, v in metrics.items() if k != "steps"}
+
+
+def _end_records(
+    state: RunState,
+    ending: Ending | None,
+    *,
+    started: Mapping[str, int],
+    unstarted: Iterable[str],
+    waiting: Iterable[str],
+    at: datetime,
+    metrics: Mapping[str, Any] | None,
+    durations: Mapping[str, float | None],
+) -> tuple[Records, RunStatus | None]:
+    """The end of a run: started steps cancelled (or reset, on shutdown), not-started ones
+    skipped, the run's terminal fields and event. Shared by ``finish`` and ``end_stored``."""
+    resumable = ending is not None and ending.resumable
+    records = Records(run={"lease_owner": None, "lease_expires_at": None})
+    if metrics is not None:
+        records.run["metrics"] = dict(metrics)
+    for sid, attempt in started.items():
+        reason = ending.step_reason if ending is not None else "sibling_failed"
+        fields: dict[str, Any] = {
+            "status": StepStatus.PENDING if resumable else StepStatus.CANCELLED
+        }
+        if sid in durations:
+            fields["duration_ms"] = durations[sid]
+        if not resumable:
+            fields["finished_at"] = at
+            fields["error"] = step_cancelled_error(reason)
+        records.steps.append((sid, fields))
+        records.events.append(
+            state._step_event(EventType.STEP_CANCELLED, sid, attempt, at, reason=reason)
+        )
+    if not resumable:
+        for sid in [*unstarted, *waiting]:
+            records.steps.append((sid, {"status": StepStatus.SKIPPED}))
+            records.events.append(
+                state._step_event(EventType.STEP_SKIPPED, sid, 0, at, reason="run_failed")
+            )
+    extra: dict[str, Any] = {} if metrics is None else {"metrics": _public(metrics)}
+    if resumable:
+        return records, None
+    if ending is None:
+        records.run.update(status=RunStatus.SUCCEEDED, finished_at=at)
+        # ``wall_ms`` at the top too: the shared bench's peers report it there.
+        wall = {"wall_ms": metrics.get("wall_ms")} if metrics is not None else {}
+        records.events.append(state._run_event(EventType.RUN_SUCCEEDED, at, **extra, **wall))
+        return records, RunStatus.SUCCEEDED
+    status = RunStatus.CANCELLED if ending.kind == "cancelled" else RunStatus.FAILED
+    records.run.update(status=status, finished_at=at, error=ending.error)
+    if status is RunStatus.CANCELLED:
+        event = state._run_event(
+            EventType.RUN_CANCELLED, at, reason="user", error=ending.error, **extra
+        )
+    else:
+        event = state._run_event(EventType.RUN_FAILED, at, error=ending.error, **extra)
+    records.events.append(event)
+    return records, status
+
+
+def end_stored(run: Run, ending: Ending, at: datetime) -> tuple[Records, RunStatus | None]:
+    """End a run as the store holds it (no executor has it in memory): steps stored
+    ``running`` are cancelled (their ``step.started`` is committed with that status),
+    ``pending`` ones skipped, and the run gets its terminal state and event."""
+    state = RunState(run.project_id, run.id)
+    started = {s.id: s.attempts for s in run.steps if s.status is StepStatus.RUNNING}
+    waiting = [s.id for s in run.steps if s.status is StepStatus.PENDING]
+    return _end_records(
+        state,
+        ending,
+        started=started,
+        unstarted=(),
+        waiting=waiting,
+        at=at,
+        metrics=None,
+        durations={},
+    )
