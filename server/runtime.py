@@ -174,6 +174,7 @@ async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterat
 async def _start_background(nursery: trio.Nursery, services: Services) -> None:
     settings = services.settings
     await nursery.start(services.hub.run)
+    await nursery.start(services.tokens.run)  # JWKS URL refresher (no-op without one)
     await nursery.start(services.supervisor.run)
     if settings.database_url is not None:
         from server.events.pgbus import PostgresEventBus
