@@ -184,7 +184,7 @@ class RemoteKeySet:
                     self._pending.set()
 
     async def _refresh(self, client: httpx.AsyncClient) -> None:
-        done = self._pending or trio.Event()
+        done = self._pending if self._pending is not None else trio.Event()
         self._pending = done
         self._wanted = trio.Event()
         self.fetches += 1
