@@ -398,7 +398,10 @@ def _validate_auth(s: Settings, check: Callable[[bool, str], None]) -> None:
     if not s.external_auth:
         check(s.jwt_algorithm == "HS256", "auth_mode local: stretto mints HS256 tokens only")
         check(not given, f"{', '.join(given)}: only with auth_mode external")
-        check(bool(s.jwt_issuer and s.jwt_audience), "jwt_issuer/jwt_audience: empty in local mode")
+        check(
+            bool(s.jwt_issuer and s.jwt_audience),
+            "jwt_issuer, jwt_audience: must not be empty in local mode",
+        )
         check(s.jwt_subject_claim == "sub", "jwt_subject_claim: only with auth_mode external")
     elif s.jwt_algorithm == "HS256":
         check(s.jwt_secret is not None, "external HS256: set jwt_secret (the shared secret)")
