@@ -334,6 +334,7 @@ def validate(s: Settings) -> None:
         "access_token_ttl_s",
         "jwt_jwks_ttl_s",
         "jwt_jwks_timeout_s",
+        "jwt_jwks_min_refresh_s",
         "refresh_token_ttl_s",
         "login_max_failures",
         "login_window_s",
@@ -366,7 +367,6 @@ def validate(s: Settings) -> None:
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")
-    check(s.jwt_jwks_min_refresh_s >= 0, "jwt_jwks_min_refresh_s: must not be negative")
     check(s.login_max_delay_s >= 0, "login_max_delay_s: must not be negative")
     for part in (s.trusted_proxies or "").split(","):
         try:

@@ -2,8 +2,8 @@
 
 ``RemoteKeySet`` owns the public keys fetched from one URL (the external auth service's
 JWKS). Its ``run`` is a background service: started with ``nursery.start`` in the service
-nursery, it fetches once before reporting ready, then again every ``ttl_s`` (every
-``min_refresh_s`` while the last fetch failed). Requests never fetch themselves:
+nursery, it fetches once before reporting ready, then again every ``ttl_s`` (sooner, after
+``min_refresh_s``, while the last fetch failed). Requests never fetch themselves:
 
 - ``key_for(kid)`` answers from the current set at once;
 - an unknown ``kid`` asks the service for one refresh and waits for it at most
@@ -174,7 +174,7 @@ class RemoteKeySet:
                 self._running = True
                 task_status.started()
                 while True:
-                    delay = self._ttl_s if self._healthy else self._min_refresh_s
+                    delay = self._ttl_s if self._healthy else min(self._ttl_s, self._min_refresh_s)
                     with trio.move_on_after(delay):
                         await self._wanted.wait()
                     await self._refresh(client)
