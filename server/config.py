@@ -74,9 +74,16 @@ class Settings:
         secret=True,
     )
     # -- auth ------------------------------------------------------------------------------
+    auth_mode: str = _setting(
+        "auto",
+        "local: stretto registers users and mints HS256 tokens. external: another auth "
+        "service mints them (HS256 shared secret, RS256/ES256 keys), stretto only verifies "
+        "them and creates users on first sight. auto: local with HS256, else external.",
+    )
     jwt_secret: str | None = _setting(
         None,
-        "HS256 secret (32+ bytes). Unset with HS256: generated once into the data directory.",
+        "HS256 secret (32+ bytes). Local mode: unset, one is generated into the data "
+        "directory. External HS256: the auth service's shared secret (required).",
         secret=True,
     )
     jwt_algorithm: str = _setting(
@@ -88,8 +95,35 @@ class Settings:
     jwt_jwks_file: Path | None = _setting(
         None, "JWKS file verifying RS256/ES256 tokens minted by an external auth service."
     )
-    jwt_issuer: str = _setting("stretto", "Expected and issued `iss` claim.")
-    jwt_audience: str = _setting("stretto", "Expected and issued `aud` claim.")
+    jwt_jwks_url: str | None = _setting(
+        None,
+        "JWKS URL (http/https) of the external auth service verifying RS256/ES256 tokens; "
+        "fetched in the background, keys chosen by `kid`.",
+    )
+    jwt_jwks_ttl_s: float = _setting(
+        5 * MINUTES, "JWKS URL: seconds between background fetches of the key set."
+    )
+    jwt_jwks_min_refresh_s: float = _setting(
+        10 * SECONDS,
+        "JWKS URL: a token with an unknown `kid` triggers at most one fetch per this many "
+        "seconds; unknown kids in between get 401 at once.",
+    )
+    jwt_jwks_timeout_s: float = _setting(
+        3 * SECONDS,
+        "JWKS URL: timeout of one fetch, and the longest a request with an unknown `kid` "
+        "waits for it. A failed fetch keeps the last good keys.",
+    )
+    jwt_issuer: str = _setting(
+        "stretto", "Expected and issued `iss` claim; empty (external mode only): not checked."
+    )
+    jwt_audience: str = _setting(
+        "stretto", "Expected and issued `aud` claim; empty (external mode only): not checked."
+    )
+    jwt_subject_claim: str = _setting(
+        "sub",
+        "External mode: the claim naming the user (`sub`, `userId`, `id`, ...; a string or "
+        "an integer); an unknown user is created on first sight.",
+    )
     jwt_leeway_s: float = _setting(
         10 * SECONDS, "Clock skew tolerated on token `exp`/`iat`/`nbf` checks, in seconds."
     )
@@ -199,6 +233,13 @@ class Settings:
         return self.database_url is not None
 
     @property
+    def external_auth(self) -> bool:
+        """Tokens come from an external auth service (see ``auth_mode``)."""
+        if self.auth_mode == "auto":
+            return self.jwt_algorithm != "HS256"
+        return self.auth_mode == "external"
+
+    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "stretto.sqlite3"
 
@@ -291,22 +332,7 @@ def validate(s: Settings) -> None:
         s.database_url is None or s.database_url.startswith(("postgresql://", "postgres://")),
         "DATABASE_URL: must start with postgresql://",
     )
-    check(
-        s.jwt_algorithm in ("HS256", "RS256", "ES256"),
-        f"jwt_algorithm: {s.jwt_algorithm} is not one of HS256, RS256, ES256",
-    )
-    if s.jwt_algorithm == "HS256":
-        check(
-            s.jwt_secret is None or len(s.jwt_secret.encode()) >= 32,
-            "jwt_secret: must be at least 32 bytes for HS256",
-        )
-    else:
-        check(
-            (s.jwt_public_key_file is None) != (s.jwt_jwks_file is None),
-            f"{s.jwt_algorithm}: set exactly one of jwt_public_key_file, jwt_jwks_file",
-        )
-        for path in (s.jwt_public_key_file, s.jwt_jwks_file):
-            check(path is None or path.is_file(), f"{path}: no such file")
+    _validate_auth(s, check)
     check(
         s.log_level in ("debug", "info", "warning", "error"),
         f"log_level: {s.log_level} is not a level",
@@ -318,6 +344,9 @@ def validate(s: Settings) -> None:
         "backlog",
         "max_body_bytes",
         "access_token_ttl_s",
+        "jwt_jwks_ttl_s",
+        "jwt_jwks_timeout_s",
+        "jwt_jwks_min_refresh_s",
         "refresh_token_ttl_s",
         "login_max_failures",
         "login_window_s",
@@ -367,3 +396,53 @@ def validate(s: Settings) -> None:
                 ipaddress.ip_network(part.strip(), strict=False)
         except ValueError as exc:
             raise SettingsError(f"trusted_proxies: {exc}") from None
+
+
+RESERVED_CLAIMS = ("iss", "aud", "exp", "iat", "nbf", "jti", "kid", "email", "name")
+
+
+def _validate_auth(s: Settings, check: Callable[[bool, str], None]) -> None:
+    check(s.auth_mode in ("auto", "local", "external"), "auth_mode: auto, local or external")
+    check(
+        s.jwt_algorithm in ("HS256", "RS256", "ES256"),
+        f"jwt_algorithm: {s.jwt_algorithm} is not one of HS256, RS256, ES256",
+    )
+    check(
+        s.jwt_secret is None or len(s.jwt_secret.encode()) >= 32,
+        "jwt_secret: must be at least 32 bytes",
+    )
+    sources = {
+        "jwt_public_key_file": s.jwt_public_key_file,
+        "jwt_jwks_file": s.jwt_jwks_file,
+        "jwt_jwks_url": s.jwt_jwks_url,
+    }
+    given = [name for name, value in sources.items() if value is not None]
+    if not s.external_auth:
+        check(s.jwt_algorithm == "HS256", "auth_mode local: stretto mints HS256 tokens only")
+        check(not given, f"{', '.join(given)}: only with auth_mode external")
+        check(
+            bool(s.jwt_issuer and s.jwt_audience),
+            "jwt_issuer, jwt_audience: must not be empty in local mode",
+        )
+        check(s.jwt_subject_claim == "sub", "jwt_subject_claim: only with auth_mode external")
+    elif s.jwt_algorithm == "HS256":
+        check(s.jwt_secret is not None, "external HS256: set jwt_secret (the shared secret)")
+        check(not given, f"{', '.join(given)}: RS256/ES256 only")
+    else:
+        check(
+            len(given) == 1,
+            f"{s.jwt_algorithm}: set exactly one of jwt_public_key_file, jwt_jwks_file, "
+            "jwt_jwks_url",
+        )
+    for path in (s.jwt_public_key_file, s.jwt_jwks_file):
+        check(path is None or path.is_file(), f"{path}: no such file")
+    url = s.jwt_jwks_url
+    check(
+        url is None or url.startswith(("http://", "https://")),
+        "jwt_jwks_url: must be an http:// or https:// URL",
+    )
+    claim = s.jwt_subject_claim
+    check(
+        0 < len(claim) <= 64 and claim not in RESERVED_CLAIMS,
+        f"jwt_subject_claim: {claim!r} cannot name a user",
+    )

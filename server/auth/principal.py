@@ -1,12 +1,14 @@
 """The caller (``Principal``) and ``authenticate``: verify a bearer token, load the user.
 
-In HS256 mode the user must exist (a deleted user's tokens stop working). In RS256/ES256
-mode tokens come from an external auth service (one pinned issuer): the user id IS the
-token's exact ``sub`` (case-sensitive on both databases), and a user unknown to stretto is
-created on first sight. Identity never depends on an email: the ``email`` claim is used
+Local mode: the user must exist (a deleted user's tokens stop working). External mode:
+tokens come from another auth service, and the user id IS the exact value of the token's
+subject claim (``TokenService.subject``: ``sub`` by default, ``userId`` for many legacy
+servers; case-sensitive on both databases); a user unknown to stretto is created on first
+sight. One deployment trusts one auth service (one key set, one pinned issuer unless the
+issuer check is off). Identity never depends on an email: the ``email`` claim is used
 when it is a plausible address nobody holds, else a placeholder that only this exact
-``sub`` can produce (``<sub>@external`` for a plain lower-case ``sub``, else
-``<slug>+<sha256(iss, sub)>@external``), so ``VICTIM-88`` cannot take ``victim-88``'s.
+``(iss, subject)`` can produce (``<subject>@external`` for a plain lower-case subject, else
+``<slug>+<sha256(iss, subject)>@external``), so ``VICTIM-88`` cannot take ``victim-88``'s.
 Claimed emails never fall in ``@external`` (it has no dot: not a plausible address).
 """
 
@@ -42,11 +44,11 @@ class Principal:
 
 async def authenticate(token: str, tokens: TokenService, store: Store) -> Principal:
     """The principal a bearer token stands for. Raises ``Unauthorized``."""
-    claims = tokens.verify_access(token)
-    user_id: str = claims["sub"]
+    claims = await tokens.verify(token)
+    user_id = tokens.subject(claims)
     user = await store.get_user(user_id)
     if user is None:
-        if tokens.can_issue:
+        if not tokens.external:
             raise Unauthorized()
         user = await _create_external_user(user_id, claims, store)
     sid = claims.get("sid") if tokens.can_issue else None

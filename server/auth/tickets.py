@@ -83,7 +83,7 @@ class TicketService:
         secret = configured or load_or_create_secret(settings.data_dir)
         return cls(
             secret=secret,
-            issuer=settings.jwt_issuer,
+            issuer=settings.jwt_issuer or "stretto",  # empty: not checked on access tokens
             ttl_s=settings.sse_ticket_ttl_s,
             max_age_s=settings.sse_ticket_max_age_s,
         )

@@ -130,6 +130,7 @@ async def start_background(nursery: trio.Nursery, services: Services) -> None:
     ``nursery.start``), then resume the runs a previous process left unfinished."""
     settings = services.settings
     await nursery.start(services.hub.run)
+    await nursery.start(services.tokens.run)  # JWKS URL refresher (no-op without one)
     await nursery.start(services.supervisor.run)
     if settings.database_url is not None:
         from server.events.pgbus import PostgresEventBus

@@ -179,7 +179,6 @@ def test_access_tokens_carry_their_session() -> None:
         issuer="stretto",
         audience="stretto",
         hs_secret=SECRET,
-        ticket_secret=SECRET,
     )
     with_session, _ = tokens.issue_access("u1", "family-1")
     assert tokens.verify_access(with_session)["sid"] == "family-1"
