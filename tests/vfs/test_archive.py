@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from server.vfs.archive import ArchiveLimits, ArchiveRejected, read_archive, read_directory, tar_gz
+from server.vfs.archive import (
+    ArchiveFile,
+    ArchiveLimits,
+    ArchiveRejected,
+    read_archive,
+    read_directory,
+    tar_gz,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -50,8 +57,8 @@ def make_zip(members: list[tuple[str, bytes] | tuple[str, bytes, int]]) -> bytes
     return out.getvalue()
 
 
-def as_dict(files: list[object]) -> dict[str, bytes]:
-    return {f.path: f.content for f in files}  # type: ignore[attr-defined]
+def as_dict(files: list[ArchiveFile]) -> dict[str, bytes]:
+    return {f.path: f.content for f in files}
 
 
 @pytest.mark.parametrize("mode", ["w:gz", "w", "w:xz"])
