@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from server.bench import compare
 from server.bench.errors import BenchError
 from server.bench.progress import Progress
 from server.bench.report import format_json, format_table
@@ -36,6 +37,8 @@ Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
   stretto bench idle --conns 10000 --hold-s 30 --pid PID
   stretto bench workflow --steps 20 --width 10 --latency-ms 100   # server: --offline-latency-ms 100
   stretto bench http --path /api/health --conns 50 --seconds 5
+  stretto bench compare --a http://127.0.0.1:3000 --a-label node --b http://127.0.0.1:8080 \
+      --b-label stretto --scenarios http,fanout,workflow
 """
 
 Scenario = Callable[[RunContext, Any], Awaitable[dict[str, Any]]]
@@ -181,6 +184,19 @@ def add_parser(subparsers: Any) -> None:
         help="python (raw sockets), wrk, or auto (wrk when installed).",
     )
 
+    shared = argparse.ArgumentParser(add_help=False)
+    for name in ("--allow-remote", "--json", "--quiet"):
+        shared.add_argument(name, action="store_true")
+    shared.add_argument("--max-s", type=_seconds(3600, 1), default=None)
+    p = scenarios.add_parser(
+        "compare",
+        parents=[shared],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="A/B: the same http, fanout and workflow load against two servers, side by side.",
+        description=compare.__doc__,
+    )
+    compare.add_arguments(p)
+
 
 def _scenario(args: argparse.Namespace) -> tuple[Scenario, Any, float]:
     """The scenario function, its options and its default hard time limit."""
@@ -273,6 +289,8 @@ async def run_bench(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Entry point from ``stretto bench ...`` (the parsed arguments of ``add_parser``)."""
     try:
+        if args.bench_scenario == "compare":
+            return trio.run(compare.run_compare, args)
         return trio.run(run_bench, args)
     except KeyboardInterrupt:
         return 130

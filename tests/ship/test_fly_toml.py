@@ -29,7 +29,8 @@ def test_service_listens_where_the_server_does(fly: dict[str, Any]) -> None:
     assert service["internal_port"] == settings.port == 8080
     assert settings.host == "0.0.0.0"  # Fly's proxy reaches the machine from outside
     assert service["force_https"] is True
-    assert service["http_options"]["h2_backend"] is True
+    # HTTP/1.1 to the backend: SSE streams keep the direct-write fast path (README).
+    assert service["http_options"]["h2_backend"] is False
 
 
 def test_env_holds_only_known_settings_and_no_secrets(fly: dict[str, Any]) -> None:
