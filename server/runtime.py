@@ -29,6 +29,7 @@ from server.auth.ratelimit import LoginRateLimiter
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
+from server.http import install as install_edge
 from server.observability.metrics import Metrics, PoolUsage
 from server.ops import sdnotify
 from server.services import Lifecycle, Services
@@ -149,11 +150,10 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.bind = [f"{settings.host}:{settings.port}"]
     config.backlog = settings.backlog
     config.graceful_timeout = HTTP_DRAIN_S
-    config.keep_alive_timeout = 75  # above common proxies' idle timeouts
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
-    return config
+    return install_edge(config, settings)  # keep-alive, body limits, smuggling: server/http
 
 
 @asynccontextmanager
