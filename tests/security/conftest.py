@@ -6,16 +6,17 @@ Framework" (an exception escaped the application, e.g. ``trio.BusyResourceError`
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 import pytest
 
 from tests.security.rawhttp import RawConnection
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Iterator
 
-Connect = "Callable[[str], Awaitable[RawConnection]]"
+Connect: TypeAlias = Callable[[str], Awaitable[RawConnection]]
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +28,7 @@ def no_framework_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[Callable[[str], Awaitable[RawConnection]]]:
+async def connect() -> AsyncIterator[Connect]:
     opened: list[RawConnection] = []
 
     async def open_connection(url: str) -> RawConnection:
