@@ -266,13 +266,16 @@ class EdgeTCPServer(TCPServer):
         if self._idle:
             return self._idle_deadline
         protocol = self.protocol.protocol
-        if isinstance(protocol, H11Protocol):
+        if isinstance(protocol, H11Protocol) and type(protocol.connection) is h11.Connection:
             connection = protocol.connection
             state = connection.their_state
             if state is h11.SEND_BODY:
                 return trio.current_time() + self._body_timeout
-            if state is h11.DONE and connection.our_state in (h11.SEND_RESPONSE, h11.SEND_BODY):
-                return None
+            if connection.our_state in (h11.SEND_RESPONSE, h11.SEND_BODY):
+                return None if state is h11.DONE else inf
+            # The response ended but the connection was neither recycled nor closed (the
+            # app's task was cancelled inside hypercorn's recycle): bounded like idle.
+            return trio.current_time() + self.config.keep_alive_timeout
         return inf
 
     async def _read_data(self) -> None:
