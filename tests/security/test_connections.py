@@ -192,3 +192,18 @@ async def test_no_descriptor_outlives_its_client(
                 await trio.sleep(0.1)
     finally:
         server.terminate()
+
+
+async def test_pipelined_requests_are_all_answered_in_order(
+    start_server: StartServer, connect: Connect
+) -> None:
+    server = await start_server(keep_alive_s=KEEP_ALIVE_S)
+    headers, pid = await authed(server)
+    paths = ["/api/health", f"/api/projects/{pid}", "/api/ready", "/api/health"]
+    conn = await connect(server.url)
+    with trio.fail_after(HANG_GUARD_S):
+        await conn.send(b"".join(request("GET", path, headers) for path in paths))
+        responses = [await conn.read_response() for _ in paths]
+        assert [r.status for r in responses] == [200] * len(paths)
+        assert responses[1].json()["id"] == pid
+        assert await conn.wait_closed() == b""

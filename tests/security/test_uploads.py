@@ -123,3 +123,25 @@ async def test_stalled_uploads_are_bounded_dropped_and_give_memory_back(
             assert put.status_code == 200, put.text
     finally:
         server.terminate()
+
+
+async def test_a_chunked_body_past_the_budget_is_dropped_and_the_budget_freed(
+    start_server: StartServer, connect: Connect
+) -> None:
+    server = await start_server(max_inflight_body_bytes=64 * 1024)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        user = await register_user(client)
+        pid = await create_project(client, user)
+        path = f"/api/projects/{pid}/files/a.bin"
+        conn = await connect(server.url)
+        with trio.fail_after(HANG_GUARD_S):
+            await conn.send(request("PUT", path, {**user.headers, "Transfer-Encoding": "chunked"}))
+            chunk = b"%x\r\n%s\r\n" % (16 * 1024, b"c" * 16 * 1024)
+            try:
+                for _ in range(8):  # 128 KiB, twice the budget; never terminated
+                    await conn.send(chunk)
+            except trio.BrokenResourceError:
+                pass  # dropped while sending
+            await conn.wait_closed()
+        put = await client.put(path, content=b"x" * 60_000, headers=user.headers)
+        assert put.status_code == 201, put.text
