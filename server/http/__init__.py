@@ -46,13 +46,21 @@ class UnsupportedVersion(RuntimeError):
     """hypercorn or h11 is not the version this package was written against."""
 
 
+def installed_versions() -> dict[str, str]:
+    """hypercorn's from its distribution metadata (the executable bundles it), h11's from
+    the module (its metadata is not bundled)."""
+    from h11._version import __version__ as h11_version
+
+    return {"hypercorn": version("hypercorn"), "h11": h11_version}
+
+
 def check_versions() -> None:
     """Raise ``UnsupportedVersion`` unless the installed hypercorn and h11 are ``PINNED``."""
+    installed = installed_versions()
     for name, pinned in PINNED.items():
-        installed = version(name)
-        if installed != pinned:
+        if installed[name] != pinned:
             raise UnsupportedVersion(
-                f"server.http is written against {name} {pinned}, found {installed}"
+                f"server.http is written against {name} {pinned}, found {installed[name]}"
             )
 
 

@@ -71,6 +71,7 @@ def test_installed_versions_are_the_pinned_ones() -> None:
     assert server.http.PINNED == {"hypercorn": "0.18.0", "h11": "0.16.0"}
     for name, pinned in server.http.PINNED.items():
         assert version(name) == pinned, f"{name} moved: re-check server/http against it"
+    assert server.http.installed_versions() == server.http.PINNED
     server.http.check_versions()
 
 
