@@ -55,6 +55,17 @@ class Settings:
     )
     backlog: int = _setting(4096, "Listen backlog (SSE-heavy loads open many connections at once).")
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
+    keep_alive_s: float = _setting(
+        75 * SECONDS, "Seconds an idle keep-alive connection stays open after each response."
+    )
+    body_read_timeout_s: float = _setting(
+        15 * SECONDS, "Seconds a request body may go without sending a byte before it is dropped."
+    )
+    max_inflight_body_bytes: int = _setting(
+        128 * MIB,
+        "Request body bytes all connections may hold at once (declared or received); "
+        "past it: 503 with Retry-After.",
+    )
     shutdown_grace_s: float = _setting(
         10 * SECONDS, "On SIGTERM: seconds running runs get to finish before they are cancelled."
     )
@@ -343,6 +354,9 @@ def validate(s: Settings) -> None:
         "db_timeout_s",
         "backlog",
         "max_body_bytes",
+        "keep_alive_s",
+        "body_read_timeout_s",
+        "max_inflight_body_bytes",
         "access_token_ttl_s",
         "jwt_jwks_ttl_s",
         "jwt_jwks_timeout_s",

@@ -15,6 +15,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from server.http import install as install_edge
+
 if TYPE_CHECKING:
     import socket
     from collections.abc import Awaitable, Callable
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
 # After the grace period, in-flight HTTP requests get this long before hypercorn cancels them.
 HTTP_DRAIN_S = 3.0
-KEEP_ALIVE_S = 75  # above common proxies' idle timeouts
 
 
 def hypercorn_config(settings: Settings, binds: list[str] | None = None) -> HypercornConfig:
@@ -34,11 +35,10 @@ def hypercorn_config(settings: Settings, binds: list[str] | None = None) -> Hype
     config.bind = binds if binds is not None else [f"{settings.host}:{settings.port}"]
     config.backlog = settings.backlog
     config.graceful_timeout = HTTP_DRAIN_S
-    config.keep_alive_timeout = KEEP_ALIVE_S
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
-    return config
+    return install_edge(config, settings)  # keep-alive, body limits, smuggling: server/http
 
 
 async def serve_http(
