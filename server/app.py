@@ -14,7 +14,7 @@ from quart_trio import QuartTrio
 from werkzeug.routing import PathConverter
 
 from server import __version__
-from server.api import auth, files, health, projects, sse, workflow
+from server.api import auth, files, health, openapi, projects, sse, workflow
 from server.api.errors import install_error_handling
 from server.observability.http import (
     REQUEST_ID_HEADER,
@@ -58,7 +58,7 @@ def create_app(services: Services) -> QuartTrio:
     app.extensions["stretto"] = services
     install_request_observability(app, services.metrics)
     install_error_handling(app)
-    for module in (health, auth, projects, files, workflow, sse):
+    for module in (health, auth, projects, files, workflow, sse, openapi):
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)
     app.asgi_app = fast  # type: ignore[method-assign,assignment]

@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(commands)
+    from server.cli.openapi import add_parser as add_openapi_parser
+
+    add_openapi_parser(commands)
     return parser
 
 
@@ -139,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.bench.cli import main as bench_main
 
         return bench_main(args)
+    if args.command == "openapi":
+        from server.cli.openapi import main as openapi_main
+
+        return openapi_main(args)
     try:
         settings = _settings(args)
     except SettingsError as exc:
