@@ -17,7 +17,7 @@ from quart import Blueprint, Response
 from server import __version__
 from server.api.deps import json_response, services
 from server.api.openapi_parts import OPENAPI_PATH, PARAMETERS, RESPONSE_HEADERS
-from server.api.openapi_paths import paths
+from server.api.openapi_paths import paths, sse_frame_schema
 from server.api.schemas import RESPONSE_SCHEMAS, Schema, event_component_name, event_schemas, ref
 from server.events.model import EventType
 
@@ -45,6 +45,7 @@ def build_document(tools: ToolRegistry) -> dict[str, Any]:
         **event_schemas(),
         **copy.deepcopy(_tool_schemas(tools)),
     }
+    schemas["SseFrame"] = sse_frame_schema()
     schemas["Event"] = {
         "description": "The data of any event; dispatch on `type`.",
         "oneOf": [ref(event_component_name(t.value)) for t in EventType],

@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 
 from server.api import auth, files, projects, sse, workflow
+from server.api.openapi_links import add_links
 from server.api.openapi_parts import (
+    JSON,
     OPENAPI_PATH,
     empty,
     header_refs,
@@ -40,6 +42,12 @@ def _run_body() -> Schema:
 
 
 def paths() -> dict[str, Schema]:
+    out = _operations()
+    add_links(out)
+    return out
+
+
+def _operations() -> dict[str, Schema]:
     page = [param("Limit"), param("Cursor")]
     pid, fpath = param("ProjectId"), param("FilePath")
     external = {404: ["not_found"]}  # register/login/refresh under external auth
@@ -363,17 +371,34 @@ def _stream_response() -> Schema:
     return {
         "description": (
             "`retry: 3000` first, then frames `id: <seq>`, `event: <type>`, `data: <json>`, "
-            "and `: ping` comments when idle. Each event type's `data` is the component named "
-            "in `x-events` (`Event` is their union, by `type`)."
+            "and `: ping` comments when idle. The schema describes one frame: its `data` is "
+            "the JSON of the event type's component (`StepSucceededEvent`...; `Event` is "
+            "their union, by `type`)."
         ),
         "headers": header_refs(),
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                "x-events": {
-                    t.value: {"$ref": f"#/components/schemas/{event_component_name(t.value)}"}
-                    for t in EventType
-                },
-            }
-        },
+        "content": {"text/event-stream": {"schema": ref("SseFrame")}},
     }
+
+
+def sse_frame_schema() -> Schema:
+    """One SSE frame as schemathesis and OpenAPI 3.1 read a stream: ``{id, event, data}``,
+    ``data`` a JSON string whose content is the event type's component."""
+    frames = []
+    for t in EventType:
+        data = {
+            "type": "string",
+            "contentMediaType": JSON,
+            "contentSchema": ref(event_component_name(t.value)),
+        }
+        frames.append(
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[0-9]+$"},
+                    "event": {"const": t.value},
+                    "data": data,
+                },
+                "required": ["event", "data"],
+            }
+        )
+    return {"oneOf": frames}
