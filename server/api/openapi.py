@@ -38,6 +38,26 @@ def _tool_schemas(tools: ToolRegistry) -> dict[str, Schema]:
     return out
 
 
+def _plan_request(tools: ToolRegistry) -> Schema:
+    """A plan as submitted: like ``Plan``, each step's ``args`` valid for its ``tool``."""
+    generic = RESPONSE_SCHEMAS["PlanStep"]
+    variants = []
+    for name in tools.names():
+        properties = {
+            **generic["properties"],
+            "tool": {"const": name},
+            "args": ref(f"ToolArgs.{name}"),
+        }
+        variants.append({**generic, "properties": properties})
+    return {
+        "type": "object",
+        "description": "`needs` name other steps; the graph must be acyclic.",
+        "properties": {"steps": {"type": "array", "items": {"anyOf": variants}}},
+        "required": ["steps"],
+        "additionalProperties": False,
+    }
+
+
 def build_document(tools: ToolRegistry) -> dict[str, Any]:
     """The whole OpenAPI 3.1 document (a fresh dict each call)."""
     schemas: dict[str, Schema] = {
@@ -45,6 +65,7 @@ def build_document(tools: ToolRegistry) -> dict[str, Any]:
         **event_schemas(),
         **copy.deepcopy(_tool_schemas(tools)),
     }
+    schemas["PlanRequest"] = _plan_request(tools)
     schemas["SseFrame"] = sse_frame_schema()
     schemas["Event"] = {
         "description": "The data of any event; dispatch on `type`.",

@@ -28,7 +28,7 @@ from server.store.models import RunStatus
 
 def _run_body() -> Schema:
     body = copy.deepcopy(workflow.RUN_SCHEMA)
-    body["properties"]["plan"] = ref("Plan")
+    body["properties"]["plan"] = ref("PlanRequest")
     body["properties"]["options"] = {
         "type": "object",
         "properties": {
