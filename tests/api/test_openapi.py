@@ -4,7 +4,9 @@ outside it."""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,7 @@ from server.api.schemas import event_component_name
 from server.app import create_app
 from server.cli.main import main
 from server.events.model import EventType
+from tests.fixtures import contract
 from tests.fixtures.contract import ContractViolation, check_response, document
 
 if TYPE_CHECKING:
@@ -161,3 +164,21 @@ def test_checker_rejects_answers_outside_the_document(
 def test_checker_rejects_a_wrong_content_type() -> None:
     with pytest.raises(ContractViolation, match="Content-Type"):
         check_response("GET", "/api/health", _response(200, {}, "text/html"), b"{}")
+
+
+def test_the_suite_checks_every_response() -> None:
+    if os.environ.get("STRETTO_TEST_CONTRACT", "1") == "0":
+        pytest.skip("STRETTO_TEST_CONTRACT=0 switched the response checker off")
+    assert httpx.AsyncClient.send is contract._checked_send
+
+
+async def test_a_real_answer_goes_through_the_checker(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper sees real responses: with a document that lacks 401 for ``me``, the
+    suite's own client raises."""
+    doc = copy.deepcopy(document())
+    del doc["paths"]["/api/auth/me"]["get"]["responses"]["401"]
+    monkeypatch.setattr(contract, "document", lambda: doc)
+    with pytest.raises(ContractViolation, match="status not documented"):
+        await client.get("/api/auth/me")
