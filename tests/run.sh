@@ -14,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip
 fi
-if ! "$VENV/bin/python" -c 'import server, pytest_trio, pytest_cov, httpx_sse, hypothesis, mypy, selenium' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import server, pytest_trio, pytest_cov, httpx_sse, hypothesis, mypy, selenium, openapi_spec_validator, schemathesis' 2>/dev/null; then
   "$VENV/bin/pip" install --quiet -e '.[test]'
 fi
 echo "== ruff"

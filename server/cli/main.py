@@ -1,4 +1,4 @@
-"""The ``stretto`` command: ``serve``, ``migrate``, ``check``, ``bench``, ``version``.
+"""The ``stretto`` command: ``serve``, ``migrate``, ``check``, ``bench``, ``openapi``, ``version``.
 
 ``main(argv) -> int`` is the one entry point for the console script, the tests and the
 PyInstaller executable. Invalid settings print one line and exit 2.
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli.backup import add_parser as add_backup_parser
 
     add_backup_parser(commands)
+    from server.cli.openapi import add_parser as add_openapi_parser
+
+    add_openapi_parser(commands)
     return parser
 
 
@@ -175,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cli.backup import main as backup_main
 
         return backup_main(args)
+    if args.command == "openapi":
+        from server.cli.openapi import main as openapi_main
+
+        return openapi_main(args)
     try:
         settings = _settings(args)
     except SettingsError as exc:
