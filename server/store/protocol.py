@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         FileData,
         FileLimits,
         FileMeta,
+        FileWrite,
         Page,
         Project,
         RefreshUse,
@@ -168,6 +169,14 @@ class Store(Protocol):
         Raises ``VersionMismatch`` when ``if_match`` is stale (or the file is missing),
         or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota.
         """
+
+    async def put_files(
+        self, project_id: str, files: Sequence[FileWrite], *, limits: FileLimits
+    ) -> list[tuple[FileMeta, bool, StoredEvent]]:
+        """Write every file in one transaction (an import): all or none. Quotas are checked
+        as the files accumulate; one ``file.changed`` event each, in order. Raises
+        ``NotFound`` (project), ``TooLarge`` (quota)."""
+        ...
 
     async def move_file(
         self, project_id: str, src: str, dst: str, *, if_match: int | None = None

@@ -22,6 +22,7 @@ from server.store.models import (
     FileData,
     FileLimits,
     FileMeta,
+    FileWrite,
     Page,
     Project,
     RefreshOutcome,
@@ -325,6 +326,37 @@ class SqliteStore(SqliteRuns):
             data = codec.file_changed_data(meta, created, now)
             [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
             return meta, created, event
+
+        return await self._db.write(op)
+
+    async def put_files(
+        self, project_id: str, files: Sequence[FileWrite], *, limits: FileLimits
+    ) -> list[tuple[FileMeta, bool, StoredEvent]]:
+        if not files:
+            return []
+
+        def op(conn: Conn) -> list[tuple[FileMeta, bool, StoredEvent]]:
+            now = utc_now()
+            if q(conn, sql.PROJECT_OWNER, project_id).fetchone() is None:
+                raise NotFound("Project not found.")
+            written: list[tuple[FileMeta, bool]] = []
+            for f in files:  # each quota read sees the writes before it: checked cumulatively
+                row = q(conn, sql.FILE_QUOTA_STATE, project_id, f.path).fetchone()
+                old_version = None if row["version"] is None else int(row["version"])
+                old_size = None if row["size"] is None else int(row["size"])
+                count, total = int(row["count"]), int(row["total"])
+                check_quota(
+                    limits, len(f.content), old_size=old_size, file_count=count, total_bytes=total
+                )
+                version = 1 if old_version is None else old_version + 1
+                q(conn, sql.FILE_UPSERT, project_id, f.path, f.content, len(f.content), version,
+                  f.sha256, f.content_type, time_text(now))  # fmt: skip
+                meta = FileMeta(project_id, f.path, len(f.content), version, f.sha256,
+                                f.content_type, now)  # fmt: skip
+                written.append((meta, old_version is None))
+            datas = [codec.file_changed_data(meta, created, now) for meta, created in written]
+            events = append_in(conn, [NewEvent(project_id, d["type"], d) for d in datas], now)
+            return [(m, c, e) for (m, c), e in zip(written, events, strict=True)]
 
         return await self._db.write(op)
 
