@@ -174,6 +174,9 @@ class Settings:
     )
     max_files_per_project: int = _setting(10_000, "Most files one project may hold.")
     max_project_bytes: int = _setting(200 * MIB, "Most bytes one project's files may total.")
+    max_import_bytes: int = _setting(
+        64 * MIB, "Largest archive (tar, tar.gz or zip) accepted by a project import, in bytes."
+    )
     # -- server-sent events ----------------------------------------------------------------
     sse_heartbeat_s: float = _setting(
         15 * SECONDS, "Idle SSE streams get a `: ping` comment this often."
@@ -371,6 +374,7 @@ def validate(s: Settings) -> None:
         "max_file_bytes",
         "max_files_per_project",
         "max_project_bytes",
+        "max_import_bytes",
         "sse_heartbeat_s",
         "sse_max_lifetime_s",
         "sse_buffer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from server.api import auth, files, projects, sse, workflow
+from server.api import auth, files, projects, sse, transfer, workflow
 from server.api.openapi_links import add_links
 from server.api.openapi_parts import (
     JSON,
@@ -282,6 +282,49 @@ def _operations() -> dict[str, Schema]:
                     404: ["not_found"],
                     412: ["version_mismatch"],
                 },
+            ),
+        },
+        "/api/projects/{project_id}/import": {
+            "parameters": [pid],
+            "post": {
+                **operation(
+                    "importProject",
+                    "Write every file of a tar, tar.gz or zip archive, all or none "
+                    "(`file.changed` each).",
+                    {200: json_body(ref("ImportResult"), "Imported.")},
+                    tag="files",
+                    errors={
+                        400: ["validation_failed"],
+                        404: ["not_found"],
+                        413: ["too_large"],
+                        415: ["unsupported_media_type"],
+                    },
+                ),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        kind: {"schema": {"type": "string", "format": "binary"}}
+                        for kind in sorted(transfer.ARCHIVE_TYPES)
+                    },
+                },
+            },
+        },
+        "/api/projects/{project_id}/export": {
+            "parameters": [pid],
+            "get": operation(
+                "exportProject",
+                "The project's files as a streamed tar.gz.",
+                {
+                    200: {
+                        "description": "A tar.gz archive.",
+                        "headers": header_refs(),
+                        "content": {
+                            "application/gzip": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    }
+                },
+                tag="files",
+                errors={404: ["not_found"]},
             ),
         },
         "/api/workflow/runs": {

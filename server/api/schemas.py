@@ -171,6 +171,9 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "ProjectPage": page_of("Project"),
     "File": FILE,
     "FilePage": page_of("File"),
+    "ImportResult": closed(
+        {"imported": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}}
+    ),
     "Step": STEP,
     "StepError": STEP_ERROR,
     "RunMetrics": RUN_METRICS,

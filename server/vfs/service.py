@@ -16,6 +16,7 @@ from server.errors import NotFound, TooLarge
 from server.timeutil import rfc3339
 from server.vfs.content_types import content_type_for
 from server.vfs.paths import validate_path, validate_prefix
+from server.vfs.transfer import ProjectTransfer
 
 if TYPE_CHECKING:
     from server.events.publisher import Publisher
@@ -54,6 +55,10 @@ class FileService:
         self._store = store
         self._publisher = publisher
         self.limits = limits
+
+    def transfer(self) -> ProjectTransfer:
+        """Whole-project import and export, with these limits and this publisher."""
+        return ProjectTransfer(self._store, self._publisher, self.limits)
 
     async def read(self, project_id: str, path: str) -> FileData:
         validate_path(path)
