@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli.backup import add_parser as add_backup_parser
 
     add_backup_parser(commands)
+    from server.cli.import_project import add_parser as add_import_parser
+
+    add_import_parser(commands)
     from server.cli.openapi import add_parser as add_openapi_parser
 
     add_openapi_parser(commands)
@@ -178,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cli.backup import main as backup_main
 
         return backup_main(args)
+    if args.command == "import":
+        from server.cli.import_project import main as import_main
+
+        return import_main(args)
     if args.command == "openapi":
         from server.cli.openapi import main as openapi_main
 
