@@ -191,9 +191,13 @@ def check_internals() -> None:
     need(isinstance(ChunkedWriter, type), "h11", "h11._writers.ChunkedWriter")
     need(hasattr(hyper_stream.HTTPStream, "app_send"), "hypercorn", "HTTPStream.app_send")
     need(hasattr(hyper_h11.H11Protocol, "stream_send"), "hypercorn", "H11Protocol.stream_send")
-    server_init = hyper_tcp.TCPServer.__init__.__code__.co_names
+    # ``server.http`` may have put its subclass in TCPServer's place: look through the MRO.
+    server_cls = hyper_tcp.TCPServer
+    inits = [getattr(vars(c)["__init__"], "__code__", None) for c in server_cls.__mro__
+             if "__init__" in vars(c)]  # fmt: skip
     need(
-        hasattr(hyper_tcp.TCPServer, "protocol_send") and "send_lock" in server_init,
+        hasattr(server_cls, "protocol_send")
+        and any(code is not None and "send_lock" in code.co_names for code in inits),
         "hypercorn",
         "TCPServer.protocol_send / TCPServer.send_lock",
     )

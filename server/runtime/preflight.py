@@ -15,6 +15,8 @@ import socket
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeVar
 
+from server.errors import SchemaTooNew, StoreCorrupt
+
 if TYPE_CHECKING:
     from server.config import Settings
 
@@ -113,6 +115,8 @@ def check_data_dir(settings: Settings) -> bool:
 def describe_store_failure(settings: Settings, error: BaseException) -> StartupError:
     """The one line for a store that could not be opened (``error`` is ``StoreUnavailable``;
     its ``__cause__`` is the driver's error)."""
+    if isinstance(error, StoreCorrupt | SchemaTooNew):  # reached, but unusable as it is
+        return StartupError(str(error), ExitCode.DATABASE_UNREACHABLE)
     cause = error.__cause__ or error
     if not settings.uses_postgres:
         return StartupError(

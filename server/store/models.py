@@ -58,16 +58,6 @@ class FileLimits:
     max_total_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class FileWrite:
-    """One file of a many-file write (``Store.put_files``): its bytes and what describes them."""
-
-    path: str
-    content: bytes
-    content_type: str
-    sha256: str
-
-
 class RefreshOutcome(StrEnum):
     OK = "ok"
     REUSED = "reused"  # already used: the whole family is now revoked

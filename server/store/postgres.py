@@ -23,7 +23,6 @@ from server.store.models import (
     FileData,
     FileLimits,
     FileMeta,
-    FileWrite,
     Page,
     Project,
     RefreshOutcome,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from server.events.pgchannel import RunControl
+    from server.vfs.writes import FileWrite
 
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 

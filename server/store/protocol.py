@@ -37,7 +37,6 @@ if TYPE_CHECKING:
         FileData,
         FileLimits,
         FileMeta,
-        FileWrite,
         Page,
         Project,
         RefreshUse,
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
         StepChange,
         User,
     )
+    from server.vfs.writes import FileWrite
 
 
 class Store(Protocol):

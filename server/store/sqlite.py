@@ -22,7 +22,6 @@ from server.store.models import (
     FileData,
     FileLimits,
     FileMeta,
-    FileWrite,
     Page,
     Project,
     RefreshOutcome,
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from server.events.pgchannel import RunControl
+    from server.vfs.writes import FileWrite
 
 
 class SqliteStore(SqliteRuns):

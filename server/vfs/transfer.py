@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from server.errors import TooLarge, ValidationFailed
-from server.store.models import FileWrite
 from server.vfs.archive import (
     ArchiveLimits,
     ArchiveRejected,
@@ -29,6 +28,7 @@ from server.vfs.archive import (
     read_directory,
 )
 from server.vfs.content_types import content_type_for
+from server.vfs.writes import FileWrite
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

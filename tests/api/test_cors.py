@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import trio
 
 from server.api.cors import (
     ALLOW_HEADERS,
@@ -17,7 +18,7 @@ from server.api.cors import (
     with_vary_origin,
 )
 from server.config import SettingsError, load_settings
-from tests.events.sse_client import open_stream
+from tests.events.sse_client import open_stream, read_head
 from tests.fixtures.server import create_project, register_user
 
 if TYPE_CHECKING:
@@ -132,15 +133,21 @@ async def test_every_response_to_an_allowed_origin_carries_cors(
             assert "origin" in stream.headers.get("vary", "").lower()
         second = await client.get("/api/health", headers={"Origin": "http://second.example.test"})
         assert second.headers["access-control-allow-origin"] == "http://second.example.test"
-    # A 413 leaves its keep-alive connection unusable (DESIGN.md): a client of its own.
-    async with httpx.AsyncClient(base_url=cors_server.url, headers=headers) as client:
-        too_large = await client.post(
-            "/api/projects",
-            content=b"{" + b" " * (cors_server.settings.max_body_bytes + 10) + b"}",
-            headers={**user.headers, "Content-Type": "application/json"},
+    # A 413 is answered before the body is read, and the connection is then closed: a raw
+    # socket (an HTTP client would report the refused upload as a broken write).
+    url = httpx.URL(cors_server.url)
+    raw = await trio.open_tcp_stream(url.host, url.port or 80)
+    async with raw:
+        declared = cors_server.settings.max_body_bytes + 10
+        await raw.send_all(
+            f"POST /api/projects HTTP/1.1\r\nHost: {url.host}\r\nOrigin: {APP}\r\n"
+            f"Authorization: Bearer {user.access_token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\n\r\n{{".encode()
         )
-        assert too_large.status_code == 413
-        assert_cors(too_large)
+        status, head, _ = await read_head(raw)
+    assert status == 413
+    assert head.get("access-control-allow-origin") == APP
+    assert "origin" in head.get("vary", "").lower()
 
 
 async def test_rate_limited_answer_carries_cors(start_server: StartServer) -> None:

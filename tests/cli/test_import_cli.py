@@ -8,7 +8,6 @@ import sys
 import tarfile
 from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from tests.api.test_import_export import FILES, project_files
@@ -17,6 +16,8 @@ from tests.ops.process import free_port, server_env
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import httpx
 
     from tests.fixtures.postgres import BackendConfig
     from tests.fixtures.server import AuthedUser, RunningServer

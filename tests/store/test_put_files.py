@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from server.errors import NotFound, TooLarge
-from server.store.models import FileLimits, FileWrite
+from server.store.models import FileLimits
+from server.vfs.writes import FileWrite
 from tests.store.helpers import data, put
 
 if TYPE_CHECKING:
