@@ -302,9 +302,12 @@ def _operations() -> dict[str, Schema]:
                 ),
                 "requestBody": {
                     "required": True,
+                    "description": "The archive's bytes. Also accepted as Content-Type: "
+                    + ", ".join(sorted(transfer.ARCHIVE_TYPES - {"application/octet-stream"})),
                     "content": {
-                        kind: {"schema": {"type": "string", "format": "binary"}}
-                        for kind in sorted(transfer.ARCHIVE_TYPES)
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
                     },
                 },
             },
