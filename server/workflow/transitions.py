@@ -18,6 +18,11 @@ first cause wins:
 - ``timeout``: running steps ``cancelled`` (``timeout``), the run ``failed``;
 - ``shutdown``: running steps ``cancelled`` (``shutdown``) and reset to ``pending``; the run
   stays unfinished with its lease released, resumable.
+Approval (option ``approval: "plan"``): a planned run waits ``awaiting_approval`` (lease
+released, ``run.awaiting_approval``); ``approved`` moves it to ``pending`` (``run.approved``,
+an edited plan replacing the steps); rejection and the approval deadline end it through
+``end_stored`` (``run.cancelled`` with the ending's reason). A retry's reused steps (stored
+``succeeded`` at its first start) get ``step.succeeded`` with ``reused: true``, attempt 0.
 A step is "started" only once its ``step.started`` is in the records: every started attempt
 gets exactly one terminal event, and no step gets ``step.cancelled`` without ``step.started``.
 """
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType
 from server.store.models import RunStatus, Step, StepStatus
+from server.timeutil import rfc3339
 from server.workflow.analyzer import DependencyAnalyzer, Slot
 from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
@@ -120,6 +126,28 @@ class RunState:
             events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
         )
 
+    def awaiting_approval(
+        self, plan: Plan, intent: Mapping[str, Any] | None, expires_at: datetime, at: datetime
+    ) -> Records:
+        """planned -> awaiting_approval: the lease is released until someone approves."""
+        return Records(
+            run={
+                "status": RunStatus.AWAITING_APPROVAL,
+                "approval_expires_at": expires_at,
+                "lease_owner": None,
+                "lease_expires_at": None,
+            },
+            events=[
+                self._run_event(
+                    EventType.RUN_AWAITING_APPROVAL,
+                    at,
+                    plan=plan.to_json(),
+                    intent=None if intent is None else dict(intent),
+                    expires_at=rfc3339(expires_at),
+                )
+            ],
+        )
+
     def start(
         self,
         plan: Plan,
@@ -127,6 +155,7 @@ class RunState:
         first_start: bool,
         at: datetime,
         status: RunStatus = RunStatus.PENDING,
+        retry_of: str | None = None,
     ) -> Records:
         """Restore what an earlier process finished, then ``status`` -> running.
 
@@ -136,6 +165,7 @@ class RunState:
         costs its whole size (SQLite rewrites the row), which matters on a full disk."""
         analyzer = DependencyAnalyzer(plan)
         records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
+        reused: list[NewEvent] = []
         for step in stored:
             if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
                 continue
@@ -143,6 +173,19 @@ class RunState:
             if step.status is StepStatus.SUCCEEDED:
                 analyzer.restore(step.id, Slot.SUCCEEDED)
                 self.succeeded += 1
+                if first_start and retry_of is not None:
+                    reused.append(
+                        self._step_event(
+                            EventType.STEP_SUCCEEDED,
+                            step.id,
+                            0,
+                            at,
+                            reused=True,
+                            reused_from=retry_of,
+                            duration_ms=None,
+                            output=step.output,
+                        )
+                    )
             elif step.status is StepStatus.FAILED:
                 analyzer.restore(step.id, Slot.FAILED)
             elif step.status is StepStatus.SKIPPED:
@@ -161,6 +204,7 @@ class RunState:
             records.events.append(
                 self._run_event(EventType.RUN_STARTED, at, steps_total=len(plan.steps))
             )
+            records.events.extend(reused)
         return records
 
     def _analyzer(self) -> DependencyAnalyzer:
@@ -234,10 +278,15 @@ class RunState:
         )
 
     def step_succeeded(
-        self, step_id: str, stored_output: Any, duration_ms: float | None, at: datetime
+        self,
+        step_id: str,
+        stored_output: Any,
+        duration_ms: float | None,
+        at: datetime,
+        reads: Mapping[str, Any] | None = None,
     ) -> tuple[Records, list[str]]:
         """Returns the records and the steps that became ready (dispatched by the caller
-        with ``dispatch_ready``)."""
+        with ``dispatch_ready``). ``reads``: the files the step used (``file_log``)."""
         attempt = self._running(step_id)
         del self.started[step_id]
         self.succeeded += 1
@@ -248,6 +297,8 @@ class RunState:
             "finished_at": at,
             "duration_ms": duration_ms,
         }
+        if reads is not None:
+            fields["reads"] = dict(reads)
         event = self._step_event(
             EventType.STEP_SUCCEEDED,
             step_id,
@@ -266,23 +317,22 @@ class RunState:
         continue_on_error: bool,
         duration_ms: float | None,
         at: datetime,
+        reads: Mapping[str, Any] | None = None,
     ) -> Records:
         """The step failed for good: its dependents are skipped; without
         ``continue_on_error`` the run ends ``failed`` (``step_failed``)."""
         attempt = self._running(step_id)
         del self.started[step_id]
+        fields: dict[str, Any] = {
+            "status": StepStatus.FAILED,
+            "error": dict(error),
+            "finished_at": at,
+            "duration_ms": duration_ms,
+        }
+        if reads is not None:
+            fields["reads"] = dict(reads)
         records = Records(
-            steps=[
-                (
-                    step_id,
-                    {
-                        "status": StepStatus.FAILED,
-                        "error": dict(error),
-                        "finished_at": at,
-                        "duration_ms": duration_ms,
-                    },
-                )
-            ],
+            steps=[(step_id, fields)],
             events=[
                 self._step_event(
                     EventType.STEP_FAILED,
@@ -393,8 +443,9 @@ def _end_records(
     status = RunStatus.CANCELLED if ending.kind == "cancelled" else RunStatus.FAILED
     records.run.update(status=status, finished_at=at, error=ending.error)
     if status is RunStatus.CANCELLED:
+        reason = ending.error.get("reason", "user")
         event = state._run_event(
-            EventType.RUN_CANCELLED, at, reason="user", error=ending.error, **extra
+            EventType.RUN_CANCELLED, at, reason=reason, error=ending.error, **extra
         )
     else:
         event = state._run_event(EventType.RUN_FAILED, at, error=ending.error, **extra)
@@ -418,4 +469,24 @@ def end_stored(run: Run, ending: Ending, at: datetime) -> tuple[Records, RunStat
         at=at,
         metrics=None,
         durations={},
+    )
+
+
+def approved(run: Run, plan: Plan, edited: bool, at: datetime) -> Records:
+    """awaiting_approval -> pending (``run.approved``); an edited plan replaces the steps
+    (the caller writes with ``replace_steps``). Prompt and intent stay."""
+    doc = plan.to_json()
+    fields: dict[str, Any] = {
+        "status": RunStatus.PENDING,
+        "approved_at": at,
+        "approval_expires_at": None,
+    }
+    if edited:
+        fields["plan"] = doc
+    return Records(
+        run=fields,
+        new_steps=steps_of(run.id, plan) if edited else [],
+        events=[
+            run_event(EventType.RUN_APPROVED, run.project_id, run.id, at, plan=doc, edited=edited)
+        ],
     )
