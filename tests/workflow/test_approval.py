@@ -359,9 +359,7 @@ async def test_two_instances_end_an_expired_run_once(start_server: StartServer) 
     async with httpx.AsyncClient(base_url=a.url, timeout=30) as on_a:
         user = await register_user(on_a)
         pid = await create_project(on_a, user)
-        runs = [
-            await submit(on_a, user, pid, plan=WRITE_PLAN, options=APPROVAL) for _ in range(3)
-        ]
+        runs = [await submit(on_a, user, pid, plan=WRITE_PLAN, options=APPROVAL) for _ in range(3)]
         for run in runs:
             done = await wait_status(on_a, user, run["id"], {"cancelled", "succeeded"})
             assert done["error"]["reason"] == "approval_timeout"
