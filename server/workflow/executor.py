@@ -31,6 +31,7 @@ import trio
 from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
 from server.store.models import RunStatus, StepStatus
+from server.workflow.approval import awaiting_approval
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
 from server.workflow.file_log import FileLog, RecordingFiles
@@ -219,7 +220,10 @@ class RunExecutor:
         if self.run.status is not RunStatus.AWAITING_APPROVAL:
             now = self.clock.now()
             expires = now + timedelta(seconds=self.deps.settings.approval_timeout_s)
-            await self._commit(self.state.awaiting_approval(plan, self.run.intent, expires, now))
+            records = awaiting_approval(
+                self.project_id, self.run_id, plan, self.run.intent, expires, now
+            )
+            await self._commit(records)
         self.parked = True
 
     async def _start_run(self, plan: Plan) -> None:

@@ -21,11 +21,12 @@ from server.errors import Conflict, NotFound, RunStatusChanged
 from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus, Step, StepChange, StepStatus
 from server.timeutil import new_id, utc_now
+from server.workflow.approval import approved
 from server.workflow.endings import APPROVAL_TIMED_OUT, REJECTED
 from server.workflow.events import run_event
 from server.workflow.file_log import changed_reads, paths_to_check
 from server.workflow.plan import parse_plan
-from server.workflow.transitions import approved, end_stored, steps_of
+from server.workflow.transitions import end_stored, steps_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

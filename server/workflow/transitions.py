@@ -18,9 +18,8 @@ first cause wins:
 - ``timeout``: running steps ``cancelled`` (``timeout``), the run ``failed``;
 - ``shutdown``: running steps ``cancelled`` (``shutdown``) and reset to ``pending``; the run
   stays unfinished with its lease released, resumable.
-Approval (option ``approval: "plan"``): a planned run waits ``awaiting_approval`` (lease
-released, ``run.awaiting_approval``); ``approved`` moves it to ``pending`` (``run.approved``,
-an edited plan replacing the steps); rejection and the approval deadline end it through
+Approval (option ``approval: "plan"``): the waiting state and its way out are in
+``approval.py``; rejection and the approval deadline end a waiting run through
 ``end_stored`` (``run.cancelled`` with the ending's reason). A retry's reused steps (stored
 ``succeeded`` at its first start) get ``step.succeeded`` with ``reused: true``, attempt 0.
 A step is "started" only once its ``step.started`` is in the records: every started attempt
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType
 from server.store.models import RunStatus, Step, StepStatus
-from server.timeutil import rfc3339
 from server.workflow.analyzer import DependencyAnalyzer, Slot
 from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
@@ -124,28 +122,6 @@ class RunState:
             run={"intent": dict(intent), "plan": doc},
             new_steps=steps_of(self.run_id, plan),
             events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
-        )
-
-    def awaiting_approval(
-        self, plan: Plan, intent: Mapping[str, Any] | None, expires_at: datetime, at: datetime
-    ) -> Records:
-        """planned -> awaiting_approval: the lease is released until someone approves."""
-        return Records(
-            run={
-                "status": RunStatus.AWAITING_APPROVAL,
-                "approval_expires_at": expires_at,
-                "lease_owner": None,
-                "lease_expires_at": None,
-            },
-            events=[
-                self._run_event(
-                    EventType.RUN_AWAITING_APPROVAL,
-                    at,
-                    plan=plan.to_json(),
-                    intent=None if intent is None else dict(intent),
-                    expires_at=rfc3339(expires_at),
-                )
-            ],
         )
 
     def start(
@@ -469,24 +445,4 @@ def end_stored(run: Run, ending: Ending, at: datetime) -> tuple[Records, RunStat
         at=at,
         metrics=None,
         durations={},
-    )
-
-
-def approved(run: Run, plan: Plan, edited: bool, at: datetime) -> Records:
-    """awaiting_approval -> pending (``run.approved``); an edited plan replaces the steps
-    (the caller writes with ``replace_steps``). Prompt and intent stay."""
-    doc = plan.to_json()
-    fields: dict[str, Any] = {
-        "status": RunStatus.PENDING,
-        "approved_at": at,
-        "approval_expires_at": None,
-    }
-    if edited:
-        fields["plan"] = doc
-    return Records(
-        run=fields,
-        new_steps=steps_of(run.id, plan) if edited else [],
-        events=[
-            run_event(EventType.RUN_APPROVED, run.project_id, run.id, at, plan=doc, edited=edited)
-        ],
     )

@@ -10,13 +10,20 @@ has changed since (unless ``?force=true``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.errors import ToolError
+from server.store.models import RunStatus, StepStatus
+from server.workflow.plan import parse_plan
 from server.workflow.tools.registry import Tool
+from server.workflow.transitions import RunState, steps_of
 from tests.fixtures.server import create_project, register_user
 from tests.workflow.hitl_helpers import (
     get_run,
@@ -28,6 +35,8 @@ from tests.workflow.hitl_helpers import (
     wait_status,
     whole_log,
 )
+from tests.workflow.invariants import check_run_log
+from tests.workflow.test_plan import REGISTRY, dags, plan_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,6 +47,7 @@ if TYPE_CHECKING:
     from tests.fixtures.server import AuthedUser, RunningServer
 
 ENDED = {"succeeded", "failed", "cancelled"}
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -284,3 +294,44 @@ async def test_another_user_gets_404_on_retry(
     assert (await retry(client, user, "no-such-run")).status_code == 404
     log = await whole_log(client, user, pid)
     assert {d.get("run_id") for _k, d in log if d.get("run_id")} == {source["id"]}
+
+
+# -- the pure rules: a retry's first start ---------------------------------------------------
+@settings(max_examples=80, deadline=None)
+@given(dags(), st.randoms(use_true_random=False))
+def test_reused_steps_are_announced_once_and_never_dispatched(
+    graph: dict[str, list[str]], rnd: Any
+) -> None:
+    """Whatever succeeded in the source (a set closed under needs) is announced reused at the
+    first start, never dispatched; everything else runs; a later resume announces nothing."""
+    plan = parse_plan(plan_of(graph), REGISTRY, 100)
+    done: set[str] = set()
+    for sid in graph:
+        if rnd.random() < 0.4 and all(n in done for n in graph[sid]):
+            done.add(sid)
+    stored = [
+        replace(s, status=StepStatus.SUCCEEDED, output={"v": s.id}) if s.id in done else s
+        for s in steps_of("r2", plan)
+    ]
+    state = RunState("p1", "r2")
+    records = state.start(plan, stored, True, AT, retry_of="r1")
+    log = [json.loads(json.dumps(e.data)) for e in records.events]
+    reused = {d["step_id"] for d in log if d["type"] == "step.succeeded"}
+    assert reused == done
+    assert all(d["reused_from"] == "r1" for d in log if d["type"] == "step.succeeded")
+    ran: list[str] = []
+    ready = state.dispatch_ready()
+    while ready:
+        sid = ready.pop(rnd.randrange(len(ready)))
+        ran.append(sid)
+        log += [json.loads(json.dumps(e.data)) for e in state.step_started(sid, "t", 0, AT).events]
+        finished, _ = state.step_succeeded(sid, {"ok": 1}, 1.0, AT)
+        log += [json.loads(json.dumps(e.data)) for e in finished.events]
+        ready += state.dispatch_ready()
+    end, status = state.finish(AT, {"wall_ms": 1.0}, {})
+    log += [json.loads(json.dumps(e.data)) for e in end.events]
+    assert status is RunStatus.SUCCEEDED
+    assert sorted(ran) == sorted(set(graph) - done)
+    check_run_log(log)
+    resumed = RunState("p1", "r2").start(plan, stored, False, AT, RunStatus.RUNNING, "r1")
+    assert not [e for e in resumed.events if e.type == "step.succeeded"]
