@@ -7,14 +7,17 @@ edited plan), ``reject`` and the approval deadline end it ``cancelled``.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import trio
 
-from server.store.models import RunChange
-from server.timeutil import utc_now
+from server.errors import RunStatusChanged
+from server.events.model import NewEvent
+from server.store.models import Run, RunChange, RunStatus, Step
+from server.timeutil import new_id, utc_now
 from tests.fixtures.postgres import open_migrated_store
 from tests.fixtures.server import create_project, register_user
 from tests.workflow.hitl_helpers import (
@@ -377,3 +380,54 @@ async def test_two_instances_end_an_expired_run_once(start_server: StartServer) 
             "/api/workflow/runs", params={"project_id": pid}, headers=user.headers
         )
         assert {r["status"] for r in last.json()["items"]} == {"cancelled"}
+
+
+# -- the store's side: the conditional transition, on both databases ------------------------
+async def test_of_two_conditional_transitions_exactly_one_writes(backend: BackendConfig) -> None:
+    async with open_migrated_store(backend) as store:
+        user = await store.create_user("approver@example.com", None, None)
+        project = await store.create_project(user.id, "demo", None)
+        run_id = new_id()
+        past = utc_now() - timedelta(seconds=1)
+        old_step = Step(run_id, "old", 0, "vfs.list", {"prefix": ""}, ())
+        run = Run(
+            id=run_id, project_id=project.id, owner_id=user.id,
+            status=RunStatus.AWAITING_APPROVAL, prompt=None, intent=None, plan={"steps": []},
+            options=APPROVAL, error=None, created_at=utc_now(), steps=(old_step,),
+            approval_expires_at=past,
+        )  # fmt: skip
+        await store.create_run(run, [])
+        assert run_id not in {r.id for r in await store.unfinished_runs(None)}
+        assert [r.id for r in await store.expired_approvals(utc_now(), 10)] == [run_id]
+        assert await store.expired_approvals(past - timedelta(seconds=1), 10) == []
+        won: list[int] = []
+        lost: list[int] = []
+
+        async def approve(i: int) -> None:
+            step = Step(run_id, f"s{i}", 0, "vfs.list", {"prefix": ""}, ())
+            event = NewEvent(project.id, "run.approved", {"type": "run.approved", "i": i})
+            try:
+                await store.write_run_state(
+                    run=RunChange(run_id, {"status": RunStatus.PENDING}),
+                    new_steps=[step],
+                    events=[event],
+                    if_status=RunStatus.AWAITING_APPROVAL,
+                    replace_steps=True,
+                )
+            except RunStatusChanged:
+                lost.append(i)
+            else:
+                won.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(approve, i)
+        assert len(won) == 1
+        assert sorted(won + lost) == [0, 1, 2, 3]
+        after = await store.get_run(run_id)
+        assert after is not None
+        assert after.status is RunStatus.PENDING
+        assert [s.id for s in after.steps] == [f"s{won[0]}"]  # the old steps were replaced
+        events = await store.events_after(project.id, 0, 100)
+        assert [e.type for e in events] == ["run.approved"]
+        assert await store.expired_approvals(utc_now(), 10) == []
