@@ -18,6 +18,7 @@ from server.errors import RunStatusChanged
 from server.events.model import NewEvent
 from server.store.models import Run, RunChange, RunStatus, Step
 from server.timeutil import new_id, utc_now
+from server.workflow.supervisor import ADOPT_SCAN_MAX_S, APPROVAL_SCAN_S
 from tests.fixtures.postgres import open_migrated_store
 from tests.fixtures.server import create_project, register_user
 from tests.workflow.hitl_helpers import (
@@ -282,7 +283,7 @@ async def test_a_restart_keeps_the_run_awaiting_then_approvable(
     await first.stop()
     second = await start_server()
     async with httpx.AsyncClient(base_url=second.url, timeout=30) as client:
-        await trio.sleep(0.1)  # the new supervisor's first resume scan has run by now
+        await trio.sleep(2 * ADOPT_SCAN_MAX_S)  # the new supervisor has scanned for runs
         after = await get_run(client, user, run["id"])
         assert after["status"] == "awaiting_approval"
         assert after["approval"] == run["approval"]
@@ -366,7 +367,7 @@ async def test_two_instances_end_an_expired_run_once(start_server: StartServer) 
         for run in runs:
             done = await wait_status(on_a, user, run["id"], {"cancelled", "succeeded"})
             assert done["error"]["reason"] == "approval_timeout"
-        await trio.sleep(1.5)  # both instances scanned again since: nothing more is written
+        await trio.sleep(2 * APPROVAL_SCAN_S)  # both scanned again: nothing more is written
         log = await whole_log(on_a, user, pid)
         for run in runs:
             events = [(k, d) for k, d in log if d.get("run_id") == run["id"]]
