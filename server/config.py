@@ -223,6 +223,11 @@ class Settings:
         30 * SECONDS,
         "Lease a process holds on a running run; expired leases are resumed elsewhere.",
     )
+    approval_timeout_s: float = _setting(
+        24 * HOURS,
+        "A run with the option approval: plan waits this long for POST .../approve; then it "
+        "ends cancelled (reason approval_timeout).",
+    )
     # -- AI --------------------------------------------------------------------------------
     gemini_api_key: str | None = _setting(
         None, "Google Gemini API key; unset uses the offline provider.", secret=True
@@ -388,6 +393,7 @@ def validate(s: Settings) -> None:
         "step_output_max_bytes",
         "max_template_arg_bytes",
         "run_lease_s",
+        "approval_timeout_s",
         "ai_timeout_s",
         "ai_concurrency",
         "ai_max_prompt_chars",

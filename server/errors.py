@@ -118,6 +118,14 @@ class RunFinished(Conflict):
     default_message = "The run has already finished."
 
 
+class RunStatusChanged(Conflict):
+    """A conditional run transition found the run in another status (another request or
+    instance moved it first)."""
+
+    code = "conflict"
+    default_message = "The run's status changed."
+
+
 class VersionMismatch(AppError):
     status = 412
     code = "version_mismatch"

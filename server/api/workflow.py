@@ -1,4 +1,5 @@
-"""Workflow routes: submit, plan, list, get and cancel runs; the tool catalog.
+"""Workflow routes: submit, plan, list, get, cancel, approve, reject and retry runs; the
+tool catalog.
 
 Thin: parse and authorize here, the ``RunSupervisor`` does the work. Another user's run is
 404 (existence is not leaked), exactly as a missing one.
@@ -6,11 +7,20 @@ Thin: parse and authorize here, the ``RunSupervisor`` does the work. Another use
 
 from __future__ import annotations
 
+from typing import Any
+
 from quart import Blueprint, Response, request
 
-from server.api.deps import json_response, page_params, read_json, require_user, services
+from server.api.deps import (
+    json_response,
+    page_params,
+    read_body,
+    read_json,
+    require_user,
+    services,
+)
 from server.api.validation import object_schema
-from server.errors import NotFound, ValidationFailed
+from server.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from server.store.models import RunStatus
 from server.workflow.events import run_json
 
@@ -124,6 +134,47 @@ async def get_run(run_id: str) -> Response:
 async def cancel_run(run_id: str) -> Response:
     user = await require_user()
     run = await services().supervisor.cancel(run_id, user.user_id)
+    return json_response(run_json(run), 202)
+
+
+APPROVE_SCHEMA = object_schema({"plan": {"type": "object"}}, ())
+
+
+async def _optional_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object body, or ``{}`` when the request has none."""
+    if not request.mimetype and request.content_length in (None, 0):
+        raw = await read_body(services().settings.max_body_bytes)
+        if not raw.strip():
+            return {}
+        raise UnsupportedMediaType("The request body must be application/json.")
+    return await read_json(schema)
+
+
+@blueprint.post("/api/workflow/runs/<run_id>/approve")
+async def approve_run(run_id: str) -> Response:
+    user = await require_user()
+    body = await _optional_json(APPROVE_SCHEMA)
+    run = await services().supervisor.approve(run_id, user.user_id, body.get("plan"))
+    return json_response(run_json(run), 202)
+
+
+@blueprint.post("/api/workflow/runs/<run_id>/reject")
+async def reject_run(run_id: str) -> Response:
+    user = await require_user()
+    await _optional_json(object_schema({}, ()))
+    run = await services().supervisor.reject(run_id, user.user_id)
+    return json_response(run_json(run))
+
+
+@blueprint.post("/api/workflow/runs/<run_id>/retry")
+async def retry_run(run_id: str) -> Response:
+    user = await require_user()
+    raw_force = request.args.get("force", "false")
+    if raw_force not in ("true", "false", "1", "0"):
+        raise ValidationFailed(details={"force": "must be true or false"})
+    await _optional_json(object_schema({}, ()))
+    force = raw_force in ("true", "1")
+    run = await services().supervisor.retry(run_id, user.user_id, force=force)
     return json_response(run_json(run), 202)
 
 

@@ -47,6 +47,8 @@ class EventType(StrEnum):
     RUN_CREATED = "run.created"
     RUN_PLANNING = "run.planning"
     RUN_PLANNED = "run.planned"
+    RUN_AWAITING_APPROVAL = "run.awaiting_approval"
+    RUN_APPROVED = "run.approved"
     RUN_STARTED = "run.started"
     STEP_STARTED = "step.started"
     STEP_DELTA = "step.delta"

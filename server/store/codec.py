@@ -36,19 +36,22 @@ if TYPE_CHECKING:
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 
 RUN_JSON_COLUMNS = frozenset({"intent", "plan", "options", "error", "metrics"})
-RUN_TIME_COLUMNS = frozenset({"created_at", "started_at", "finished_at", "lease_expires_at"})
-STEP_JSON_COLUMNS = frozenset({"args", "needs", "output", "error"})
+RUN_TIME_COLUMNS = frozenset(
+    {"created_at", "started_at", "finished_at", "lease_expires_at", "approved_at",
+     "approval_expires_at"}
+)  # fmt: skip
+STEP_JSON_COLUMNS = frozenset({"args", "needs", "output", "error", "reads"})
 STEP_TIME_COLUMNS = frozenset({"started_at", "finished_at"})
 FINISHED_RUN_STATUSES = tuple(s.value for s in RunStatus if s.finished)
 
 RUN_COLUMNS = (
     "id", "project_id", "owner_id", "status", "prompt", "intent", "plan", "options", "error",
     "metrics", "created_at", "started_at", "finished_at", "idempotency_key", "lease_owner",
-    "lease_expires_at",
+    "lease_expires_at", "retry_of", "approved_at", "approval_expires_at",
 )  # fmt: skip
 STEP_COLUMNS = (
     "run_id", "id", "position", "tool", "args", "needs", "status", "attempts", "output", "error",
-    "started_at", "finished_at", "duration_ms", "queue_ms",
+    "started_at", "finished_at", "duration_ms", "queue_ms", "reads",
 )  # fmt: skip
 
 
@@ -171,6 +174,7 @@ class RowDecoder:
             finished_at=self.time(row["finished_at"]),
             duration_ms=row["duration_ms"],
             queue_ms=row["queue_ms"],
+            reads=loads_or_none(row["reads"]),
         )
 
     def run(self, row: Row, steps: Sequence[Step] = ()) -> Run:
@@ -192,6 +196,9 @@ class RowDecoder:
             lease_owner=row["lease_owner"],
             lease_expires_at=self.time(row["lease_expires_at"]),
             steps=tuple(sorted(steps, key=lambda s: (s.position, s.id))),
+            retry_of=row["retry_of"],
+            approved_at=self.time(row["approved_at"]),
+            approval_expires_at=self.time(row["approval_expires_at"]),
         )
 
 

@@ -222,9 +222,30 @@ CREATE TABLE steps (
 );
 """
 
+# Issue 17 (plan approval, retry): self-contained; renumber at merge if another branch
+# took 3 first.
+_V3_SQLITE = """
+ALTER TABLE runs ADD COLUMN retry_of TEXT;
+ALTER TABLE runs ADD COLUMN approved_at TEXT;
+ALTER TABLE runs ADD COLUMN approval_expires_at TEXT;
+ALTER TABLE steps ADD COLUMN reads TEXT;
+CREATE INDEX runs_awaiting_approval ON runs (approval_expires_at)
+    WHERE status = 'awaiting_approval';
+"""
+
+_V3_POSTGRES = """
+ALTER TABLE runs ADD COLUMN retry_of text COLLATE "C";
+ALTER TABLE runs ADD COLUMN approved_at timestamptz;
+ALTER TABLE runs ADD COLUMN approval_expires_at timestamptz;
+ALTER TABLE steps ADD COLUMN reads jsonb;
+CREATE INDEX runs_awaiting_approval ON runs (approval_expires_at)
+    WHERE status = 'awaiting_approval';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, refresh tokens, projects, files", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "event log, workflow runs and steps", _V2_SQLITE, _V2_POSTGRES),
+    Migration(3, "plan approval and retry: runs, files steps read", _V3_SQLITE, _V3_POSTGRES),
 )
 
 

@@ -74,6 +74,7 @@ class RefreshUse:
 class RunStatus(StrEnum):
     PENDING = "pending"
     PLANNING = "planning"
+    AWAITING_APPROVAL = "awaiting_approval"  # planned; waits for POST .../approve or reject
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -113,6 +114,9 @@ class Step:
     finished_at: datetime | None = None
     duration_ms: float | None = None
     queue_ms: float | None = None
+    # The files the step read and wrote (``workflow.file_log``), checked before a retry
+    # reuses its output: ``{"files": [{"path", "version", "sha256", "op"}], "complete"}``.
+    reads: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +138,9 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     steps: tuple[Step, ...] = ()
+    retry_of: str | None = None  # the failed/cancelled run this one retries
+    approved_at: datetime | None = None  # option approval "plan": when the plan was approved
+    approval_expires_at: datetime | None = None  # while awaiting_approval: the deadline
 
 
 class RunFields(TypedDict, total=False):
@@ -148,6 +155,8 @@ class RunFields(TypedDict, total=False):
     metrics: Mapping[str, Any] | None
     lease_owner: str | None
     lease_expires_at: datetime | None
+    approved_at: datetime | None
+    approval_expires_at: datetime | None
 
 
 class StepFields(TypedDict, total=False):
@@ -161,6 +170,7 @@ class StepFields(TypedDict, total=False):
     finished_at: datetime | None
     duration_ms: float | None
     queue_ms: float | None
+    reads: Mapping[str, Any] | None
 
 
 RUN_MUTABLE_FIELDS = frozenset(RunFields.__annotations__)

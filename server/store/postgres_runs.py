@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from server.errors import NotFound
+from server.errors import NotFound, RunStatusChanged
 from server.events.model import StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, committed_payload_sql
 from server.store import codec, sql
@@ -163,7 +163,10 @@ class PostgresRuns:
         new_steps: Sequence[Step] = (),
         steps: Sequence[StepChange] = (),
         events: Sequence[NewEvent] = (),
+        if_status: RunStatus | None = None,
+        replace_steps: bool = False,
     ) -> list[StoredEvent]:
+        guard = () if if_status is None else (RunStatus(if_status).value,)
         run_fields = None if run is None else dict(run.fields)
         if run_fields is not None and run_fields.get("status") == RunStatus.SUCCEEDED:
             run_fields.setdefault("error", None)  # drop a cancel request that came too late
@@ -175,10 +178,17 @@ class PostgresRuns:
         async def op(conn: Conn) -> list[StoredEvent]:
             if run is not None and run_sets:
                 found = await conn.fetchval(
-                    sql.run_update(run_sets), run.run_id, *run_sets.values()
+                    sql.run_update(run_sets, if_status=bool(guard)),
+                    run.run_id,
+                    *run_sets.values(),
+                    *guard,
                 )
                 if found is None:
+                    if guard:
+                        raise RunStatusChanged(details={"run_id": run.run_id})
                     raise NotFound("Run not found.", {"run_id": run.run_id})
+                if replace_steps:
+                    await conn.execute(sql.STEPS_DELETE, run.run_id)
             try:
                 await _upsert_steps(conn, new_steps)
             except asyncpg.ForeignKeyViolationError:
@@ -200,6 +210,13 @@ class PostgresRuns:
 
         async def op(conn: Conn) -> list[Run]:
             return await _runs_with_steps(conn, await conn.fetch(sql.RUNS_UNFINISHED, moment))
+
+        return await self._db.run(op, readonly=True)
+
+    async def expired_approvals(self, now: datetime, limit: int) -> list[Run]:
+        async def op(conn: Conn) -> list[Run]:
+            rows = await conn.fetch(sql.RUNS_APPROVAL_EXPIRED, aware(now), limit)
+            return await _runs_with_steps(conn, rows)
 
         return await self._db.run(op, readonly=True)
 

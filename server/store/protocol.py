@@ -231,11 +231,22 @@ class Store(Protocol):
         new_steps: Sequence[Step] = (),
         steps: Sequence[StepChange] = (),
         events: Sequence[NewEvent] = (),
+        if_status: RunStatus | None = None,
+        replace_steps: bool = False,
     ) -> list[StoredEvent]:
-        """One transaction: update the run, insert/replace steps, update steps, append events."""
+        """One transaction: update the run, insert/replace steps, update steps, append events.
+
+        ``if_status``: the run update applies only while the run has that status, else
+        nothing is written and ``RunStatusChanged`` is raised (of two concurrent conditional
+        transitions exactly one wins). ``replace_steps``: the run's steps are deleted before
+        ``new_steps`` go in (an edited plan)."""
 
     async def unfinished_runs(self, lease_expired_before: datetime | None) -> list[Run]:
-        """Runs not finished whose lease is empty or expired before the given time."""
+        """Runs to execute: not finished, not awaiting approval, whose lease is empty or
+        expired before the given time."""
+
+    async def expired_approvals(self, now: datetime, limit: int) -> list[Run]:
+        """Runs ``awaiting_approval`` whose approval deadline passed before ``now``."""
 
     async def claim_run(self, run_id: str, owner: str, expires_at: datetime) -> bool:
         """Take the run's lease if it is free, expired or already ours."""

@@ -138,8 +138,9 @@ RUN_LIST = (
     "AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id < $4) "
     "ORDER BY id DESC LIMIT $5"
 )
-RUNS_UNFINISHED = (
-    f"SELECT * FROM runs WHERE {NOT_FINISHED} AND ($1::timestamptz IS NULL "
+AWAITING = "status = 'awaiting_approval'"
+RUNS_UNFINISHED = (  # runs to execute: a run awaiting approval waits for a person
+    f"SELECT * FROM runs WHERE {NOT_FINISHED} AND NOT {AWAITING} AND ($1::timestamptz IS NULL "
     "OR lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $1) ORDER BY id"
 )
 RUN_CLAIM = (
@@ -148,11 +149,19 @@ RUN_CLAIM = (
     "OR lease_expires_at < $4) RETURNING id"
 )
 LEASES_RENEW = f"UPDATE runs SET lease_expires_at = $2 WHERE lease_owner = $1 AND {NOT_FINISHED}"
+RUNS_APPROVAL_EXPIRED = (
+    f"SELECT * FROM runs WHERE {AWAITING} AND approval_expires_at < $1 ORDER BY id LIMIT $2"
+)
+STEPS_DELETE = "DELETE FROM steps WHERE run_id = $1"
 
 
-def run_update(columns: Iterable[str]) -> str:
-    """UPDATE of a run's columns: ``$1`` is the run id, the values follow from ``$2``."""
-    return f"UPDATE runs SET {assignments(columns, 2)} WHERE id = $1 RETURNING id"
+def run_update(columns: Iterable[str], *, if_status: bool = False) -> str:
+    """UPDATE of a run's columns: ``$1`` is the run id, the values follow from ``$2``.
+    ``if_status``: only while the run's status is the last parameter (a conditional
+    transition: of two concurrent ones, one updates the row, the other finds none)."""
+    names = list(columns)
+    guard = f" AND status = ${len(names) + 2}" if if_status else ""
+    return f"UPDATE runs SET {assignments(names, 2)} WHERE id = $1{guard} RETURNING id"
 
 
 def step_update(columns: Iterable[str]) -> str:

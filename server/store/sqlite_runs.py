@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from server.errors import NotFound
+from server.errors import NotFound, RunStatusChanged
 from server.events.model import StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
@@ -141,15 +141,23 @@ class SqliteRuns:
         new_steps: Sequence[Step] = (),
         steps: Sequence[StepChange] = (),
         events: Sequence[NewEvent] = (),
+        if_status: RunStatus | None = None,
+        replace_steps: bool = False,
     ) -> list[StoredEvent]:
         run_sets = None if run is None else codec.run_change_values(run.fields, time_as_text=True)
         step_sets = [codec.step_change_values(s.fields, time_as_text=True) for s in steps]
+        guard = () if if_status is None else (RunStatus(if_status).value,)
 
         def op(conn: Conn) -> list[StoredEvent]:
             if run is not None and run_sets:
-                found = q(conn, sql.run_update(run_sets), run.run_id, *run_sets.values())
+                statement = sql.run_update(run_sets, if_status=bool(guard))
+                found = q(conn, statement, run.run_id, *run_sets.values(), *guard)
                 if found.fetchone() is None:
+                    if guard:
+                        raise RunStatusChanged(details={"run_id": run.run_id})
                     raise NotFound("Run not found.", {"run_id": run.run_id})
+                if replace_steps:
+                    q(conn, sql.STEPS_DELETE, run.run_id)
             try:
                 _upsert_steps(conn, new_steps)
             except sqlite3.IntegrityError:
@@ -170,6 +178,15 @@ class SqliteRuns:
 
         def op(conn: Conn) -> list[Run]:
             return _runs_with_steps(conn, q(conn, sql.RUNS_UNFINISHED, moment).fetchall())
+
+        return await self._db.read(op)
+
+    async def expired_approvals(self, now: datetime, limit: int) -> list[Run]:
+        moment = time_text(now)
+
+        def op(conn: Conn) -> list[Run]:
+            rows = q(conn, sql.RUNS_APPROVAL_EXPIRED, moment, limit).fetchall()
+            return _runs_with_steps(conn, rows)
 
         return await self._db.read(op)
 

@@ -2,7 +2,8 @@
 
 Pure. ``Ending`` is the first cause that ends a run (``transitions.RunState.end``); the
 constants are the user cancel, timeout, shutdown and could-not-record endings, and the
-helpers build the planning-failed and step-failed ones.
+helpers build the planning-failed and step-failed ones. A run awaiting approval ends
+``REJECTED`` or ``APPROVAL_TIMED_OUT``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,18 @@ NOT_RECORDED = Ending(
     "failed", {"code": "internal_error", "message": "The run could not be recorded."}
 )
 ENDINGS: dict[str, Ending] = {"user": USER_CANCELLED, "timeout": TIMED_OUT, "shutdown": SHUTDOWN}
+# How a run awaiting approval ends without running (``run.cancelled`` with this ``reason``).
+REJECTED = Ending(
+    "cancelled", {"code": "cancelled", "message": "The plan was rejected.", "reason": "rejected"}
+)
+APPROVAL_TIMED_OUT = Ending(
+    "cancelled",
+    {
+        "code": "cancelled",
+        "message": "Nobody approved the plan in time.",
+        "reason": "approval_timeout",
+    },
+)
 
 
 def step_cancelled_error(reason: CancelReason) -> dict[str, Any]:

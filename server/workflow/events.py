@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType, new_event
+from server.store.models import StepStatus
 from server.timeutil import rfc3339
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def step_json(step: Step) -> dict[str, Any]:
         "started_at": _time(step.started_at),
         "finished_at": _time(step.finished_at),
         "duration_ms": step.duration_ms,
+        # A retry's step whose output came from the source run (it did not run here).
+        "reused": step.status is StepStatus.SUCCEEDED and step.attempts == 0,
     }
 
 
@@ -109,4 +112,18 @@ def run_json(run: Run) -> dict[str, Any]:
         "started_at": _time(run.started_at),
         "finished_at": _time(run.finished_at),
         "metrics": metrics,
+        "retry_of": run.retry_of,
+        "approval": _approval(run),
+    }
+
+
+def _approval(run: Run) -> dict[str, Any] | None:
+    """``{"mode": "plan", "expires_at", "approved_at"}`` for runs with that option."""
+    mode = (run.options or {}).get("approval")
+    if mode is None:
+        return None
+    return {
+        "mode": mode,
+        "expires_at": _time(run.approval_expires_at),
+        "approved_at": _time(run.approved_at),
     }

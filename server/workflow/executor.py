@@ -23,15 +23,18 @@ import logging
 import random
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
-from server.store.models import StepStatus
+from server.store.models import RunStatus, StepStatus
+from server.workflow.approval import awaiting_approval
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
+from server.workflow.file_log import FileLog, RecordingFiles
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
@@ -42,7 +45,7 @@ from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, 
 if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import Run, RunStatus
+    from server.store.models import Run
     from server.store.protocol import Store
     from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
@@ -108,11 +111,13 @@ class RunExecutor:
         self.finished = trio.Event()
         self.status: RunStatus | None = None  # terminal status once finished (None: resumable)
         self.abandoned = False  # the store stayed unavailable: nothing more was written
+        self.parked = False  # awaiting approval: nothing runs until someone approves
         self.state = RunState(run.project_id, run.id)
         self._scope = trio.CancelScope()
         self._plan: Plan | None = None
         self._nursery: trio.Nursery | None = None
         self._outputs: dict[str, Any] = {}
+        self._files: dict[str, FileLog] = {}  # step id -> the files its attempts used
         self._tools: dict[str, str] = {}
         self.writer = RunWriter(
             deps.store,
@@ -158,7 +163,9 @@ class RunExecutor:
                 else:
                     steps = max(len(self.run.plan.get("steps", [])), 1)
                     self._plan = parse_plan(self.run.plan, self.deps.registry, steps)
-                if self._plan is not None and self.state.ending is None:
+                if self._plan is not None and self.state.ending is None and self._awaits():
+                    await self._await_approval(self._plan)
+                elif self._plan is not None and self.state.ending is None:
                     await self._start_run(self._plan)
                     with trio.move_on_after(self._timeout_s) as timeout_scope:
                         async with trio.open_nursery() as nursery:
@@ -201,11 +208,34 @@ class RunExecutor:
         self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
         self._plan = plan
 
+    def _awaits(self) -> bool:
+        """The run waits for a person before it starts (option ``approval: "plan"``)."""
+        approval = (self.run.options or {}).get("approval") == "plan"
+        return self.run.status is RunStatus.AWAITING_APPROVAL or (
+            approval and self.run.approved_at is None
+        )
+
+    async def _await_approval(self, plan: Plan) -> None:
+        """planned -> awaiting_approval (lease released); the executor's work ends here."""
+        if self.run.status is not RunStatus.AWAITING_APPROVAL:
+            now = self.clock.now()
+            expires = now + timedelta(seconds=self.deps.settings.approval_timeout_s)
+            records = awaiting_approval(
+                self.project_id, self.run_id, plan, self.run.intent, expires, now
+            )
+            await self._commit(records)
+        self.parked = True
+
     async def _start_run(self, plan: Plan) -> None:
         """Restore what an earlier process finished, then pending -> running (``run.started``)."""
         self._tools = {step.id: step.tool for step in plan.steps}
         records = self.state.start(
-            plan, self.run.steps, self.run.started_at is None, self.clock.now(), self.run.status
+            plan,
+            self.run.steps,
+            self.run.started_at is None,
+            self.clock.now(),
+            self.run.status,
+            retry_of=self.run.retry_of,
         )
         for step in self.run.steps:
             if step.id in self._tools and step.status.finished:
@@ -277,7 +307,7 @@ class RunExecutor:
             run_id=self.run_id,
             step_id=step.id,
             attempt=attempt,
-            files=deps.files,
+            files=RecordingFiles(deps.files, self._files.setdefault(step.id, FileLog())),
             publisher=deps.publisher,
             provider=deps.provider,
             settings=deps.settings,
@@ -309,16 +339,24 @@ class RunExecutor:
         self, step: PlanStep, result: dict[str, Any] | ToolError, duration_ms: float
     ) -> None:
         now = self.clock.now()
+        log_ = self._files.get(step.id)
+        reads = None if log_ is None else log_.to_json()
         if isinstance(result, ToolError):
             records = self.state.step_failed(
-                step.id, result.to_json(), result.message, step.continue_on_error, duration_ms, now
+                step.id,
+                result.to_json(),
+                result.message,
+                step.continue_on_error,
+                duration_ms,
+                now,
+                reads,
             )
             await self._commit(records)
             if self.state.ending is not None:
                 self._scope.cancel()
             return
         stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
-        records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now)
+        records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now, reads)
         await self._commit(records)
         self._outputs[step.id] = result
         self._dispatch()
@@ -328,7 +366,7 @@ class RunExecutor:
         """Write the run's final state and its steps' last events (shielded by the caller;
         each write bounded by the writer's window). Never raises ``Exception``."""
         self.monitor.run_ended()
-        if self.abandoned:
+        if self.abandoned or self.parked:
             return  # the store holds the last committed state; the run resumes from it
         if failed:
             self.state.end(NOT_RECORDED)

@@ -8,6 +8,10 @@ process's), so runs survive restarts on both databases. On SQLite (one process p
 directory) the first resume at startup also takes over runs whose lease a killed process
 still holds.
 
+The same maintenance ends runs whose approval deadline passed (``hitl.expire_approvals``),
+at most ``APPROVAL_SCAN_S`` late, on whichever instance sees them first. A run awaiting
+approval holds no lease and is never executed until ``approve``.
+
 Cross-instance cancel (PostgreSQL): cancelling a run another live instance executes asks
 that instance (``RunControl.request_cancel``: a mark on the run plus a notification its
 event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
@@ -27,6 +31,7 @@ from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
 from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
+from server.workflow import hitl
 from server.workflow.endings import USER_CANCELLED
 from server.workflow.events import run_event
 from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
@@ -51,6 +56,7 @@ log = logging.getLogger("stretto.workflow")
 CANCEL_WAIT_S = 5.0
 ADOPT_SCAN_MAX_S = 1.0
 REMOTE_CANCEL_POLL_S = 0.1
+APPROVAL_SCAN_S = 1.0  # how often runs past their approval deadline are looked for
 
 
 @dataclass
@@ -129,7 +135,7 @@ class RunSupervisor:
         lease_s = self.settings.run_lease_s
         renew_every = max(lease_s / 3, 0.05)
         tick = min(renew_every, ADOPT_SCAN_MAX_S)
-        renewed_at = trio.current_time()
+        renewed_at = expired_at = trio.current_time()
         while True:
             await trio.sleep(tick)
             try:
@@ -141,6 +147,9 @@ class RunSupervisor:
                             self.cancel_local(run_id)
                 if self._accepting:
                     await self.resume_unfinished()
+                    if trio.current_time() - expired_at >= APPROVAL_SCAN_S:
+                        expired_at = trio.current_time()
+                        await hitl.expire_approvals(self)
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("lease maintenance failed; retrying")
@@ -171,8 +180,7 @@ class RunSupervisor:
         Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``.
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
-        if not self._accepting or self._nursery is None:
-            raise ShuttingDown("The server is not accepting new runs.")
+        self.check_accepting()
         if await self.store.get_project(owner_id, project_id) is None:
             raise NotFound("No such project.")
         if (prompt is None) == (plan is None):
@@ -221,9 +229,20 @@ class RunSupervisor:
             self._start(stored)
         return stored, created
 
+    def check_accepting(self) -> None:
+        """Raises ``ShuttingDown`` once the supervisor takes no new work."""
+        if not self._accepting or self._nursery is None:
+            raise ShuttingDown("The server is not accepting new runs.")
+
+    def start(self, run: Run) -> None:
+        """Execute a stored run in this process (nothing for one awaiting approval)."""
+        self._start(run)
+
     def _start(self, run: Run) -> None:
         if self._nursery is None or run.id in self._active:
             return
+        if run.status is RunStatus.AWAITING_APPROVAL:
+            return  # it waits for a person: approve() starts it
         executor = RunExecutor(self.deps, run)
         active = _Active(executor=executor, owner_id=run.owner_id)
         self._active[run.id] = active
@@ -285,6 +304,10 @@ class RunSupervisor:
             raise NotFound("No such run.")
         if run.status.finished:
             raise RunFinished()
+        if run.status is RunStatus.AWAITING_APPROVAL:
+            if await hitl.end_awaiting(self, run, USER_CANCELLED):
+                return await self._fetch(run_id, owner_id)
+            return await self.cancel(run_id, owner_id)  # it moved on meanwhile: cancel that
         active = self._active.get(run_id)
         if active is not None:
             active.executor.cancel("user")
@@ -292,10 +315,26 @@ class RunSupervisor:
                 await active.done.wait()
         elif not await self._cancel_remote(run):
             await self._cancel_orphan(run)
+        return await self._fetch(run_id, owner_id)
+
+    async def _fetch(self, run_id: str, owner_id: str) -> Run:
         fresh = await self.store.get_run(run_id, owner_id)
         if fresh is None:
             raise NotFound("No such run.")
         return fresh
+
+    # -- people in the loop (``workflow.hitl``) --------------------------------------------
+    async def approve(self, run_id: str, owner_id: str, plan: Mapping[str, Any] | None) -> Run:
+        """Start a run awaiting approval, with an optional edited plan (``hitl.approve``)."""
+        return await hitl.approve(self, run_id, owner_id, plan)
+
+    async def reject(self, run_id: str, owner_id: str) -> Run:
+        """End a run awaiting approval ``cancelled`` (reason ``rejected``)."""
+        return await hitl.reject(self, run_id, owner_id)
+
+    async def retry(self, run_id: str, owner_id: str, *, force: bool) -> Run:
+        """A new run reusing a failed/cancelled run's succeeded steps (``hitl.retry``)."""
+        return await hitl.retry(self, run_id, owner_id, force)
 
     def _held_elsewhere(self, run: Run) -> bool:
         """Another instance holds a live lease on the run."""
@@ -389,7 +428,8 @@ class RunSupervisor:
             if run_id in self._active:
                 continue
             run = await self.store.get_run(run_id)
-            if run is None or run.status.finished or self._held_elsewhere(run):
+            waiting = run is not None and run.status is RunStatus.AWAITING_APPROVAL
+            if run is None or run.status.finished or waiting or self._held_elsewhere(run):
                 self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
                 self._cancel_when_back.discard(run_id)
                 continue

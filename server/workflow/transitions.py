@@ -18,6 +18,10 @@ first cause wins:
 - ``timeout``: running steps ``cancelled`` (``timeout``), the run ``failed``;
 - ``shutdown``: running steps ``cancelled`` (``shutdown``) and reset to ``pending``; the run
   stays unfinished with its lease released, resumable.
+Approval (option ``approval: "plan"``): the waiting state and its way out are in
+``approval.py``; rejection and the approval deadline end a waiting run through
+``end_stored`` (``run.cancelled`` with the ending's reason). A retry's reused steps (stored
+``succeeded`` at its first start) get ``step.succeeded`` with ``reused: true``, attempt 0.
 A step is "started" only once its ``step.started`` is in the records: every started attempt
 gets exactly one terminal event, and no step gets ``step.cancelled`` without ``step.started``.
 """
@@ -127,6 +131,7 @@ class RunState:
         first_start: bool,
         at: datetime,
         status: RunStatus = RunStatus.PENDING,
+        retry_of: str | None = None,
     ) -> Records:
         """Restore what an earlier process finished, then ``status`` -> running.
 
@@ -136,6 +141,7 @@ class RunState:
         costs its whole size (SQLite rewrites the row), which matters on a full disk."""
         analyzer = DependencyAnalyzer(plan)
         records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
+        reused: list[NewEvent] = []
         for step in stored:
             if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
                 continue
@@ -143,6 +149,19 @@ class RunState:
             if step.status is StepStatus.SUCCEEDED:
                 analyzer.restore(step.id, Slot.SUCCEEDED)
                 self.succeeded += 1
+                if first_start and retry_of is not None:
+                    reused.append(
+                        self._step_event(
+                            EventType.STEP_SUCCEEDED,
+                            step.id,
+                            0,
+                            at,
+                            reused=True,
+                            reused_from=retry_of,
+                            duration_ms=None,
+                            output=step.output,
+                        )
+                    )
             elif step.status is StepStatus.FAILED:
                 analyzer.restore(step.id, Slot.FAILED)
             elif step.status is StepStatus.SKIPPED:
@@ -161,6 +180,7 @@ class RunState:
             records.events.append(
                 self._run_event(EventType.RUN_STARTED, at, steps_total=len(plan.steps))
             )
+            records.events.extend(reused)
         return records
 
     def _analyzer(self) -> DependencyAnalyzer:
@@ -234,10 +254,15 @@ class RunState:
         )
 
     def step_succeeded(
-        self, step_id: str, stored_output: Any, duration_ms: float | None, at: datetime
+        self,
+        step_id: str,
+        stored_output: Any,
+        duration_ms: float | None,
+        at: datetime,
+        reads: Mapping[str, Any] | None = None,
     ) -> tuple[Records, list[str]]:
         """Returns the records and the steps that became ready (dispatched by the caller
-        with ``dispatch_ready``)."""
+        with ``dispatch_ready``). ``reads``: the files the step used (``file_log``)."""
         attempt = self._running(step_id)
         del self.started[step_id]
         self.succeeded += 1
@@ -248,6 +273,8 @@ class RunState:
             "finished_at": at,
             "duration_ms": duration_ms,
         }
+        if reads is not None:
+            fields["reads"] = dict(reads)
         event = self._step_event(
             EventType.STEP_SUCCEEDED,
             step_id,
@@ -266,23 +293,22 @@ class RunState:
         continue_on_error: bool,
         duration_ms: float | None,
         at: datetime,
+        reads: Mapping[str, Any] | None = None,
     ) -> Records:
         """The step failed for good: its dependents are skipped; without
         ``continue_on_error`` the run ends ``failed`` (``step_failed``)."""
         attempt = self._running(step_id)
         del self.started[step_id]
+        fields: dict[str, Any] = {
+            "status": StepStatus.FAILED,
+            "error": dict(error),
+            "finished_at": at,
+            "duration_ms": duration_ms,
+        }
+        if reads is not None:
+            fields["reads"] = dict(reads)
         records = Records(
-            steps=[
-                (
-                    step_id,
-                    {
-                        "status": StepStatus.FAILED,
-                        "error": dict(error),
-                        "finished_at": at,
-                        "duration_ms": duration_ms,
-                    },
-                )
-            ],
+            steps=[(step_id, fields)],
             events=[
                 self._step_event(
                     EventType.STEP_FAILED,
@@ -393,8 +419,9 @@ def _end_records(
     status = RunStatus.CANCELLED if ending.kind == "cancelled" else RunStatus.FAILED
     records.run.update(status=status, finished_at=at, error=ending.error)
     if status is RunStatus.CANCELLED:
+        reason = ending.error.get("reason", "user")
         event = state._run_event(
-            EventType.RUN_CANCELLED, at, reason="user", error=ending.error, **extra
+            EventType.RUN_CANCELLED, at, reason=reason, error=ending.error, **extra
         )
     else:
         event = state._run_event(EventType.RUN_FAILED, at, error=ending.error, **extra)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from server.config import Settings
-from server.errors import ToolError
+from server.errors import RunStatusChanged, ToolError
 from server.events.model import NewEvent, StoredEvent
 from server.store.models import Page, Project, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
@@ -109,8 +109,12 @@ class MemoryRunStore:
         new_steps: Sequence[Step] = (),
         steps: Sequence[StepChange] = (),
         events: Sequence[NewEvent] = (),
+        if_status: RunStatus | None = None,
+        replace_steps: bool = False,
     ) -> list[StoredEvent]:
         await trio.lowlevel.checkpoint()
+        if run is not None and if_status is not None and self.runs[run.run_id].status != if_status:
+            raise RunStatusChanged()
         self.writes += 1
         run_id = (
             run.run_id
@@ -121,7 +125,7 @@ class MemoryRunStore:
             current = self.runs[run_id]
             if run is not None:
                 current = replace(current, **dict(run.fields))
-            by_id = {s.id: s for s in current.steps}
+            by_id = {} if replace_steps else {s.id: s for s in current.steps}
             for step in new_steps:
                 by_id[step.id] = step
             for change in steps:
@@ -138,12 +142,23 @@ class MemoryRunStore:
             r
             for r in self.runs.values()
             if not r.status.finished
+            and r.status is not RunStatus.AWAITING_APPROVAL
             and (
                 r.lease_owner is None
                 or lease_expired_before is None
                 or (r.lease_expires_at is not None and r.lease_expires_at < lease_expired_before)
             )
         ]
+
+    async def expired_approvals(self, now: datetime, limit: int) -> list[Run]:
+        await trio.lowlevel.checkpoint()
+        return [
+            r
+            for r in self.runs.values()
+            if r.status is RunStatus.AWAITING_APPROVAL
+            and r.approval_expires_at is not None
+            and r.approval_expires_at < now
+        ][:limit]
 
     async def claim_run(self, run_id: str, owner: str, expires_at: datetime) -> bool:
         await trio.lowlevel.checkpoint()

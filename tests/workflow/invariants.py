@@ -16,7 +16,8 @@ def check_run_log(events: Iterable[Mapping[str, Any]], *, finished: bool = True)
     """``events``: one run's event ``data`` objects in log order. Each started attempt of a
     step ends with exactly one terminal event (``step.retrying`` carries it to the next
     attempt), no attempt ends that did not start, a step that ended does not end again
-    unless it started again, and (``finished``) one run end comes last."""
+    unless it started again, a retry's reused step (``step.succeeded`` with ``reused``,
+    attempt 0) never started here, and (``finished``) one run end comes last."""
     open_attempt: dict[str, int] = {}
     kinds = []
     for data in events:
@@ -29,6 +30,9 @@ def check_run_log(events: Iterable[Mapping[str, Any]], *, finished: bool = True)
         elif kind == "step.retrying":
             assert open_attempt.get(sid) == data["attempt"], f"{sid} retried unstarted: {kinds}"
             open_attempt[sid] = data["next_attempt"]
+        elif kind == "step.succeeded" and data.get("reused"):  # a retry's reused output
+            assert sid not in open_attempt, f"{sid} reused while running: {kinds}"
+            assert data["attempt"] == 0, f"{sid} reused with an attempt: {kinds}"
         elif kind in STEP_ENDS:
             assert open_attempt.get(sid) == data["attempt"], f"{sid} ended unstarted: {kinds}"
             del open_attempt[sid]

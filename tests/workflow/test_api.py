@@ -74,12 +74,12 @@ async def test_a_parallel_plan_runs_to_success(client: httpx.AsyncClient) -> Non
     assert run["status"] == "succeeded", run
     assert set(run) == {
         "id", "project_id", "status", "prompt", "intent", "plan", "steps", "error",
-        "created_at", "started_at", "finished_at", "metrics",
+        "created_at", "started_at", "finished_at", "metrics", "retry_of", "approval",
     }  # fmt: skip
     steps = {s["id"]: s for s in run["steps"]}
     assert set(steps["join"]) == {
         "id", "tool", "args", "needs", "status", "attempts", "output", "error",
-        "started_at", "finished_at", "duration_ms",
+        "started_at", "finished_at", "duration_ms", "reused",
     }  # fmt: skip
     assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in steps.values())
     assert steps["read_a"]["output"]["content"] == "alpha"

@@ -31,7 +31,8 @@
 
 /** The event types of the contract (EventSource only dispatches the named types it listens to). */
 export const EVENT_TYPES = Object.freeze([
-  "run.created", "run.planning", "run.planned", "run.started",
+  "run.created", "run.planning", "run.planned", "run.awaiting_approval", "run.approved",
+  "run.started",
   "step.started", "step.delta", "step.retrying", "step.succeeded", "step.failed",
   "step.cancelled", "step.skipped", "run.succeeded", "run.failed", "run.cancelled",
   "file.changed", "file.moved", "file.deleted", "project.updated", "project.deleted",
