@@ -41,6 +41,12 @@ def _run_body() -> Schema:
     return body
 
 
+def optional_body(op: Schema) -> Schema:
+    """``op`` whose JSON body may be left out (an empty body counts as ``{}``)."""
+    op["requestBody"]["required"] = False
+    return op
+
+
 def paths() -> dict[str, Schema]:
     out = _operations()
     add_links(out)
@@ -391,6 +397,59 @@ def _operations() -> dict[str, Schema]:
                 {202: json_body(ref("Run"), "Cancelling.")},
                 tag="workflow",
                 errors={404: ["not_found"], 409: ["run_finished"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/approve": {
+            "parameters": [param("RunId")],
+            "post": optional_body(
+                operation(
+                    "approveRun",
+                    "Start a run awaiting approval, with its plan or an edited one "
+                    "(`run.approved`).",
+                    {202: json_body(ref("Run"), "Approved: the run starts.")},
+                    tag="workflow",
+                    body=workflow.APPROVE_SCHEMA,
+                    errors={
+                        400: ["invalid_plan"],
+                        404: ["not_found"],
+                        409: ["not_awaiting_approval", "conflict"],
+                        503: ["shutting_down"],
+                    },
+                )
+            ),
+        },
+        "/api/workflow/runs/{run_id}/reject": {
+            "parameters": [param("RunId")],
+            "post": optional_body(
+                operation(
+                    "rejectRun",
+                    "End a run awaiting approval: `cancelled`, reason `rejected`.",
+                    {200: json_body(ref("Run"), "Rejected.")},
+                    tag="workflow",
+                    body=workflow.EMPTY_SCHEMA,
+                    errors={404: ["not_found"], 409: ["not_awaiting_approval", "conflict"]},
+                )
+            ),
+        },
+        "/api/workflow/runs/{run_id}/retry": {
+            "parameters": [param("RunId")],
+            "post": optional_body(
+                operation(
+                    "retryRun",
+                    "A new run from a failed or cancelled one: succeeded steps reused, the "
+                    "rest run again. 409 when a file a reused step read has changed, unless "
+                    "`force`.",
+                    {202: json_body(ref("Run"), "The new run.")},
+                    tag="workflow",
+                    body=workflow.EMPTY_SCHEMA,
+                    params=[query("force", {"enum": ["true", "false", "1", "0"]})],
+                    errors={
+                        400: ["validation_failed"],
+                        404: ["not_found"],
+                        409: ["not_retryable", "conflict"],
+                        503: ["shutting_down"],
+                    },
+                )
             ),
         },
         "/api/workflow/tools": {

@@ -103,6 +103,7 @@ STEP = closed(
         "started_at": _NULLABLE_TIME,
         "finished_at": _NULLABLE_TIME,
         "duration_ms": _NULLABLE_NUM,
+        "reused": {"type": "boolean", "description": "Succeeded in the run it was retried from."},
     }
 )
 RUN_METRICS = {
@@ -130,6 +131,19 @@ RUN = closed(
         "started_at": _NULLABLE_TIME,
         "finished_at": _NULLABLE_TIME,
         "metrics": ref("RunMetrics"),
+        "retry_of": {**_NULLABLE_STR, "description": "The run this one retries."},
+        "approval": {
+            "oneOf": [
+                {"type": "null"},
+                closed(
+                    {
+                        "mode": {"const": "plan"},
+                        "expires_at": _NULLABLE_TIME,
+                        "approved_at": _NULLABLE_TIME,
+                    }
+                ),
+            ]
+        },
     }
 )
 PLAN_STEP = closed(
@@ -208,7 +222,21 @@ def _event(event_type: str, extra: dict[str, Any], required: list[str]) -> Schem
 
 _METRICS_FIELD = {"metrics": _OBJ}
 _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
-    EventType.RUN_CREATED: ({"status": _STR, "prompt": _NULLABLE_STR}, []),
+    EventType.RUN_CREATED: (
+        {
+            "status": _STR,
+            "prompt": _NULLABLE_STR,
+            "retry_of": _STR,
+            "reused_steps": {"type": "array", "items": _STR},
+            "forced": {"type": "boolean"},
+        },
+        [],
+    ),
+    EventType.RUN_AWAITING_APPROVAL: (
+        {"plan": ref("Plan"), "intent": _NULLABLE_OBJ, "expires_at": _NULLABLE_TIME},
+        ["plan"],
+    ),
+    EventType.RUN_APPROVED: ({"plan": ref("Plan"), "edited": {"type": "boolean"}}, ["plan"]),
     EventType.RUN_PLANNING: ({"prompt": _NULLABLE_STR}, []),
     EventType.RUN_PLANNED: ({"intent": _OBJ, "plan": ref("Plan")}, ["plan"]),
     EventType.RUN_STARTED: ({"steps_total": _INT}, []),
@@ -218,7 +246,15 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
         {"error": STEP_ERROR, "next_attempt": _INT, "delay_ms": {"type": "number"}},
         ["error"],
     ),
-    EventType.STEP_SUCCEEDED: ({"duration_ms": _NULLABLE_NUM, "output": {}}, []),
+    EventType.STEP_SUCCEEDED: (
+        {
+            "duration_ms": _NULLABLE_NUM,
+            "output": {},
+            "reused": {"type": "boolean"},
+            "reused_from": _STR,
+        },
+        [],
+    ),
     EventType.STEP_FAILED: ({"error": STEP_ERROR, "duration_ms": _NULLABLE_NUM}, ["error"]),
     EventType.STEP_CANCELLED: (
         {"reason": {"enum": ["sibling_failed", "user", "timeout", "shutdown"]}},

@@ -138,6 +138,7 @@ async def cancel_run(run_id: str) -> Response:
 
 
 APPROVE_SCHEMA = object_schema({"plan": {"type": "object"}}, ())
+EMPTY_SCHEMA = object_schema({}, ())
 
 
 async def _optional_json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +162,7 @@ async def approve_run(run_id: str) -> Response:
 @blueprint.post("/api/workflow/runs/<run_id>/reject")
 async def reject_run(run_id: str) -> Response:
     user = await require_user()
-    await _optional_json(object_schema({}, ()))
+    await _optional_json(EMPTY_SCHEMA)
     run = await services().supervisor.reject(run_id, user.user_id)
     return json_response(run_json(run))
 
@@ -172,7 +173,7 @@ async def retry_run(run_id: str) -> Response:
     raw_force = request.args.get("force", "false")
     if raw_force not in ("true", "false", "1", "0"):
         raise ValidationFailed(details={"force": "must be true or false"})
-    await _optional_json(object_schema({}, ()))
+    await _optional_json(EMPTY_SCHEMA)
     force = raw_force in ("true", "1")
     run = await services().supervisor.retry(run_id, user.user_id, force=force)
     return json_response(run_json(run), 202)
