@@ -54,6 +54,9 @@ class Settings:
         "Deadline of one database call (pool acquire plus query); past it: 503 not_ready.",
     )
     backlog: int = _setting(4096, "Listen backlog (SSE-heavy loads open many connections at once).")
+    max_connections: int = _setting(
+        0, "Client connections open at once; past it: 503 and close. 0: open-files limit - 256."
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
     shutdown_grace_s: float = _setting(
         10 * SECONDS, "On SIGTERM: seconds running runs get to finish before they are cancelled."
@@ -163,6 +166,11 @@ class Settings:
     )
     max_files_per_project: int = _setting(10_000, "Most files one project may hold.")
     max_project_bytes: int = _setting(200 * MIB, "Most bytes one project's files may total.")
+    # -- per-user limits (past them: 429 rate_limited; bytes: 413 too_large) ---------------
+    max_projects_per_user: int = _setting(100, "Most projects one user may own.")
+    max_bytes_per_user: int = _setting(1024 * MIB, "Most bytes one user's files may total.")
+    max_runs_per_user: int = _setting(20, "Runs of one user in flight at once (per instance).")
+    max_streams_per_user: int = _setting(100, "SSE streams one user may hold open (per instance).")
     # -- server-sent events ----------------------------------------------------------------
     sse_heartbeat_s: float = _setting(
         15 * SECONDS, "Idle SSE streams get a `: ping` comment this often."
@@ -357,6 +365,10 @@ def validate(s: Settings) -> None:
         "max_file_bytes",
         "max_files_per_project",
         "max_project_bytes",
+        "max_projects_per_user",
+        "max_bytes_per_user",
+        "max_runs_per_user",
+        "max_streams_per_user",
         "sse_heartbeat_s",
         "sse_max_lifetime_s",
         "sse_buffer",
@@ -386,6 +398,7 @@ def validate(s: Settings) -> None:
             _ORIGIN.fullmatch(origin) is not None,
             f"cors_origins: {origin!r} is not an origin (scheme://host[:port], no path)",
         )
+    check(s.max_connections >= 0, "max_connections: must not be negative")
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")

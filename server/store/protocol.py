@@ -116,8 +116,10 @@ class Store(Protocol):
 
     # -- projects ----------------------------------------------------------------------
     async def create_project(
-        self, owner_id: str, name: str, description: str | None
-    ) -> Project: ...
+        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
+    ) -> Project:
+        """Raises ``NotFound`` (no such user), ``RateLimited`` when the owner already owns
+        ``max_projects`` (counted in the inserting transaction: no race)."""
 
     async def get_project(self, owner_id: str, project_id: str) -> Project | None: ...
 
@@ -166,7 +168,8 @@ class Store(Protocol):
         """Create or atomically replace; returns (meta, created, ``file.changed`` event).
 
         Raises ``VersionMismatch`` when ``if_match`` is stale (or the file is missing),
-        or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota.
+        or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota
+        (the owner's total across projects included, counted in the same transaction).
         """
 
     async def move_file(

@@ -1,22 +1,43 @@
-"""Project file quotas: pure rules, checked by the store inside the write transaction
-(where the project's totals are exact). Raises ``TooLarge``."""
+"""Quotas: pure rules, checked by the store inside the write transaction (where the
+project's and the owner's totals are exact). Raises ``TooLarge`` (bytes, files) and
+``RateLimited`` (projects per user)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.errors import TooLarge
+from server.errors import RateLimited, TooLarge
 
 if TYPE_CHECKING:
     from server.store.models import FileLimits
 
 
+PROJECT_LIMIT_RETRY_S = 60.0
+
+
+def check_project_count(owned: int, limit: int | None) -> None:
+    """Raise ``RateLimited`` when a user who owns ``owned`` projects may not create one more."""
+    if limit is not None and owned >= limit:
+        raise RateLimited(
+            f"A user may own at most {limit} projects; delete one first.",
+            {"limit": "max_projects_per_user", "max": limit},
+            retry_after=PROJECT_LIMIT_RETRY_S,
+        )
+
+
 def check_quota(
-    limits: FileLimits, size: int, *, old_size: int | None, file_count: int, total_bytes: int
+    limits: FileLimits,
+    size: int,
+    *,
+    old_size: int | None,
+    file_count: int,
+    total_bytes: int,
+    user_bytes: int = 0,
 ) -> None:
     """Raise ``TooLarge`` when writing ``size`` bytes (replacing ``old_size``) breaks a quota.
 
-    ``file_count`` and ``total_bytes`` are the project's totals before the write.
+    ``file_count`` and ``total_bytes`` are the project's totals before the write,
+    ``user_bytes`` the owner's across projects (checked when ``limits.max_user_bytes``).
     """
     if size > limits.max_file_bytes:
         raise TooLarge(
@@ -34,4 +55,10 @@ def check_quota(
         raise TooLarge(
             "The project's files are larger than the limit.",
             {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_after},
+        )
+    user_after = user_bytes - (old_size or 0) + size
+    if limits.max_user_bytes is not None and user_after > limits.max_user_bytes:
+        raise TooLarge(
+            "The user's files, across projects, are larger than the limit.",
+            {"limit": "max_bytes_per_user", "max": limits.max_user_bytes, "total": user_after},
         )

@@ -1,9 +1,11 @@
 """The executor: runs one run's plan inside one nursery, under its limits and timeouts.
 
 Ownership: ``RunExecutor.execute`` owns the run's nursery; each step is one task in it. A step
-starts the moment all its needs succeeded, bounded by the run's, the process's and the tool's
-``trio.CapacityLimiter``. Each attempt runs under ``trio.fail_after`` inside the step task;
-``ToolError(retryable=True)`` and timeouts are retried with backoff (``server.backoff``).
+starts the moment all its needs succeeded, bounded by the run's and the tool's
+``trio.CapacityLimiter`` and the process's ``FairLimiter`` (its slots shared fairly between
+the runs' owners: ``server.fairness``). The run executes ``acting_as`` its owner, so model
+calls made for it queue fairly too. Each attempt runs under ``trio.fail_after`` inside the
+step task; ``ToolError(retryable=True)`` and timeouts are retried with backoff (``server.backoff``).
 
 What the run's state becomes is decided by ``workflow/transitions.py`` (pure); the records
 it returns are committed by ``workflow/writer.py`` (grouped, shielded with a deadline,
@@ -29,6 +31,7 @@ import trio
 
 from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
+from server.fairness import FairLimiter, acting_as
 from server.store.models import StepStatus
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
@@ -75,7 +78,7 @@ class ExecutorDeps:
     settings: Settings
     provider: Any = None
     planner: RunPlanner | None = None
-    global_limiter: trio.CapacityLimiter | None = None
+    global_limiter: FairLimiter | None = None
     tool_limiters: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     step_backoff: Backoff = STEP_BACKOFF
@@ -84,7 +87,7 @@ class ExecutorDeps:
 
     def __post_init__(self) -> None:
         if self.global_limiter is None:
-            self.global_limiter = trio.CapacityLimiter(self.settings.global_concurrency)
+            self.global_limiter = FairLimiter(self.settings.global_concurrency)
 
     def tool_limiter(self, tool: Tool) -> trio.CapacityLimiter | None:
         if tool.max_concurrency is None:
@@ -152,7 +155,7 @@ class RunExecutor:
         """
         failed = False
         try:
-            with self._scope:
+            with self._scope, acting_as(self.run.owner_id):
                 if self.run.plan is None:
                     await self._plan_run()
                 else:
@@ -236,7 +239,7 @@ class RunExecutor:
             if tool_limiter is not None:
                 await limits.enter_async_context(tool_limiter)
             assert self.deps.global_limiter is not None
-            await limits.enter_async_context(self.deps.global_limiter)
+            await limits.enter_async_context(self.deps.global_limiter.slot(self.run.owner_id))
             queue_ms = self.monitor.step_started(step.id)
             self.monitor.attempt(step.id)
             await self._commit(
