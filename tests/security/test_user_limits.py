@@ -18,9 +18,20 @@ from tests.fixtures.server import create_project, register_user
 from tests.workflow.test_api import post_run, wait_run
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.fixtures.server import AuthedUser, RunningServer, StartServer
 
 GUARD_S = 20  # fails a hung test; never a timing assertion
+
+
+async def wait_until(done: Callable[[], bool]) -> None:
+    """Poll the server's state (it runs in this test's trio loop) until ``done``."""
+    with trio.fail_after(GUARD_S):
+        while True:
+            if done():
+                return
+            await trio.sleep(0.01)
 
 
 def assert_rate_limited(response: httpx.Response, limit: str) -> None:
@@ -176,14 +187,10 @@ async def test_streams_per_user(start_server: StartServer) -> None:
                 async with open_stream(client, theirs, other.headers):
                     pass  # another user is not affected
             # The closed stream's place comes back once the server saw the client leave.
-            with trio.fail_after(GUARD_S):
-                while counter.held(user.user_id) != 1:
-                    await trio.sleep(0.01)
+            await wait_until(lambda: counter.held(user.user_id) == 1)
             async with open_stream(client, project_id, user.headers):
                 assert counter.held(user.user_id) == 2
-        with trio.fail_after(GUARD_S):
-            while counter.held(user.user_id) or counter.held(other.user_id):
-                await trio.sleep(0.01)
+        await wait_until(lambda: not counter.held(user.user_id) and not counter.held(other.user_id))
 
 
 async def test_a_refused_or_failed_stream_holds_no_place(start_server: StartServer) -> None:
@@ -196,8 +203,6 @@ async def test_a_refused_or_failed_stream_holds_no_place(start_server: StartServ
         async with open_stream(client, project_id, user.headers):
             for _ in range(3):
                 assert await _stream_status(server, user, project_id) == 429
-        with trio.fail_after(GUARD_S):
-            while server.services.user_streams.held(user.user_id):
-                await trio.sleep(0.01)
+        await wait_until(lambda: not server.services.user_streams.held(user.user_id))
         async with open_stream(client, project_id, user.headers):
             pass
