@@ -47,9 +47,11 @@ def _step(run: dict[str, Any], field: str) -> str:
 @pytest.mark.parametrize(
     ("slots", "moment"),
     [
-        # one step slot: the victim's step STARTS after at most one flood step more
+        # one step slot: once the victim's run started (and asked for the slot), its step
+        # STARTS after at most one flood step more
         ({"global_concurrency": 1, "ai_concurrency": 64}, "started_at"),
-        # one model slot: the victim's model call (so its step) ENDS after at most one more
+        # one model slot: once the victim's step started (and asked for the model), its step
+        # ENDS after at most one flood step more
         ({"global_concurrency": 256, "ai_concurrency": 1}, "finished_at"),
     ],
     ids=["step-slots", "model-slots"],
@@ -69,11 +71,11 @@ async def test_a_flood_of_runs_delays_another_users_step_by_one_turnover(
             flood_runs = [await wait_run(client, flooder, run_id) for run_id in flood]
     assert victim_run["status"] == "succeeded", victim_run["error"]
     assert all(run["status"] == "succeeded" for run in flood_runs)
-    submitted = victim_run["created_at"]
+    # When the victim asked for the slot: its run went running right before its step asked
+    # for a step slot; its step started right before it asked for a model slot.
+    asked = victim_run["started_at"] if moment == "started_at" else _step(victim_run, "started_at")
     mine_at = _step(victim_run, moment)
-    # Flood steps that reached the moment before the victim's run even existed are not
-    # delay; of the others, at most one (the slot turnover in progress) may come first.
-    ahead = [run for run in flood_runs if submitted < _step(run, moment) < mine_at]
+    ahead = [run for run in flood_runs if asked < _step(run, moment) < mine_at]
     assert len(ahead) <= 1, f"{len(ahead)} flood steps went ahead of the victim's"
     # and the flood really was queued behind it (else the test proves nothing)
     assert sum(_step(run, moment) > mine_at for run in flood_runs) >= FLOOD // 2
