@@ -169,7 +169,9 @@ class Settings:
     # -- per-user limits (past them: 429 rate_limited; bytes: 413 too_large) ---------------
     max_projects_per_user: int = _setting(100, "Most projects one user may own.")
     max_bytes_per_user: int = _setting(1024 * MIB, "Most bytes one user's files may total.")
-    max_runs_per_user: int = _setting(20, "Runs of one user in flight at once (per instance).")
+    max_runs_per_user: int = _setting(
+        20, "Unfinished runs one user may have at once (all instances)."
+    )
     max_streams_per_user: int = _setting(100, "SSE streams one user may hold open (per instance).")
     # -- server-sent events ----------------------------------------------------------------
     sse_heartbeat_s: float = _setting(

@@ -18,6 +18,7 @@ from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
     FileData,
@@ -31,9 +32,9 @@ from server.store.models import (
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_runs import DEC, PostgresRuns, allocate, append_in
+from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, allocate, append_in
 from server.timeutil import new_id, utc_now
-from server.vfs.quota import check_project_count, check_quota
+from server.vfs.quota import check_quota
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 
     from server.events.pgchannel import RunControl
 
-# Serializes one user's quota checks (projects, bytes); NO KEY UPDATE leaves the foreign-key
-# share locks of other inserts alone, so it never waits on (or deadlocks with) them.
-USER_LOCK = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 

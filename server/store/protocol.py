@@ -200,10 +200,14 @@ class Store(Protocol):
 
     # -- workflow runs -----------------------------------------------------------------
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
+        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
     ) -> tuple[Run, bool, list[StoredEvent]]:
         """Insert a run with its steps. With ``run.idempotency_key`` set and a run of the same
-        owner and key existing, return that one and ``created=False`` (no events)."""
+        owner and key existing, return that one and ``created=False`` (no events).
+
+        Raises ``RateLimited`` when the owner already has ``max_in_flight`` unfinished runs
+        (counted in the inserting transaction: no race, across instances); ``NotFound``.
+        """
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
         """The run with its steps; ``owner_id`` restricts it to that owner."""

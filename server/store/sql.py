@@ -126,6 +126,7 @@ EVENT_BOUNDS = (  # one statement: one snapshot
 )
 
 # -- runs and steps ----------------------------------------------------------------------------
+RUNS_IN_FLIGHT = f"SELECT count(*) FROM runs WHERE owner_id = $1 AND {NOT_FINISHED}"
 RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({_marks(len(RUN_COLUMNS))}) "
     "ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id"

@@ -17,6 +17,7 @@ from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
     FileData,
@@ -31,7 +32,7 @@ from server.store.models import (
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
 from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, q
 from server.timeutil import new_id, utc_now
-from server.vfs.quota import check_project_count, check_quota
+from server.vfs.quota import check_quota
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,28 +1,14 @@
-"""Quotas: pure rules, checked by the store inside the write transaction (where the
-project's and the owner's totals are exact). Raises ``TooLarge`` (bytes, files) and
-``RateLimited`` (projects per user)."""
+"""File quotas: pure rules, checked by the store inside the write transaction (where the
+project's and the owner's totals are exact). Raises ``TooLarge``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.errors import RateLimited, TooLarge
+from server.errors import TooLarge
 
 if TYPE_CHECKING:
     from server.store.models import FileLimits
-
-
-PROJECT_LIMIT_RETRY_S = 60.0
-
-
-def check_project_count(owned: int, limit: int | None) -> None:
-    """Raise ``RateLimited`` when a user who owns ``owned`` projects may not create one more."""
-    if limit is not None and owned >= limit:
-        raise RateLimited(
-            f"A user may own at most {limit} projects; delete one first.",
-            {"limit": "max_projects_per_user", "max": limit},
-            retry_after=PROJECT_LIMIT_RETRY_S,
-        )
 
 
 def check_quota(

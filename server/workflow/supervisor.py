@@ -13,22 +13,20 @@ that instance (``RunControl.request_cancel``: a mark on the run plus a notificat
 event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
 The owner records the end, so every step gets exactly one terminal event.
 
-Runs in flight per user (``max_runs_per_user``) are counted here, in process: the runs this
-process executes plus the submissions between their check and their start. With several
-PostgreSQL instances the bound holds per instance.
+Runs in flight per user (``max_runs_per_user``: unfinished runs) are counted by the store in
+the transaction that inserts the run, so the bound holds across instances.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import NotFound, RateLimited, RunFinished, ShuttingDown, ValidationFailed
+from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
 from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
@@ -54,7 +52,6 @@ __all__ = ["RunPlanner", "RunSupervisor"]
 log = logging.getLogger("stretto.workflow")
 
 CANCEL_WAIT_S = 5.0
-RUN_LIMIT_RETRY_S = 5.0
 ADOPT_SCAN_MAX_S = 1.0
 REMOTE_CANCEL_POLL_S = 0.1
 
@@ -101,7 +98,6 @@ class RunSupervisor:
         )
         self._nursery: trio.Nursery | None = None
         self._active: dict[str, _Active] = {}
-        self._in_flight: Counter[str] = Counter()  # per owner: active runs and submissions
         self._accepting = True
         self._changed = trio.Event()
         self._resumed_once = False
@@ -175,7 +171,8 @@ class RunSupervisor:
     ) -> tuple[Run, bool]:
         """Validate, persist (``run.created``), start in the supervisor's nursery; return at once.
 
-        Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``.
+        Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``,
+        ``RateLimited`` (the owner's runs in flight).
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
         if not self._accepting or self._nursery is None:
@@ -194,28 +191,6 @@ class RunSupervisor:
         if prompt is not None and not prompt.strip():
             raise ValidationFailed("The prompt is empty.", {"prompt": "must not be empty"})
         opts = validate_options(options, self.settings)
-        limit = self.settings.max_runs_per_user
-        if self._in_flight[owner_id] >= limit:
-            raise RateLimited(
-                f"A user may have at most {limit} runs in flight; wait for one to end.",
-                {"limit": "max_runs_per_user", "max": limit},
-                retry_after=RUN_LIMIT_RETRY_S,
-            )
-        self._in_flight[owner_id] += 1  # held until the run starts (or is not created)
-        try:
-            return await self._submit(owner_id, project_id, prompt, plan, opts, idempotency_key)
-        finally:
-            self._release(owner_id)
-
-    async def _submit(
-        self,
-        owner_id: str,
-        project_id: str,
-        prompt: str | None,
-        plan: Mapping[str, Any] | None,
-        opts: dict[str, Any],
-        idempotency_key: str | None,
-    ) -> tuple[Run, bool]:
         run_id = new_id()
         parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
         now = utc_now()
@@ -242,7 +217,9 @@ class RunSupervisor:
             prompt=prompt,
             plan=run.plan,
         )
-        stored, created, events = await self.store.create_run(run, [created_event])
+        stored, created, events = await self.store.create_run(
+            run, [created_event], max_in_flight=self.settings.max_runs_per_user
+        )
         self.publisher.publish(events)
         if created:
             if self.deps.observer is not None:
@@ -256,7 +233,6 @@ class RunSupervisor:
         executor = RunExecutor(self.deps, run)
         active = _Active(executor=executor, owner_id=run.owner_id)
         self._active[run.id] = active
-        self._in_flight[run.owner_id] += 1
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
 
     async def _drive(self, active: _Active) -> None:
@@ -280,15 +256,9 @@ class RunSupervisor:
                 self._adoption.succeeded(run_id)
         finally:
             del self._active[run_id]
-            self._release(active.owner_id)
             active.done.set()
             self._changed.set()
             self._changed = trio.Event()
-
-    def _release(self, owner_id: str) -> None:
-        self._in_flight[owner_id] -= 1
-        if self._in_flight[owner_id] <= 0:
-            del self._in_flight[owner_id]
 
     def _retry_later(self, run_id: str, exc: Exception | None) -> None:
         delay = self._adoption.failed(run_id, trio.current_time())

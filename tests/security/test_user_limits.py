@@ -1,7 +1,7 @@
 """Issue 12 item 7: per-user limits, through a real socket, on both databases.
 
-Projects and bytes per user are counted by the store in the writing transaction (so
-concurrent requests cannot overshoot); runs in flight and SSE streams per user in process.
+Projects, bytes and unfinished runs per user are counted by the store in the writing
+transaction (so concurrent requests cannot overshoot); SSE streams per user in process.
 Past a limit: 429 ``rate_limited`` with ``Retry-After`` (bytes: 413 ``too_large``, like the
 project quota); other users are never affected.
 """
@@ -161,6 +161,44 @@ async def test_runs_in_flight_per_user(start_server: StartServer) -> None:
         for run_id in (runs[1], again.json()["id"]):
             await client.post(f"/api/workflow/runs/{run_id}/cancel", headers=user.headers)
         await client.post(f"/api/workflow/runs/{theirs.json()['id']}/cancel", headers=other.headers)
+
+
+async def test_concurrent_submissions_cannot_overshoot_and_retries_get_their_run(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(max_runs_per_user=2, offline_latency_ms=60_000)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        user = await register_user(client)
+        project_id = await create_project(client, user)
+        body: dict[str, Any] = {"project_id": project_id, "plan": SLOW_PLAN}
+        accepted: list[str] = []
+        refused = 0
+
+        async def submit(i: int) -> None:
+            nonlocal refused
+            response = await post_run(client, user, body, **{"Idempotency-Key": f"k{i}"})
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+            else:
+                assert_rate_limited(response, "max_runs_per_user")
+                refused += 1
+
+        async with trio.open_nursery() as nursery:
+            for i in range(10):
+                nursery.start_soon(submit, i)
+        assert (len(accepted), refused) == (2, 8)
+        # At the limit, a retried submission (same Idempotency-Key) still gets its run.
+        runs = await client.get("/api/workflow/runs", headers=user.headers)
+        keyed = {run["id"] for run in runs.json()["items"]}
+        assert keyed == set(accepted)
+        for i in range(10):
+            retry = await post_run(client, user, body, **{"Idempotency-Key": f"k{i}"})
+            if retry.status_code == 202:
+                assert retry.json()["id"] in accepted
+            else:
+                assert_rate_limited(retry, "max_runs_per_user")
+        for run_id in accepted:
+            await client.post(f"/api/workflow/runs/{run_id}/cancel", headers=user.headers)
 
 
 async def _stream_status(server: RunningServer, user: AuthedUser, project_id: str) -> int:
