@@ -162,11 +162,14 @@ class FairLimiter:
     """``FairQueue`` on trio: ``async with limiter.slot(user):`` holds one slot.
 
     Cancellation while waiting withdraws the waiter; a slot granted to a task that was
-    cancelled at the same moment is passed on at once, never lost.
+    cancelled at the same moment is passed on at once, never lost. ``observer`` (optional) is
+    told ``("queued", user)`` and ``("granted", user)`` in the order they happen (metrics,
+    tests); it must not block or raise.
     """
 
     def __init__(self, total: int) -> None:
         self._queue: FairQueue[trio.Event] = FairQueue(total)
+        self.observer: Callable[[str, str], None] | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -176,8 +179,12 @@ class FairLimiter:
         await trio.lowlevel.checkpoint_if_cancelled()
         event = trio.Event()
         if self._queue.request(user, event):
+            if self.observer is not None:
+                self.observer("granted", user)
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
+        if self.observer is not None:
+            self.observer("queued", user)
         try:
             await event.wait()
         except BaseException:
@@ -188,6 +195,8 @@ class FairLimiter:
     def release(self, user: str) -> None:
         granted = self._queue.release(user)
         if granted is not None:
+            if self.observer is not None:
+                self.observer("granted", granted[0])
             granted[1].set()
 
     @asynccontextmanager

@@ -19,6 +19,7 @@ import pytest
 import trio
 import trio.testing
 
+from server.fairness import FairLimiter
 from server.runtime import connection_gate, http_server
 from tests.events.sse_client import read_head
 from tests.fixtures.server import create_project, register_user
@@ -45,21 +46,26 @@ def _step(run: dict[str, Any], field: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("slots", "moment"),
+    ("limiter", "slots", "moment"),
     [
-        # one step slot: once the victim's run started (and asked for the slot), its step
-        # STARTS after at most one flood step more
-        ({"global_concurrency": 1, "ai_concurrency": 64}, "started_at"),
-        # one model slot: once the victim's step started (and asked for the model), its step
-        # ENDS after at most one flood step more
-        ({"global_concurrency": 256, "ai_concurrency": 1}, "finished_at"),
+        # one step slot: the victim's step STARTS after at most one flood step more
+        ("steps", {"global_concurrency": 1, "ai_concurrency": 64}, "started_at"),
+        # one model slot: the victim's model call (so its step) ENDS after at most one more
+        ("model", {"global_concurrency": 256, "ai_concurrency": 1}, "finished_at"),
     ],
     ids=["step-slots", "model-slots"],
 )
 async def test_a_flood_of_runs_delays_another_users_step_by_one_turnover(
-    start_server: StartServer, slots: dict[str, int], moment: str
+    start_server: StartServer, limiter: str, slots: dict[str, int], moment: str
 ) -> None:
     server = await start_server(offline_latency_ms=300, max_runs_per_user=FLOOD, **slots)
+    services = server.services
+    fair = (
+        services.supervisor.deps.global_limiter if limiter == "steps" else services.provider.limiter  # type: ignore[attr-defined]
+    )
+    assert isinstance(fair, FairLimiter)
+    seen: list[tuple[str, str]] = []  # the limiter's queue and grant order, as it happens
+    fair.observer = lambda what, user: seen.append((what, user))
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         flooder, victim = await register_user(client), await register_user(client)
         flood_project = await create_project(client, flooder)
@@ -71,13 +77,15 @@ async def test_a_flood_of_runs_delays_another_users_step_by_one_turnover(
             flood_runs = [await wait_run(client, flooder, run_id) for run_id in flood]
     assert victim_run["status"] == "succeeded", victim_run["error"]
     assert all(run["status"] == "succeeded" for run in flood_runs)
-    # When the victim asked for the slot: its run went running right before its step asked
-    # for a step slot; its step started right before it asked for a model slot.
-    asked = victim_run["started_at"] if moment == "started_at" else _step(victim_run, "started_at")
+    # From the moment the victim queued for the slot, at most one other grant (the slot
+    # turnover in progress) came before its own.
+    queued = seen.index(("queued", victim.user_id))
+    granted = seen.index(("granted", victim.user_id), queued)
+    others = [user for what, user in seen[queued:granted] if what == "granted"]
+    assert len(others) <= 1, f"{len(others)} flood grants went ahead of the victim's"
+    # The order of the steps' events agrees: most of the flood started (or ended) after
+    # the victim's step; with FIFO slots the victim's would come last.
     mine_at = _step(victim_run, moment)
-    ahead = [run for run in flood_runs if asked < _step(run, moment) < mine_at]
-    assert len(ahead) <= 1, f"{len(ahead)} flood steps went ahead of the victim's"
-    # and the flood really was queued behind it (else the test proves nothing)
     assert sum(_step(run, moment) > mine_at for run in flood_runs) >= FLOOD // 2
 
 
