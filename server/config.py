@@ -54,6 +54,9 @@ class Settings:
         "Deadline of one database call (pool acquire plus query); past it: 503 not_ready.",
     )
     backlog: int = _setting(4096, "Listen backlog (SSE-heavy loads open many connections at once).")
+    max_connections: int = _setting(
+        0, "Client connections open at once; past it: 503 and close. 0: open-files limit - 256."
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
     keep_alive_s: float = _setting(
         75 * SECONDS, "Seconds an idle keep-alive connection stays open after each response."
@@ -177,6 +180,13 @@ class Settings:
     max_import_bytes: int = _setting(
         64 * MIB, "Largest archive (tar, tar.gz or zip) accepted by a project import, in bytes."
     )
+    # -- per-user limits (past them: 429 rate_limited; bytes: 413 too_large) ---------------
+    max_projects_per_user: int = _setting(100, "Most projects one user may own.")
+    max_bytes_per_user: int = _setting(1024 * MIB, "Most bytes one user's files may total.")
+    max_runs_per_user: int = _setting(
+        20, "Unfinished runs one user may have at once (all instances)."
+    )
+    max_streams_per_user: int = _setting(100, "SSE streams one user may hold open (per instance).")
     # -- server-sent events ----------------------------------------------------------------
     sse_heartbeat_s: float = _setting(
         15 * SECONDS, "Idle SSE streams get a `: ping` comment this often."
@@ -380,6 +390,10 @@ def validate(s: Settings) -> None:
         "max_files_per_project",
         "max_project_bytes",
         "max_import_bytes",
+        "max_projects_per_user",
+        "max_bytes_per_user",
+        "max_runs_per_user",
+        "max_streams_per_user",
         "sse_heartbeat_s",
         "sse_max_lifetime_s",
         "sse_buffer",
@@ -410,6 +424,7 @@ def validate(s: Settings) -> None:
             _ORIGIN.fullmatch(origin) is not None,
             f"cors_origins: {origin!r} is not an origin (scheme://host[:port], no path)",
         )
+    check(s.max_connections >= 0, "max_connections: must not be negative")
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from server.fairness import UserCounter
+
 if TYPE_CHECKING:
     from server.ai.provider import ModelProvider
     from server.auth.passwords import PasswordHasher
@@ -56,3 +58,4 @@ class Services:
     metrics: Metrics
     lifecycle: Lifecycle
     tickets: TicketService
+    user_streams: UserCounter = field(default_factory=UserCounter)  # SSE streams per user

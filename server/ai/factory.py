@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
 import trio_asyncio  # noqa: F401  (before httpx/google-genai: it patches asyncio's loop lookup)
 
 from server.ai.provider import LimitedProvider
+from server.fairness import FairLimiter
 
 if TYPE_CHECKING:
     from server.ai.provider import HttpClientFactory, ModelCallObserver, ModelProvider
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def build_provider(
     settings: Settings,
     *,
-    limiter: trio.CapacityLimiter | None = None,
+    limiter: FairLimiter | None = None,
     http_client_factory: HttpClientFactory | None = None,
     observer: ModelCallObserver | None = None,
 ) -> LimitedProvider:
@@ -41,5 +41,5 @@ def build_provider(
         from server.ai.offline import OfflineProvider
 
         inner = OfflineProvider(latency_s=settings.offline_latency_ms / 1000.0)
-    limiter = limiter or trio.CapacityLimiter(settings.ai_concurrency)
+    limiter = limiter or FairLimiter(settings.ai_concurrency)
     return LimitedProvider(inner, limiter, observer)

@@ -3,7 +3,8 @@
 Two real implementations: ``GeminiProvider`` (google-genai, imported only when an API key
 is configured) and ``OfflineProvider`` (deterministic rules and templates, no network).
 ``server.ai.factory.build_provider`` picks one from the settings and wraps it in
-``LimitedProvider``, which holds the process-wide bound on model calls in flight.
+``LimitedProvider``, which holds the process-wide bound on model calls in flight, shared
+fairly between users (``server.fairness``: the caller's user is ``acting_user``).
 
 Errors: providers raise ``ModelError`` only (``server.errors``; the same class as
 ``ToolError``). ``retryable`` marks transient failures (429, 503 and other 5xx, timeouts,
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from server.errors import AppError, ModelError
+from server.fairness import FairLimiter, acting_user
 
 if TYPE_CHECKING:
     import httpx
@@ -71,13 +73,14 @@ class ModelCallObserver(Protocol):
 class LimitedProvider:
     """Wraps a provider so that at most ``limiter.total_tokens`` model calls run at once.
 
-    A streaming call holds its token until the stream is closed.
+    A streaming call holds its slot until the stream is closed. A freed slot goes to the
+    waiting user holding the fewest (``acting_user``: the run's owner; ``""`` outside runs).
     """
 
     def __init__(
         self,
         inner: ModelProvider,
-        limiter: trio.CapacityLimiter,
+        limiter: FairLimiter,
         observer: ModelCallObserver | None = None,
     ) -> None:
         self.inner = inner
@@ -96,7 +99,7 @@ class LimitedProvider:
     async def generate_json(
         self, *, system: str, prompt: str, schema: dict[str, Any], hints: Hints | None = None
     ) -> dict[str, Any]:
-        async with self.limiter:
+        async with self.limiter.slot(acting_user.get()):
             started = trio.current_time()
             try:
                 result = await self.inner.generate_json(
@@ -111,7 +114,7 @@ class LimitedProvider:
     async def stream_text(
         self, *, system: str | None, prompt: str, hints: Hints | None = None
     ) -> AsyncGenerator[str, None]:
-        async with self.limiter:
+        async with self.limiter.slot(acting_user.get()):
             started = trio.current_time()
             stream = self.inner.stream_text(system=system, prompt=prompt, hints=hints)
             try:

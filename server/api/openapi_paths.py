@@ -181,6 +181,7 @@ def _operations() -> dict[str, Schema]:
                 {201: json_body(ref("Project"), "Created.")},
                 tag="projects",
                 body=projects.CREATE_SCHEMA,
+                errors={429: ["rate_limited"]},  # STRETTO_MAX_PROJECTS_PER_USER
             ),
         },
         "/api/projects/{project_id}": {
@@ -359,6 +360,7 @@ def _operations() -> dict[str, Schema]:
                 errors={
                     400: ["invalid_plan"],
                     404: ["not_found"],
+                    429: ["rate_limited"],  # runs per user, daily token budget
                     503: ["shutting_down", "model_unavailable"],
                     502: ["model_error"],
                 },
@@ -374,6 +376,7 @@ def _operations() -> dict[str, Schema]:
                 errors={
                     400: ["invalid_plan"],
                     404: ["not_found"],
+                    429: ["rate_limited"],  # daily token budget
                     502: ["model_error"],
                     503: ["model_unavailable"],
                 },
@@ -447,6 +450,7 @@ def _operations() -> dict[str, Schema]:
                         400: ["validation_failed"],
                         404: ["not_found"],
                         409: ["not_retryable", "conflict"],
+                        429: ["rate_limited"],
                         503: ["shutting_down"],
                     },
                 )
@@ -483,7 +487,12 @@ def _operations() -> dict[str, Schema]:
                     query("last_event_id", {"type": "string"}, "As `Last-Event-ID`."),
                     param("LastEventId"),
                 ],
-                errors={400: ["validation_failed"], 404: ["not_found"], 503: ["shutting_down"]},
+                errors={
+                    400: ["validation_failed"],
+                    404: ["not_found"],
+                    429: ["rate_limited"],  # STRETTO_MAX_STREAMS_PER_USER
+                    503: ["shutting_down"],
+                },
             ),
         },
     }

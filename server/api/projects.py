@@ -69,8 +69,12 @@ async def list_projects() -> Response:
 async def create_project() -> Response:
     user = await require_user()
     body = await read_json(CREATE_SCHEMA)
-    project = await services().store.create_project(
-        user.user_id, _clean_name(body["name"]), body.get("description")
+    svc = services()
+    project = await svc.store.create_project(
+        user.user_id,
+        _clean_name(body["name"]),
+        body.get("description"),
+        max_projects=svc.settings.max_projects_per_user,
     )
     return json_response(project_json(project), 201)
 

@@ -8,19 +8,28 @@ access token in a URL), answers 404 for a missing or another user's project, and
 redacts them). The subscription is opened here, before the response headers leave, so that
 an event published once the client saw them is delivered. HTTP/1.1 streams get the socket
 fast path of ``server.api.sse_socket``. During shutdown a stream request gets 200 with
-``retry:`` and an empty, ended stream.
+``retry:`` and an empty, ended stream. A user holds at most ``max_streams_per_user`` streams
+in this process (429 ``rate_limited`` past it); a stream counts from its check until its body
+ends, or until the body is dropped unread (collected: ``weakref.finalize``).
 """
 
 from __future__ import annotations
+
+import weakref
+from contextlib import aclosing
+from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, request
 
 from server.api.deps import json_response, read_json, require_user, services
 from server.api.sse_socket import socket_writer_for_current_request
 from server.api.validation import object_schema
-from server.errors import NotFound, Unauthorized, ValidationFailed
+from server.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
 from server.events.sse import parse_last_event_id
 from server.events.stream import StreamOptions, open_event_stream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable
 
 blueprint = Blueprint("sse", __name__)
 
@@ -28,6 +37,7 @@ _ID = {"type": "string", "minLength": 1, "maxLength": 128}
 TICKET_SCHEMA = object_schema({"project_id": _ID}, ("project_id",))
 MAX_RUN_ID_CHARS = 128
 SHUTDOWN_RETRY_MS = 1000
+STREAM_LIMIT_RETRY_S = 10.0
 
 STREAM_HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -61,6 +71,18 @@ async def _stream_user(project_id: str) -> str:
     raise Unauthorized("Authentication required: a Bearer token or a stream ticket.")
 
 
+async def _counted(
+    stream: AsyncGenerator[bytes, None], release: Callable[[], None]
+) -> AsyncGenerator[bytes, None]:
+    """``stream``, releasing the user's stream count when it ends (closed with it)."""
+    try:
+        async with aclosing(stream) as chunks:
+            async for chunk in chunks:
+                yield chunk
+    finally:
+        release()
+
+
 def _come_back_later() -> Response:
     """During shutdown: 200 with a ``retry:`` and an ended stream. Any non-200 would make an
     EventSource give up for good; this one reconnects (to the next instance) instead."""
@@ -89,11 +111,25 @@ async def stream_project(project_id: str) -> Response:
         last_event_id_given=given,
         last_event_id=last_event_id,
     )
+    limit = svc.settings.max_streams_per_user
+    release = svc.user_streams.take(user_id, limit)
+    if release is None:
+        raise RateLimited(
+            f"A user may hold at most {limit} event streams open; close one first.",
+            {"limit": "max_streams_per_user", "max": limit},
+            retry_after=STREAM_LIMIT_RETRY_S,
+        )
     connection = socket_writer_for_current_request()
     direct = connection if svc.settings.sse_direct_writes else None
     # Subscribed before the headers leave. Dropped as slow: the connection is closed.
     abort = connection.abort if connection is not None else None
-    body = await open_event_stream(svc.hub, svc.store, project_id, options, direct, abort)
+    try:
+        stream = await open_event_stream(svc.hub, svc.store, project_id, options, direct, abort)
+    except BaseException:
+        release()
+        raise
+    body = _counted(stream, release)
+    weakref.finalize(body, release)  # a body never iterated is never closed, only collected
     response = Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
     response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
     return response

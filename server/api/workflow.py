@@ -21,6 +21,7 @@ from server.api.deps import (
 )
 from server.api.validation import object_schema
 from server.errors import NotFound, UnsupportedMediaType, ValidationFailed
+from server.fairness import acting_as
 from server.store.models import RunStatus
 from server.workflow.events import run_json
 
@@ -98,7 +99,8 @@ async def plan_only() -> Response:
         )
     if await svc.store.get_project(user.user_id, body["project_id"]) is None:
         raise NotFound("No such project.")
-    intent, plan = await planner.analyze_and_plan(body["project_id"], body["prompt"])
+    with acting_as(user.user_id):  # model slots are shared fairly between users
+        intent, plan = await planner.analyze_and_plan(body["project_id"], body["prompt"])
     return json_response({"intent": intent, "plan": plan})
 
 

@@ -21,6 +21,7 @@ from server.auth.tickets import TicketService
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
 from server.events.retention import EventRetention
+from server.fairness import FairLimiter
 from server.observability.metrics import Metrics, PoolUsage
 from server.observability.run_log import RunOutcomeLog
 from server.ops import sdnotify
@@ -61,6 +62,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
             max_file_bytes=settings.max_file_bytes,
             max_files=settings.max_files_per_project,
             max_total_bytes=settings.max_project_bytes,
+            max_user_bytes=settings.max_bytes_per_user,
         ),
     )
     tools = default_registry(ai_tools())
@@ -70,7 +72,7 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
         files=files,
         registry=tools,
         settings=settings,
-        limiter=trio.CapacityLimiter(settings.ai_concurrency),
+        limiter=FairLimiter(settings.ai_concurrency),
     )
     supervisor = RunSupervisor(
         store=store,

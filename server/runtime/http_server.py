@@ -16,6 +16,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from server.http import install as install_edge
+from server.runtime import connection_gate
+from server.runtime.connection_gate import ConnectionGate
 
 if TYPE_CHECKING:
     import socket
@@ -56,9 +58,14 @@ async def serve_http(
     (and closes) the originals.
     """
     binds = [f"fd://{os.dup(sock.fileno())}" for sock in listeners]
+    config = hypercorn_config(settings, binds)
+    connection_gate.install()  # after anything else that replaces hypercorn's TCPServer
+    connection_gate.attach(
+        config, ConnectionGate(connection_gate.connection_cap(settings.max_connections))
+    )
     await hypercorn_serve(
         app,
-        hypercorn_config(settings, binds),
+        config,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
     )

@@ -56,6 +56,7 @@ class FileLimits:
     max_file_bytes: int
     max_files: int
     max_total_bytes: int
+    max_user_bytes: int | None = None  # across all the owner's projects
 
 
 class RefreshOutcome(StrEnum):

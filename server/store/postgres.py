@@ -18,6 +18,7 @@ from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
     FileData,
@@ -31,7 +32,7 @@ from server.store.models import (
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_runs import DEC, PostgresRuns, allocate, append_in
+from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, allocate, append_in
 from server.timeutil import new_id, utc_now
 from server.vfs.quota import check_quota
 
@@ -204,18 +205,24 @@ class PostgresStore(PostgresRuns):
         return await self._db.run(op, transaction=False)
 
     # -- projects ----------------------------------------------------------------------------
-    async def create_project(self, owner_id: str, name: str, description: str | None) -> Project:
+    async def create_project(
+        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
+    ) -> Project:
         now = utc_now()
         project = Project(new_id(), owner_id, name, description, now, now)
 
         async def op(conn: Conn) -> Project:
+            if max_projects is not None:  # the user's row lock orders concurrent creations
+                if await conn.fetchval(USER_LOCK, owner_id) is None:
+                    raise NotFound("User not found.")
+                check_project_count(await conn.fetchval(sql.PROJECT_COUNT, owner_id), max_projects)
             try:
                 await conn.execute(sql.PROJECT_INSERT, project.id, owner_id, name, description, now)
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound("User not found.") from None
             return project
 
-        return await self._db.run(op, transaction=False)
+        return await self._db.run(op, transaction=max_projects is not None)
 
     async def get_project(self, owner_id: str, project_id: str) -> Project | None:
         async def op(conn: Conn) -> Project | None:
@@ -314,13 +321,19 @@ class PostgresStore(PostgresRuns):
     ) -> tuple[FileMeta, bool, StoredEvent]:
         async def op(conn: Conn) -> tuple[FileMeta, bool, StoredEvent]:
             now = utc_now()
-            seq = await allocate(conn, project_id, 1)  # locks the project row first
+            user_bytes = 0
+            if limits.max_user_bytes is not None:  # lock order: the user's row, then the project's
+                owner = await conn.fetchval(sql.PROJECT_OWNER, project_id)
+                if owner is None or await conn.fetchval(USER_LOCK, owner) is None:
+                    raise NotFound("Project not found.")
+                user_bytes = int(await conn.fetchval(sql.USER_FILE_BYTES, owner))
+            seq = await allocate(conn, project_id, 1)  # locks the project row
             row = await conn.fetchrow(sql.FILE_QUOTA_STATE, project_id, path)
             old_version = None if row["version"] is None else int(row["version"])
             old_size = None if row["size"] is None else int(row["size"])
             codec.check_preconditions(old_version, if_match, if_none_match_any)
-            check_quota(limits, len(content), old_size=old_size,
-                        file_count=int(row["count"]), total_bytes=int(row["total"]))  # fmt: skip
+            check_quota(limits, len(content), old_size=old_size, file_count=int(row["count"]),
+                        total_bytes=int(row["total"]), user_bytes=user_bytes)  # fmt: skip
             version = 1 if old_version is None else old_version + 1
             await conn.execute(sql.FILE_UPSERT, project_id, path, content, len(content), version,
                                sha256, content_type, now)  # fmt: skip

@@ -19,6 +19,7 @@ from server.events.model import StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, committed_payload_sql
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
+from server.store.limits import check_runs_in_flight
 from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
 
@@ -44,6 +45,11 @@ _INSERT_EVENTS_SQL = """
 INSERT INTO events (project_id, seq, type, data, created_at)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
 """
+
+# Serializes one user's limit checks (runs, projects, bytes). NO KEY UPDATE leaves the
+# foreign-key share locks of other inserts alone: it never waits on (or deadlocks with) them.
+# Lock order: the user's row, then the project's.
+USER_LOCK = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
 
 
 async def allocate(conn: Conn, project_id: str, n: int) -> int:
@@ -110,9 +116,18 @@ class PostgresRuns:
     _db: PostgresDatabase
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
+        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
     ) -> tuple[Run, bool, list[StoredEvent]]:
         async def op(conn: Conn) -> tuple[Run, bool, list[StoredEvent]]:
+            if max_in_flight is not None:  # the user's row lock orders concurrent submissions
+                if await conn.fetchval(USER_LOCK, run.owner_id) is None:
+                    raise NotFound("User not found.")
+                if run.idempotency_key is not None:
+                    row = await conn.fetchrow(sql.RUN_BY_KEY, run.owner_id, run.idempotency_key)
+                    if row is not None:  # a retry gets its run, whatever the count
+                        return (await _runs_with_steps(conn, [row]))[0], False, []
+                in_flight = await conn.fetchval(sql.RUNS_IN_FLIGHT, run.owner_id)
+                check_runs_in_flight(in_flight, max_in_flight)
             try:
                 inserted = await conn.fetchval(
                     sql.RUN_INSERT, *codec.run_values(run, time_as_text=False)

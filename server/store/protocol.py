@@ -117,8 +117,10 @@ class Store(Protocol):
 
     # -- projects ----------------------------------------------------------------------
     async def create_project(
-        self, owner_id: str, name: str, description: str | None
-    ) -> Project: ...
+        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
+    ) -> Project:
+        """Raises ``NotFound`` (no such user), ``RateLimited`` when the owner already owns
+        ``max_projects`` (counted in the inserting transaction: no race)."""
 
     async def get_project(self, owner_id: str, project_id: str) -> Project | None: ...
 
@@ -167,7 +169,8 @@ class Store(Protocol):
         """Create or atomically replace; returns (meta, created, ``file.changed`` event).
 
         Raises ``VersionMismatch`` when ``if_match`` is stale (or the file is missing),
-        or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota.
+        or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota
+        (the owner's total across projects included, counted in the same transaction).
         """
 
     async def put_files(
@@ -206,10 +209,14 @@ class Store(Protocol):
 
     # -- workflow runs -----------------------------------------------------------------
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
+        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
     ) -> tuple[Run, bool, list[StoredEvent]]:
         """Insert a run with its steps. With ``run.idempotency_key`` set and a run of the same
-        owner and key existing, return that one and ``created=False`` (no events)."""
+        owner and key existing, return that one and ``created=False`` (no events).
+
+        Raises ``RateLimited`` when the owner already has ``max_in_flight`` unfinished runs
+        (counted in the inserting transaction: no race, across instances); ``NotFound``.
+        """
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
         """The run with its steps; ``owner_id`` restricts it to that owner."""

@@ -85,6 +85,11 @@ PROJECT_UPDATE = (
 )
 PROJECT_DELETE = "DELETE FROM projects WHERE id = $1 AND owner_id = $2 RETURNING id"
 PROJECT_OWNER = "SELECT owner_id FROM projects WHERE id = $1"
+PROJECT_COUNT = "SELECT count(*) FROM projects WHERE owner_id = $1"
+USER_FILE_BYTES = (  # the owner's bytes across projects (per-user quota)
+    "SELECT coalesce(sum(f.size), 0) FROM projects p JOIN files f ON f.project_id = p.id "
+    "WHERE p.owner_id = $1"
+)
 
 # -- files -------------------------------------------------------------------------------------
 FILE_LIST = (
@@ -121,6 +126,7 @@ EVENT_BOUNDS = (  # one statement: one snapshot
 )
 
 # -- runs and steps ----------------------------------------------------------------------------
+RUNS_IN_FLIGHT = f"SELECT count(*) FROM runs WHERE owner_id = $1 AND {NOT_FINISHED}"
 RUN_INSERT = (
     f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({_marks(len(RUN_COLUMNS))}) "
     "ON CONFLICT (owner_id, idempotency_key) DO NOTHING RETURNING id"

@@ -17,6 +17,7 @@ from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
     FileData,
@@ -202,11 +203,16 @@ class SqliteStore(SqliteRuns):
         return await self._db.read(op)
 
     # -- projects ----------------------------------------------------------------------------
-    async def create_project(self, owner_id: str, name: str, description: str | None) -> Project:
+    async def create_project(
+        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
+    ) -> Project:
         now = utc_now()
         project = Project(new_id(), owner_id, name, description, now, now)
 
         def op(conn: Conn) -> Project:
+            if max_projects is not None:  # one writer: the count holds until the insert
+                check_project_count(int(q(conn, sql.PROJECT_COUNT, owner_id).fetchone()[0]),
+                                    max_projects)  # fmt: skip
             try:
                 q(conn, sql.PROJECT_INSERT, project.id, owner_id, name, description,
                   time_text(now))  # fmt: skip
@@ -310,14 +316,18 @@ class SqliteStore(SqliteRuns):
     ) -> tuple[FileMeta, bool, StoredEvent]:
         def op(conn: Conn) -> tuple[FileMeta, bool, StoredEvent]:
             now = utc_now()
-            if q(conn, sql.PROJECT_OWNER, project_id).fetchone() is None:
+            owner = q(conn, sql.PROJECT_OWNER, project_id).fetchone()
+            if owner is None:
                 raise NotFound("Project not found.")
+            user_bytes = 0
+            if limits.max_user_bytes is not None:
+                user_bytes = int(q(conn, sql.USER_FILE_BYTES, owner[0]).fetchone()[0])
             row = q(conn, sql.FILE_QUOTA_STATE, project_id, path).fetchone()
             old_version = None if row["version"] is None else int(row["version"])
             old_size = None if row["size"] is None else int(row["size"])
             codec.check_preconditions(old_version, if_match, if_none_match_any)
-            check_quota(limits, len(content), old_size=old_size,
-                        file_count=int(row["count"]), total_bytes=int(row["total"]))  # fmt: skip
+            check_quota(limits, len(content), old_size=old_size, file_count=int(row["count"]),
+                        total_bytes=int(row["total"]), user_bytes=user_bytes)  # fmt: skip
             version = 1 if old_version is None else old_version + 1
             q(conn, sql.FILE_UPSERT, project_id, path, content, len(content), version, sha256,
               content_type, time_text(now))  # fmt: skip

@@ -15,6 +15,7 @@ from server.errors import NotFound, RunStatusChanged
 from server.events.model import StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
+from server.store.limits import check_runs_in_flight
 from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
 from server.timeutil import utc_now
 
@@ -89,9 +90,16 @@ class SqliteRuns:
     _db: SqliteDatabase
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
+        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
     ) -> tuple[Run, bool, list[StoredEvent]]:
         def op(conn: Conn) -> tuple[Run, bool, list[StoredEvent]]:
+            if max_in_flight is not None:  # one writer: the count holds until the insert
+                if run.idempotency_key is not None:
+                    row = q(conn, sql.RUN_BY_KEY, run.owner_id, run.idempotency_key).fetchone()
+                    if row is not None:  # a retry gets its run, whatever the count
+                        return _runs_with_steps(conn, [row])[0], False, []
+                in_flight = int(q(conn, sql.RUNS_IN_FLIGHT, run.owner_id).fetchone()[0])
+                check_runs_in_flight(in_flight, max_in_flight)
             try:
                 inserted = q(conn, sql.RUN_INSERT, *codec.run_values(run, time_as_text=True))
                 created = inserted.fetchone() is not None

@@ -1,5 +1,5 @@
-"""Project file quotas: pure rules, checked by the store inside the write transaction
-(where the project's totals are exact). Raises ``TooLarge``."""
+"""File quotas: pure rules, checked by the store inside the write transaction (where the
+project's and the owner's totals are exact). Raises ``TooLarge``."""
 
 from __future__ import annotations
 
@@ -12,11 +12,18 @@ if TYPE_CHECKING:
 
 
 def check_quota(
-    limits: FileLimits, size: int, *, old_size: int | None, file_count: int, total_bytes: int
+    limits: FileLimits,
+    size: int,
+    *,
+    old_size: int | None,
+    file_count: int,
+    total_bytes: int,
+    user_bytes: int = 0,
 ) -> None:
     """Raise ``TooLarge`` when writing ``size`` bytes (replacing ``old_size``) breaks a quota.
 
-    ``file_count`` and ``total_bytes`` are the project's totals before the write.
+    ``file_count`` and ``total_bytes`` are the project's totals before the write,
+    ``user_bytes`` the owner's across projects (checked when ``limits.max_user_bytes``).
     """
     if size > limits.max_file_bytes:
         raise TooLarge(
@@ -34,4 +41,10 @@ def check_quota(
         raise TooLarge(
             "The project's files are larger than the limit.",
             {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_after},
+        )
+    user_after = user_bytes - (old_size or 0) + size
+    if limits.max_user_bytes is not None and user_after > limits.max_user_bytes:
+        raise TooLarge(
+            "The user's files, across projects, are larger than the limit.",
+            {"limit": "max_bytes_per_user", "max": limits.max_user_bytes, "total": user_after},
         )

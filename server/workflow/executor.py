@@ -1,9 +1,11 @@
 """The executor: runs one run's plan inside one nursery, under its limits and timeouts.
 
 Ownership: ``RunExecutor.execute`` owns the run's nursery; each step is one task in it. A step
-starts the moment all its needs succeeded, bounded by the run's, the process's and the tool's
-``trio.CapacityLimiter``. Each attempt runs under ``trio.fail_after`` inside the step task;
-``ToolError(retryable=True)`` and timeouts are retried with backoff (``server.backoff``).
+starts the moment all its needs succeeded, bounded by the run's ``trio.CapacityLimiter`` and
+the tool's and the process's ``FairLimiter`` (their slots shared fairly between the runs'
+owners: ``server.fairness``). The run executes ``acting_as`` its owner, so model
+calls made for it queue fairly too. Each attempt runs under ``trio.fail_after`` inside the
+step task; ``ToolError(retryable=True)`` and timeouts are retried with backoff (``server.backoff``).
 
 What the run's state becomes is decided by ``workflow/transitions.py`` (pure); the records
 it returns are committed by ``workflow/writer.py`` (grouped, shielded with a deadline,
@@ -30,6 +32,7 @@ import trio
 
 from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
+from server.fairness import FairLimiter, acting_as
 from server.store.models import RunStatus, StepStatus
 from server.workflow.approval import awaiting_approval
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
@@ -78,8 +81,8 @@ class ExecutorDeps:
     settings: Settings
     provider: Any = None
     planner: RunPlanner | None = None
-    global_limiter: trio.CapacityLimiter | None = None
-    tool_limiters: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
+    global_limiter: FairLimiter | None = None
+    tool_limiters: dict[str, FairLimiter] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     step_backoff: Backoff = STEP_BACKOFF
     write_policy: WritePolicy = field(default_factory=WritePolicy)
@@ -87,14 +90,14 @@ class ExecutorDeps:
 
     def __post_init__(self) -> None:
         if self.global_limiter is None:
-            self.global_limiter = trio.CapacityLimiter(self.settings.global_concurrency)
+            self.global_limiter = FairLimiter(self.settings.global_concurrency)
 
-    def tool_limiter(self, tool: Tool) -> trio.CapacityLimiter | None:
+    def tool_limiter(self, tool: Tool) -> FairLimiter | None:
         if tool.max_concurrency is None:
             return None
         limiter = self.tool_limiters.get(tool.name)
         if limiter is None:
-            limiter = self.tool_limiters[tool.name] = trio.CapacityLimiter(tool.max_concurrency)
+            limiter = self.tool_limiters[tool.name] = FairLimiter(tool.max_concurrency)
         return limiter
 
 
@@ -157,7 +160,7 @@ class RunExecutor:
         """
         failed = False
         try:
-            with self._scope:
+            with self._scope, acting_as(self.run.owner_id):
                 if self.run.plan is None:
                     await self._plan_run()
                 else:
@@ -264,9 +267,9 @@ class RunExecutor:
             await limits.enter_async_context(self._run_limiter)
             tool_limiter = self.deps.tool_limiter(tool)
             if tool_limiter is not None:
-                await limits.enter_async_context(tool_limiter)
+                await limits.enter_async_context(tool_limiter.slot(self.run.owner_id))
             assert self.deps.global_limiter is not None
-            await limits.enter_async_context(self.deps.global_limiter)
+            await limits.enter_async_context(self.deps.global_limiter.slot(self.run.owner_id))
             queue_ms = self.monitor.step_started(step.id)
             self.monitor.attempt(step.id)
             await self._commit(

@@ -21,6 +21,7 @@ from server.ai.intent import IntentAnalyzer
 from server.ai.prompts import PLAN_SYSTEM, listing_text, plan_prompt, plan_schema, repair_prompt
 from server.ai.provider import to_app_error
 from server.errors import InvalidPlan, ModelError
+from server.fairness import FairLimiter, acting_user
 from server.workflow.plan import parse_plan
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Planner:
 
     ``limiter`` (optional) bounds planning sessions in flight; model calls themselves are
     bounded by the provider's own limiter (``LimitedProvider``), so do not pass that one.
+    A ``FairLimiter`` shares the sessions between users (``acting_user``: the run's owner).
     """
 
     def __init__(
@@ -50,7 +52,7 @@ class Planner:
         files: ReadableFiles,
         registry: ToolRegistry,
         settings: Settings,
-        limiter: trio.CapacityLimiter | None = None,
+        limiter: trio.CapacityLimiter | FairLimiter | None = None,
     ) -> None:
         self.provider = provider
         self.files = files
@@ -82,6 +84,9 @@ class Planner:
     async def _session(self) -> AsyncIterator[None]:
         if self.limiter is None:
             yield
+        elif isinstance(self.limiter, FairLimiter):
+            async with self.limiter.slot(acting_user.get()):
+                yield
         else:
             async with self.limiter:
                 yield

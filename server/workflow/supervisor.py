@@ -16,6 +16,9 @@ Cross-instance cancel (PostgreSQL): cancelling a run another live instance execu
 that instance (``RunControl.request_cancel``: a mark on the run plus a notification its
 event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
 The owner records the end, so every step gets exactly one terminal event.
+
+Runs in flight per user (``max_runs_per_user``: unfinished runs) are counted by the store in
+the transaction that inserts the run, so the bound holds across instances.
 """
 
 from __future__ import annotations
@@ -177,7 +180,8 @@ class RunSupervisor:
     ) -> tuple[Run, bool]:
         """Validate, persist (``run.created``), start in the supervisor's nursery; return at once.
 
-        Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``.
+        Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``,
+        ``RateLimited`` (the owner's runs in flight).
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
         self.check_accepting()
@@ -221,7 +225,9 @@ class RunSupervisor:
             prompt=prompt,
             plan=run.plan,
         )
-        stored, created, events = await self.store.create_run(run, [created_event])
+        stored, created, events = await self.store.create_run(
+            run, [created_event], max_in_flight=self.settings.max_runs_per_user
+        )
         self.publisher.publish(events)
         if created:
             if self.deps.observer is not None:

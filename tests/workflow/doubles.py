@@ -64,7 +64,7 @@ class MemoryRunStore:
         return out
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent]
+        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
     ) -> tuple[Run, bool, list[StoredEvent]]:
         await trio.lowlevel.checkpoint()
         if run.idempotency_key:
