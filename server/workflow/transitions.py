@@ -20,6 +20,10 @@ first cause wins:
   stays unfinished with its lease released, resumable.
 A step is "started" only once its ``step.started`` is in the records: every started attempt
 gets exactly one terminal event, and no step gets ``step.cancelled`` without ``step.started``.
+
+Fan-out (``for_each``): the step starts, then ``fanout.expand`` adds its items as steps of
+their own (``edit[0]``...), each with its own started/terminal events; ``items``,
+``item_parent`` and ``stored_items`` (item rows an earlier process wrote) are its state.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from server.store.models import RunStatus, Step, StepStatus
 from server.workflow.analyzer import DependencyAnalyzer, Slot
 from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
+from server.workflow.plan import split_item_id
 
 StepFields = tuple[str, "Mapping[str, Any]"]
 
@@ -88,6 +93,9 @@ class RunState:
         self.started: dict[str, int] = {}  # step id -> attempt whose step.started is recorded
         self.attempts: dict[str, int] = {}  # step id -> last attempt number
         self.succeeded = 0
+        self.items: dict[str, list[str]] = {}  # fan-out step -> its items' step ids
+        self.item_parent: dict[str, str] = {}  # item step id -> its fan-out step
+        self.stored_items: dict[str, Step] = {}  # item rows an earlier process wrote
 
     # -- event builders --------------------------------------------------------------------
     def _run_event(self, kind: EventType, at: datetime, **fields: Any) -> NewEvent:
@@ -137,8 +145,10 @@ class RunState:
         analyzer = DependencyAnalyzer(plan)
         records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
         for step in stored:
-            if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
-                continue
+            if step.id not in analyzer:
+                if split_item_id(step.id) is not None:  # a fan-out item: see ``expand``
+                    self._restore_item(step, records, at)
+                continue  # else plan and stored steps disagree: ignore the stray
             self.attempts[step.id] = step.attempts
             if step.status is StepStatus.SUCCEEDED:
                 analyzer.restore(step.id, Slot.SUCCEEDED)
@@ -163,6 +173,17 @@ class RunState:
             )
         return records
 
+    def _restore_item(self, step: Step, records: Records, at: datetime) -> None:
+        """Keep a stored item row for its parent's ``expand``; end an attempt left running."""
+        self.stored_items[step.id] = step
+        self.attempts[step.id] = step.attempts
+        if step.status is StepStatus.RUNNING:
+            records.events.append(
+                self._step_event(
+                    EventType.STEP_CANCELLED, step.id, step.attempts, at, reason="shutdown"
+                )
+            )
+
     def _analyzer(self) -> DependencyAnalyzer:
         if self.analyzer is None:
             raise ValueError("the run has not started")
@@ -184,7 +205,7 @@ class RunState:
 
     # -- steps -----------------------------------------------------------------------------
     def step_started(
-        self, step_id: str, tool: str, queue_ms: float | None, at: datetime
+        self, step_id: str, tool: str, queue_ms: float | None, at: datetime, **extra: Any
     ) -> Records:
         if self._analyzer().slot(step_id) is not Slot.DISPATCHED or step_id in self.started:
             raise ValueError(f"step {step_id!r} cannot start")
@@ -203,7 +224,9 @@ class RunState:
                     },
                 )
             ],
-            events=[self._step_event(EventType.STEP_STARTED, step_id, attempt, at, tool=tool)],
+            events=[
+                self._step_event(EventType.STEP_STARTED, step_id, attempt, at, tool=tool, **extra)
+            ],
         )
 
     def _running(self, step_id: str) -> int:
