@@ -33,9 +33,16 @@ PLAN_SYSTEM = (
     "and needs (ids of the steps it waits for). Steps without a dependency between them run "
     "in parallel, so only list real dependencies. A string argument may embed the output of "
     "a step listed in its needs as {{steps.<id>.output}} or {{steps.<id>.output.<field>}}. "
-    "Use ai.generate to write text, vfs.write to save it "
-    '(content: "{{steps.<id>.output.text}}"), ai.edit to change an existing file, '
-    "vfs.read/vfs.list/vfs.search to inspect the project. Keep plans small."
+    "Chain read -> generate -> write: vfs.read a file, ai.generate with "
+    '"{{steps.<read>.output.content}}" in its prompt, vfs.write with content '
+    '"{{steps.<generate>.output.text}}". ai.edit changes an existing file in place; '
+    "vfs.read/vfs.list/vfs.search inspect the project; vfs.move and vfs.delete move and "
+    "delete files. To do the same thing to many files, fan out: a step with "
+    '"for_each": "{{steps.<id>.output.<list field>}}" runs once per item of that list '
+    "(in parallel); its args use {{item}} or {{item.<field>}}, and <id> must be in its "
+    'needs. For example "path": "{{item.path}}" over the files of vfs.list (objects), or '
+    '"path": "{{item}}" over the files of vfs.search (paths, each once). A step that needs '
+    "a for_each step gets the list of its items' outputs. Keep plans small."
 )
 
 FILE_CONTENT_SYSTEM = (
@@ -98,6 +105,7 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> dict[str, Any]:
                         "timeout_s": {"type": "number"},
                         "retries": {"type": "integer"},
                         "continue_on_error": {"type": "boolean"},
+                        "for_each": {"type": "string"},
                     },
                     "required": ["id", "tool", "args", "needs"],
                 },
