@@ -3,18 +3,21 @@
 ``check_prompt`` rejects what is too big up front (``ValidationFailed``). ``load_context``
 and ``project_listing`` read through the file service and stop at their bound, reporting
 what they left out instead of failing. The concurrency budget (model calls in flight) is
-``LimitedProvider``'s limiter.
+``LimitedProvider``'s limiter. ``TokenBudget`` is the per-user daily token budget.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from server.errors import ValidationFailed
+from server.errors import RateLimited, ValidationFailed
+from server.timeutil import utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from server.store.models import FileData, FileMeta, Page
 
@@ -95,3 +98,56 @@ async def project_listing(
             return listing[:max_files], len(listing) if len(listing) <= max_files else None
         if len(listing) >= max_files:
             return listing[:max_files], None
+
+
+class TokenBudget:
+    """How many model tokens each user may spend per UTC day (``daily_tokens``; 0: no budget).
+
+    ``check`` raises ``RateLimited`` (429, ``Retry-After``: the seconds until the next UTC
+    midnight) once a user's spending today reached the budget; callers check before a model
+    call and ``spend`` what the call reported after it. A call under way when the budget
+    runs out finishes: the budget stops the next one. Held in this process's memory (one
+    process per SQLite data directory; with several PostgreSQL instances each counts what it
+    served).
+    """
+
+    def __init__(self, daily_tokens: int, now: Callable[[], datetime] = utc_now) -> None:
+        self.daily_tokens = daily_tokens
+        self._now = now
+        self._day: str | None = None
+        self._spent: dict[str, int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.daily_tokens > 0
+
+    def _today(self) -> dict[str, int]:
+        day = self._now().date().isoformat()
+        if day != self._day:  # a new UTC day: everyone starts again
+            self._day = day
+            self._spent = {}
+        return self._spent
+
+    def spent(self, user_id: str) -> int:
+        return self._today().get(user_id, 0)
+
+    def spend(self, user_id: str, tokens: int) -> None:
+        if tokens > 0 and self.enabled:
+            spent = self._today()
+            spent[user_id] = spent.get(user_id, 0) + tokens
+
+    def check(self, user_id: str) -> None:
+        """Raise ``RateLimited`` when ``user_id`` has no tokens left today."""
+        if not self.enabled:
+            return
+        spent = self.spent(user_id)
+        if spent < self.daily_tokens:
+            return
+        now = self._now()
+        midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), now.tzinfo)
+        raise RateLimited(
+            f"The daily model token budget ({self.daily_tokens} tokens) is spent; it renews at "
+            "00:00 UTC.",
+            {"budget_tokens": self.daily_tokens, "spent_tokens": spent},
+            retry_after=max(1.0, math.ceil((midnight - now).total_seconds())),
+        )

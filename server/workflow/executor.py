@@ -26,17 +26,17 @@ and fails (``item_failed``) as soon as one fails (with ``continue_on_error``: on
 from __future__ import annotations
 
 import logging
-import random
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
 from server.store.models import StepStatus
 from server.workflow import fanout
+from server.workflow.accounting import PLANNING, RunAccounting, calls_model
+from server.workflow.deps import ExecutorDeps, RunPlanner
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
 from server.workflow.monitor import RunClock, RunMonitor
@@ -44,62 +44,19 @@ from server.workflow.plan import parse_plan, split_item_id
 from server.workflow.templates import NO_ITEM, TemplateError, render_args
 from server.workflow.tools.registry import ToolContext, args_validator
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
-from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, WritePolicy
+from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.events.publisher import Publisher
     from server.store.models import Run, RunStatus
-    from server.store.protocol import Store
     from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
-    from server.workflow.tools.registry import FileAccess, Tool, ToolRegistry
+    from server.workflow.tools.registry import Tool
 
 __all__ = ["ExecutorDeps", "RunExecutor", "RunPlanner", "WorkflowObserver", "steps_of"]
 
 log = logging.getLogger("stretto.workflow")
 
 STORED_READ_DEADLINE_S = 10.0
-STEP_BACKOFF = Backoff(0.5, 30.0)  # jitter in [50%, 100%], never below a Retry-After
-
-
-class RunPlanner(Protocol):
-    """Turns a prompt into (intent, plan JSON). Implemented by ``workflow.planner.Planner``."""
-
-    async def analyze_and_plan(
-        self, project_id: str, prompt: str
-    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
-
-
-@dataclass
-class ExecutorDeps:
-    """What every run shares: the store, the publisher, the tools and the process limits."""
-
-    store: Store
-    publisher: Publisher
-    files: FileAccess
-    registry: ToolRegistry
-    settings: Settings
-    provider: Any = None
-    planner: RunPlanner | None = None
-    global_limiter: trio.CapacityLimiter | None = None
-    tool_limiters: dict[str, trio.CapacityLimiter] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=random.Random)
-    step_backoff: Backoff = STEP_BACKOFF
-    write_policy: WritePolicy = field(default_factory=WritePolicy)
-    observer: WorkflowObserver | None = None
-
-    def __post_init__(self) -> None:
-        if self.global_limiter is None:
-            self.global_limiter = trio.CapacityLimiter(self.settings.global_concurrency)
-
-    def tool_limiter(self, tool: Tool) -> trio.CapacityLimiter | None:
-        if tool.max_concurrency is None:
-            return None
-        limiter = self.tool_limiters.get(tool.name)
-        if limiter is None:
-            limiter = self.tool_limiters[tool.name] = trio.CapacityLimiter(tool.max_concurrency)
-        return limiter
 
 
 class RunExecutor:
@@ -123,6 +80,7 @@ class RunExecutor:
         self._tools: dict[str, str] = {}
         self._item_steps: dict[str, PlanStep] = {}  # fan-out items, by step id
         self._items: dict[str, Any] = {}  # fan-out item step id -> its item
+        self.accounting = RunAccounting(run.owner_id, deps.token_budget)
         self.writer = RunWriter(
             deps.store,
             deps.publisher,
@@ -197,7 +155,9 @@ class RunExecutor:
             self.state.end(planning_failed("No planner is configured."))
             return
         try:
-            intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
+            self.accounting.check()  # RateLimited: the owner's token budget is spent
+            with self.accounting.metered(PLANNING):
+                intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
             plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
         except InvalidPlan as exc:
             self.state.end(planning_failed(exc.message, exc.details))
@@ -205,7 +165,8 @@ class RunExecutor:
         except (AppError, ToolError) as exc:
             self.state.end(planning_failed(str(exc)))
             return
-        await self._commit(self.state.planned(intent, plan, self.clock.now()))
+        usage = self.accounting.usage_of(PLANNING)
+        await self._commit(self.state.planned(intent, plan, self.clock.now(), usage))
         steps = tuple(steps_of(self.run_id, plan))
         self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
         self._plan = plan
@@ -358,7 +319,9 @@ class RunExecutor:
         if problems:
             return ToolError("invalid_args", f"arguments after substitution: {problems[0].message}")
         try:
-            with trio.fail_after(limit_s):
+            if calls_model(tool.name):
+                self.accounting.check()
+            with trio.fail_after(limit_s), self.accounting.metered(step.id):
                 output: object = await tool.run(ctx, args)
         except trio.TooSlowError:
             return ToolError("timeout", f"The step timed out after {limit_s:g}s.", retryable=True)
@@ -377,13 +340,15 @@ class RunExecutor:
         self, step: PlanStep, result: dict[str, Any] | ToolError, duration_ms: float
     ) -> None:
         now = self.clock.now()
+        usage = self.accounting.usage_of(step.id)
         if isinstance(result, ToolError):
+            error = result.to_json()
             records = self.state.step_failed(
-                step.id, result.to_json(), result.message, step.continue_on_error, duration_ms, now
+                step.id, error, result.message, step.continue_on_error, duration_ms, now, usage
             )
         else:
             stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
-            records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now)
+            records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now, usage)
             self._outputs[step.id] = result
         parent = self.state.item_parent.get(step.id)
         if parent is not None:
@@ -416,6 +381,9 @@ class RunExecutor:
             len(plan.steps) + items if plan is not None else 0,
             self.state.succeeded,
         )
+        run_usage = self.accounting.run_usage()
+        if run_usage is not None:
+            metrics["usage"] = run_usage
         records, status = self.state.finish(self.clock.now(), metrics, durations)
         try:
             await self._commit(records)

@@ -28,7 +28,6 @@ their own (``edit[0]``...), each with its own started/terminal events; ``items``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType
@@ -37,8 +36,7 @@ from server.workflow.analyzer import DependencyAnalyzer, Slot
 from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
 from server.workflow.plan import split_item_id
-
-StepFields = tuple[str, "Mapping[str, Any]"]
+from server.workflow.records import Records, StepFields, steps_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -49,33 +47,7 @@ if TYPE_CHECKING:
     from server.workflow.endings import Ending
     from server.workflow.plan import Plan
 
-
-@dataclass
-class Records:
-    """What one transition writes: run fields, new step rows, step fields, events, in order.
-    ``merge`` joins records written in one transaction (later run fields win)."""
-
-    run: dict[str, Any] = field(default_factory=dict)
-    new_steps: list[Step] = field(default_factory=list)
-    steps: list[StepFields] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
-
-    def merge(self, other: Records) -> None:
-        self.run.update(other.run)
-        self.new_steps.extend(other.new_steps)
-        self.steps.extend(other.steps)
-        self.events.extend(other.events)
-
-    def __bool__(self) -> bool:
-        return bool(self.run or self.new_steps or self.steps or self.events)
-
-
-def steps_of(run_id: str, plan: Plan) -> list[Step]:
-    """Fresh ``pending`` step records for a plan."""
-    return [
-        Step(run_id=run_id, id=s.id, position=i, tool=s.tool, args=dict(s.args), needs=s.needs)
-        for i, s in enumerate(plan.steps)
-    ]
+__all__ = ["Records", "RunState", "StepFields", "end_stored", "steps_of"]
 
 
 class RunState:
@@ -120,12 +92,20 @@ class RunState:
             events=[self._run_event(EventType.RUN_PLANNING, at, prompt=prompt)],
         )
 
-    def planned(self, intent: Mapping[str, Any], plan: Plan, at: datetime) -> Records:
+    def planned(
+        self,
+        intent: Mapping[str, Any],
+        plan: Plan,
+        at: datetime,
+        usage: Mapping[str, Any] | None = None,
+    ) -> Records:
+        """``usage``: the tokens planning spent (on ``run.planned``), when it called a model."""
         doc = plan.to_json()
+        extra = {} if usage is None else {"usage": dict(usage)}
         return Records(
             run={"intent": dict(intent), "plan": doc},
             new_steps=steps_of(self.run_id, plan),
-            events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
+            events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc, **extra)],
         )
 
     def start(
@@ -257,10 +237,15 @@ class RunState:
         )
 
     def step_succeeded(
-        self, step_id: str, stored_output: Any, duration_ms: float | None, at: datetime
+        self,
+        step_id: str,
+        stored_output: Any,
+        duration_ms: float | None,
+        at: datetime,
+        usage: Mapping[str, Any] | None = None,
     ) -> tuple[Records, list[str]]:
         """Returns the records and the steps that became ready (dispatched by the caller
-        with ``dispatch_ready``)."""
+        with ``dispatch_ready``). ``usage``: the step's model tokens, on its terminal event."""
         attempt = self._running(step_id)
         del self.started[step_id]
         self.succeeded += 1
@@ -278,6 +263,7 @@ class RunState:
             at,
             duration_ms=duration_ms,
             output=stored_output,
+            **({} if usage is None else {"usage": dict(usage)}),
         )
         return Records(steps=[(step_id, fields)], events=[event]), ready
 
@@ -289,9 +275,11 @@ class RunState:
         continue_on_error: bool,
         duration_ms: float | None,
         at: datetime,
+        usage: Mapping[str, Any] | None = None,
     ) -> Records:
         """The step failed for good: its dependents are skipped; without
-        ``continue_on_error`` the run ends ``failed`` (``step_failed``)."""
+        ``continue_on_error`` the run ends ``failed`` (``step_failed``). ``usage`` as in
+        ``step_succeeded``."""
         attempt = self._running(step_id)
         del self.started[step_id]
         records = Records(
@@ -314,6 +302,7 @@ class RunState:
                     at,
                     error=dict(error),
                     duration_ms=duration_ms,
+                    **({} if usage is None else {"usage": dict(usage)}),
                 )
             ],
         )
