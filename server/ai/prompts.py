@@ -124,6 +124,19 @@ def listing_text(files: Sequence[Mapping[str, Any]], total: int | None) -> str:
     return "\n".join([f"Project files ({len(files)} shown{more}):", *lines])
 
 
+def context_text(texts: Mapping[str, str], omitted: Sequence[str]) -> str:
+    """The contents of the files a request is about, for the planner's prompt."""
+    if not texts and not omitted:
+        return "No file contents are included."
+    parts = [f"Contents of the files most relevant to the request ({len(texts)} files):"]
+    for path, text in texts.items():
+        parts.append(f"--- {path} ---\n{text}")
+    if omitted:
+        shown = ", ".join(omitted[:50])
+        parts.append(f"(also relevant, not included: over the context budget: {shown})")
+    return "\n".join(parts)
+
+
 def intent_prompt(prompt: str, listing: str) -> str:
     return f"Request:\n{prompt}\n\n{listing}"
 
@@ -134,7 +147,10 @@ def plan_prompt(
     listing: str,
     catalog: Sequence[Mapping[str, Any]],
     max_steps: int,
+    context: str = "",
 ) -> str:
+    """The planning request: the user's words, the intent, the file tree, the relevant file
+    contents (``context_text``), the tool catalog and the step bound."""
     tools = [
         {"name": t["name"], "description": t["description"], "args_schema": t["args_schema"]}
         for t in catalog
@@ -143,6 +159,7 @@ def plan_prompt(
         f"Request:\n{prompt}\n\n"
         f"Intent analysis:\n{json.dumps(dict(intent), ensure_ascii=False)}\n\n"
         f"{listing}\n\n"
+        f"{context + chr(10) + chr(10) if context else ''}"
         f"Tool catalog:\n{json.dumps(tools, ensure_ascii=False)}\n\n"
         f"At most {max_steps} steps."
     )
