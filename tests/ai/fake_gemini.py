@@ -9,7 +9,9 @@ It speaks the two REST calls stretto uses, as the real API does:
   ``Retry-After`` when scripted).
 
 Tests script it with a queue of ``Reply`` objects (one per request, in order) and inspect
-``requests``. A reply may hang (never answer) or hold a stream open after its chunks; both
+``requests``. ``script_for(needle, reply)`` answers the first request whose prompt text holds
+``needle`` (before the queue), for calls made in parallel, whose order is not fixed.
+A reply may hang (never answer) or hold a stream open after its chunks; both
 wait for the client to go away and then set ``disconnected``, which is how a test proves a
 timeout or a cancellation really closed the HTTP request. An unscripted request gets a 500.
 """
@@ -126,15 +128,28 @@ class FakeGemini:
     disconnected: trio.Event = field(default_factory=trio.Event)
     disconnects: int = 0
     _replies: deque[Reply] = field(default_factory=deque)
+    _keyed: list[tuple[str, Reply]] = field(default_factory=list)
     _waiters: list[tuple[int, trio.Event]] = field(default_factory=list)
 
     def script(self, *replies: Reply) -> None:
         """Queue replies; each request takes the next one."""
         self._replies.extend(replies)
 
+    def script_for(self, needle: str, reply: Reply) -> None:
+        """Answer the first request whose prompt text contains ``needle`` with ``reply``."""
+        self._keyed.append((needle, reply))
+
+    def _keyed_reply(self, received: Received) -> Reply | None:
+        text = received.prompt_text
+        for index, (needle, reply) in enumerate(self._keyed):
+            if needle in text:
+                del self._keyed[index]
+                return reply
+        return None
+
     @property
     def pending_replies(self) -> int:
-        return len(self._replies)
+        return len(self._replies) + len(self._keyed)
 
     async def wait_for_requests(self, count: int) -> None:
         """Return once ``count`` requests have arrived."""
@@ -188,6 +203,8 @@ class FakeGemini:
                     reply = error_reply(404, f"fake gemini: no route {received.path}")
                 elif received.streaming and received.query.get("alt") != ["sse"]:
                     reply = error_reply(400, "fake gemini: streaming needs alt=sse")
+                elif (keyed := self._keyed_reply(received)) is not None:
+                    reply = keyed
                 elif self._replies:
                     reply = self._replies.popleft()
                 else:
