@@ -28,6 +28,7 @@ their own (``edit[0]``...), each with its own started/terminal events; ``items``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType
@@ -163,6 +164,9 @@ class RunState:
                     EventType.STEP_CANCELLED, step.id, step.attempts, at, reason="shutdown"
                 )
             )
+        if step.status in (StepStatus.RUNNING, StepStatus.CANCELLED):
+            records.steps.append((step.id, {"status": StepStatus.PENDING}))
+            self.stored_items[step.id] = replace(step, status=StepStatus.PENDING)
 
     def _analyzer(self) -> DependencyAnalyzer:
         if self.analyzer is None:
@@ -330,6 +334,12 @@ class RunState:
         analyzer = self.analyzer
         dispatched = analyzer.in_flight() if analyzer is not None else []
         waiting = analyzer.skip_waiting() if analyzer is not None and _skips(self.ending) else []
+        if _skips(self.ending):  # stored items whose fan-out step never expanded again
+            waiting += [
+                sid
+                for sid, step in self.stored_items.items()
+                if (analyzer is None or sid not in analyzer) and not step.status.finished
+            ]
         records, status = _end_records(
             self,
             self.ending,

@@ -9,10 +9,13 @@ import pytest
 import trio
 
 from server.errors import InvalidPlan
-from server.store.models import RunStatus, StepStatus
+from server.store.models import RunStatus, Step, StepStatus
+from server.timeutil import utc_now
+from server.workflow.endings import USER_CANCELLED
 from server.workflow.events import run_json
 from server.workflow.plan import parse_plan, split_item_id
 from server.workflow.templates import TemplateError, render_args, render_item
+from server.workflow.transitions import RunState
 from tests.workflow.conftest import build_harness
 from tests.workflow.doubles import ToolLog, make_registry
 from tests.workflow.invariants import check_run_log
@@ -372,3 +375,29 @@ async def test_a_resumed_fan_out_keeps_finished_items(
     check_run_log(
         d for d in (json.loads(e.data) for e in first.store.events) if d.get("run_id") == run.id
     )
+
+
+def test_stored_items_whose_step_never_expands_again_are_skipped() -> None:
+    """A resumed run ended (here: by the user) before its fan-out step ran again: the item
+    left running by the dead process gets its terminal event and, like every step that will
+    not run, ``skipped``; the item that had succeeded keeps its state."""
+    plan = parse_plan({"steps": [src([1, 2]), fan()]}, REGISTRY, 10)
+    stored = [
+        Step("r", "src", 0, "t.echo", {}, (), status=StepStatus.SUCCEEDED, attempts=1),
+        Step("r", "fan", 1, "t.sleep", {}, ("src",), status=StepStatus.PENDING, attempts=1),
+        Step("r", "fan[0]", 1, "t.sleep", {}, (), status=StepStatus.RUNNING, attempts=1),
+        Step("r", "fan[1]", 1, "t.sleep", {}, (), status=StepStatus.SUCCEEDED, attempts=1),
+    ]
+    state = RunState("p", "r")
+    now = utc_now()
+    started = state.start(plan, stored, False, now, RunStatus.RUNNING)
+    assert [(e.type, e.data["step_id"], e.data["reason"]) for e in started.events] == [
+        ("step.cancelled", "fan[0]", "shutdown")
+    ]
+    assert ("fan[0]", {"status": StepStatus.PENDING}) in started.steps
+    state.end(USER_CANCELLED)
+    records, status = state.finish(now, None, {})
+    assert status is RunStatus.CANCELLED
+    skipped = [e.data["step_id"] for e in records.events if e.type == "step.skipped"]
+    assert sorted(skipped) == ["fan", "fan[0]"]
+    assert not any(sid == "fan[1]" for sid, _ in records.steps)
