@@ -229,6 +229,11 @@ class Settings:
         "Most bytes the template substitutions of one step's arguments may produce together "
         "(checked before they are built; more: the step fails with `args_too_large`).",
     )
+    max_fanout_items: int = _setting(
+        100,
+        "Most items one for_each (fan-out) step may run over; more: the step fails with "
+        "`fanout_too_large`.",
+    )
     run_lease_s: float = _setting(
         30 * SECONDS,
         "Lease a process holds on a running run; expired leases are resumed elsewhere.",
@@ -251,6 +256,16 @@ class Settings:
     ai_max_prompt_chars: int = _setting(20_000, "Longest prompt accepted, in characters.")
     ai_max_context_bytes: int = _setting(
         256 * KIB, "Most file bytes loaded as model context per call."
+    )
+    ai_plan_context_bytes: int = _setting(
+        32 * KIB,
+        "Most file bytes the planner shows the model (files named in the prompt first, then "
+        "files matching its words).",
+    )
+    ai_daily_token_budget: int = _setting(
+        0,
+        "Model tokens one user may spend per UTC day (0: no budget); past it runs and plans "
+        "get 429 `rate_limited`.",
     )
     offline_latency_ms: float = _setting(
         0.0, "Simulated latency of each offline model call (benchmarks)."
@@ -406,12 +421,14 @@ def validate(s: Settings) -> None:
         "global_concurrency",
         "step_output_max_bytes",
         "max_template_arg_bytes",
+        "max_fanout_items",
         "run_lease_s",
         "approval_timeout_s",
         "ai_timeout_s",
         "ai_concurrency",
         "ai_max_prompt_chars",
         "ai_max_context_bytes",
+        "ai_plan_context_bytes",
     )
     for name in positives:
         check(getattr(s, name) > 0, f"{name}: must be positive")
@@ -426,6 +443,7 @@ def validate(s: Settings) -> None:
         )
     check(s.max_connections >= 0, "max_connections: must not be negative")
     check(s.offline_latency_ms >= 0, "offline_latency_ms: must not be negative")
+    check(s.ai_daily_token_budget >= 0, "ai_daily_token_budget: must not be negative")
     check(s.shutdown_grace_s >= 0, "shutdown_grace_s: must not be negative")
     check(0 <= s.jwt_leeway_s <= 5 * MINUTES, "jwt_leeway_s: must be between 0 and 300")
     check(s.login_max_delay_s >= 0, "login_max_delay_s: must not be negative")

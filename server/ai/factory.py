@@ -7,16 +7,21 @@ no implementation and the implementations import only the seam.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio_asyncio  # noqa: F401  (before httpx/google-genai: it patches asyncio's loop lookup)
 
-from server.ai.provider import LimitedProvider
+from server.ai.provider import LimitedProvider, ModelCallObserver
+from server.ai.usage import TokenObserver
 from server.fairness import FairLimiter
 
 if TYPE_CHECKING:
-    from server.ai.provider import HttpClientFactory, ModelCallObserver, ModelProvider
+    from server.ai.provider import HttpClientFactory, ModelProvider
     from server.config import Settings
+
+
+class ProviderObserver(ModelCallObserver, TokenObserver, Protocol):
+    """Told of every model call and of the tokens it spent (``Metrics``)."""
 
 
 def build_provider(
@@ -24,7 +29,7 @@ def build_provider(
     *,
     limiter: FairLimiter | None = None,
     http_client_factory: HttpClientFactory | None = None,
-    observer: ModelCallObserver | None = None,
+    observer: ProviderObserver | None = None,
 ) -> LimitedProvider:
     """Gemini when ``settings.gemini_api_key`` is set, else the offline provider.
 
@@ -36,7 +41,7 @@ def build_provider(
     if settings.gemini_api_key:
         from server.ai.gemini import GeminiProvider
 
-        inner = GeminiProvider(settings, http_client_factory=http_client_factory)
+        inner = GeminiProvider(settings, http_client_factory=http_client_factory, observer=observer)
     else:
         from server.ai.offline import OfflineProvider
 

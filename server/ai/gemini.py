@@ -9,6 +9,10 @@ Every call is bounded by ``settings.ai_timeout_s`` as a whole (retries and strea
 ``trio.fail_at`` around each await, never across a ``yield``). The SDK's own retries are
 switched off explicitly; this provider retries transient failures itself (``RetryPolicy``)
 so that a ``Retry-After`` header is honoured. Errors surface as ``ModelError``.
+
+Token usage: every answered call's usage metadata (prompt, candidate and thought tokens; for a
+stream, the last chunk's, which is cumulative) goes to ``server.ai.usage.record`` (the meters
+open in the calling task) and to the ``TokenObserver`` (Prometheus counters), by model.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from server.ai import usage
 from server.ai.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after
 from server.errors import ModelError
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
     from server.ai.provider import Hints, HttpClientFactory
+    from server.ai.usage import TokenObserver
     from server.config import Settings
 
 T = TypeVar("T")
@@ -57,12 +63,14 @@ class GeminiProvider:
         *,
         http_client_factory: HttpClientFactory | None = None,
         retry: RetryPolicy | None = None,
+        observer: TokenObserver | None = None,
     ) -> None:
         if not settings.gemini_api_key:
             raise ValueError("GeminiProvider needs settings.gemini_api_key")
         self.model = settings.gemini_model
         self.timeout_s = settings.ai_timeout_s
         self.retry = retry or RetryPolicy()
+        self.observer = observer
         self._http = http_client_factory() if http_client_factory else default_http_client(settings)
         options = types.HttpOptions(
             api_version=API_VERSION,
@@ -92,6 +100,7 @@ class GeminiProvider:
             )
 
         response = await self._with_retries(call, deadline)
+        self._record_usage(response.usage_metadata)
         text = response.text
         if not text:
             raise ModelError("model_empty_response", _empty_reason(response))
@@ -129,9 +138,11 @@ class GeminiProvider:
                 raise
 
         stream, first = await self._with_retries(start, deadline)
+        metadata: types.GenerateContentResponseUsageMetadata | None = None
         try:
             chunk = first
             while chunk is not None:
+                metadata = chunk.usage_metadata or metadata
                 if chunk.text:
                     yield chunk.text
                 try:
@@ -144,6 +155,7 @@ class GeminiProvider:
                 except (genai_errors.APIError, httpx.HTTPError) as exc:
                     raise map_error(exc, self.model) from exc
         finally:
+            self._record_usage(metadata)  # what was spent, even when the stream broke off
             await _close_stream(stream)
 
     async def aclose(self) -> None:
@@ -154,6 +166,14 @@ class GeminiProvider:
         await self._http.aclose()
 
     # -- internals --------------------------------------------------------------------------
+    def _record_usage(self, metadata: types.GenerateContentResponseUsageMetadata | None) -> None:
+        spent = usage_of(metadata)
+        if spent is None:
+            return
+        usage.record(self.model, spent)
+        if self.observer is not None:
+            self.observer.model_tokens(self.model, spent)
+
     def _timeout_error(self) -> ModelError:
         return ModelError(
             "model_timeout",
@@ -189,6 +209,20 @@ async def _close_stream(stream: AsyncIterator[Any]) -> None:
         with trio.move_on_after(1) as scope:
             scope.shield = True
             await aclose()
+
+
+def usage_of(
+    metadata: types.GenerateContentResponseUsageMetadata | None,
+) -> usage.TokenUsage | None:
+    """One answered call's tokens from Gemini's usage metadata (None: none reported)."""
+    if metadata is None:
+        return None
+    return usage.TokenUsage(
+        prompt=metadata.prompt_token_count or 0,
+        candidates=metadata.candidates_token_count or 0,
+        thoughts=metadata.thoughts_token_count or 0,
+        calls=1,
+    )
 
 
 def _empty_reason(response: types.GenerateContentResponse) -> str:

@@ -33,9 +33,16 @@ PLAN_SYSTEM = (
     "and needs (ids of the steps it waits for). Steps without a dependency between them run "
     "in parallel, so only list real dependencies. A string argument may embed the output of "
     "a step listed in its needs as {{steps.<id>.output}} or {{steps.<id>.output.<field>}}. "
-    "Use ai.generate to write text, vfs.write to save it "
-    '(content: "{{steps.<id>.output.text}}"), ai.edit to change an existing file, '
-    "vfs.read/vfs.list/vfs.search to inspect the project. Keep plans small."
+    "Chain read -> generate -> write: vfs.read a file, ai.generate with "
+    '"{{steps.<read>.output.content}}" in its prompt, vfs.write with content '
+    '"{{steps.<generate>.output.text}}". ai.edit changes an existing file in place; '
+    "vfs.read/vfs.list/vfs.search inspect the project; vfs.move and vfs.delete move and "
+    "delete files. To do the same thing to many files, fan out: a step with "
+    '"for_each": "{{steps.<id>.output.<list field>}}" runs once per item of that list '
+    "(in parallel); its args use {{item}} or {{item.<field>}}, and <id> must be in its "
+    'needs. For example "path": "{{item.path}}" over the files of vfs.list (objects), or '
+    '"path": "{{item}}" over the files of vfs.search (paths, each once). A step that needs '
+    "a for_each step gets the list of its items' outputs. Keep plans small."
 )
 
 FILE_CONTENT_SYSTEM = (
@@ -98,6 +105,7 @@ def plan_schema(tool_names: Sequence[str], max_steps: int) -> dict[str, Any]:
                         "timeout_s": {"type": "number"},
                         "retries": {"type": "integer"},
                         "continue_on_error": {"type": "boolean"},
+                        "for_each": {"type": "string"},
                     },
                     "required": ["id", "tool", "args", "needs"],
                 },
@@ -116,6 +124,19 @@ def listing_text(files: Sequence[Mapping[str, Any]], total: int | None) -> str:
     return "\n".join([f"Project files ({len(files)} shown{more}):", *lines])
 
 
+def context_text(texts: Mapping[str, str], omitted: Sequence[str]) -> str:
+    """The contents of the files a request is about, for the planner's prompt."""
+    if not texts and not omitted:
+        return "No file contents are included."
+    parts = [f"Contents of the files most relevant to the request ({len(texts)} files):"]
+    for path, text in texts.items():
+        parts.append(f"--- {path} ---\n{text}")
+    if omitted:
+        shown = ", ".join(omitted[:50])
+        parts.append(f"(also relevant, not included: over the context budget: {shown})")
+    return "\n".join(parts)
+
+
 def intent_prompt(prompt: str, listing: str) -> str:
     return f"Request:\n{prompt}\n\n{listing}"
 
@@ -126,7 +147,10 @@ def plan_prompt(
     listing: str,
     catalog: Sequence[Mapping[str, Any]],
     max_steps: int,
+    context: str = "",
 ) -> str:
+    """The planning request: the user's words, the intent, the file tree, the relevant file
+    contents (``context_text``), the tool catalog and the step bound."""
     tools = [
         {"name": t["name"], "description": t["description"], "args_schema": t["args_schema"]}
         for t in catalog
@@ -135,6 +159,7 @@ def plan_prompt(
         f"Request:\n{prompt}\n\n"
         f"Intent analysis:\n{json.dumps(dict(intent), ensure_ascii=False)}\n\n"
         f"{listing}\n\n"
+        f"{context + chr(10) + chr(10) if context else ''}"
         f"Tool catalog:\n{json.dumps(tools, ensure_ascii=False)}\n\n"
         f"At most {max_steps} steps."
     )

@@ -114,6 +114,7 @@ RUN_METRICS = {
         "steps_total": _INT,
         "steps_succeeded": _INT,
         "max_parallelism": _INT,
+        "usage": {"type": "object", "description": "Model tokens spent by the run."},
     },
     "required": ["wall_ms", "critical_path_ms", "steps_total", "steps_succeeded"],
 }
@@ -155,6 +156,11 @@ PLAN_STEP = closed(
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_STEP_TIMEOUT_S},
         "retries": {"type": "integer", "minimum": 0, "maximum": MAX_STEP_RETRIES},
         "continue_on_error": {"type": "boolean"},
+        "for_each": {
+            "type": "string",
+            "description": "Fan-out: `{{steps.<id>.output[.<field>]}}`, a list; the step runs "
+            "once per item as `<id>[<n>]`, with `{{item}}` / `{{item.<field>}}` in its args.",
+        },
     },
     ["id", "tool", "args"],
 )
@@ -221,6 +227,12 @@ def _event(event_type: str, extra: dict[str, Any], required: list[str]) -> Schem
 
 
 _METRICS_FIELD = {"metrics": _OBJ}
+USAGE: Schema = {
+    "type": "object",
+    "description": "Model tokens: prompt_tokens, candidate_tokens, thought_tokens, "
+    "total_tokens, model_calls, and the same by model under `models`.",
+}
+_USAGE_FIELD = {"usage": USAGE}
 _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
     EventType.RUN_CREATED: (
         {
@@ -238,9 +250,17 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
     ),
     EventType.RUN_APPROVED: ({"plan": ref("Plan"), "edited": {"type": "boolean"}}, ["plan"]),
     EventType.RUN_PLANNING: ({"prompt": _NULLABLE_STR}, []),
-    EventType.RUN_PLANNED: ({"intent": _OBJ, "plan": ref("Plan")}, ["plan"]),
+    EventType.RUN_PLANNED: ({"intent": _OBJ, "plan": ref("Plan"), **_USAGE_FIELD}, ["plan"]),
     EventType.RUN_STARTED: ({"steps_total": _INT}, []),
-    EventType.STEP_STARTED: ({"tool": _STR}, []),
+    EventType.STEP_STARTED: (
+        {
+            "tool": _STR,
+            "parent": {**_STR, "description": "A fan-out item: its step's id."},
+            "index": {"type": "integer", "minimum": 0},
+            "items": {"type": "integer", "minimum": 0, "description": "A fan-out step."},
+        },
+        [],
+    ),
     EventType.STEP_DELTA: ({"text": _STR}, ["text"]),
     EventType.STEP_RETRYING: (
         {"error": STEP_ERROR, "next_attempt": _INT, "delay_ms": {"type": "number"}},
@@ -252,10 +272,14 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
             "output": {},
             "reused": {"type": "boolean"},
             "reused_from": _STR,
+            **_USAGE_FIELD,
         },
         [],
     ),
-    EventType.STEP_FAILED: ({"error": STEP_ERROR, "duration_ms": _NULLABLE_NUM}, ["error"]),
+    EventType.STEP_FAILED: (
+        {"error": STEP_ERROR, "duration_ms": _NULLABLE_NUM, **_USAGE_FIELD},
+        ["error"],
+    ),
     EventType.STEP_CANCELLED: (
         {"reason": {"enum": ["sibling_failed", "user", "timeout", "shutdown"]}},
         ["reason"],

@@ -91,16 +91,10 @@ async def plan_only() -> Response:
     user = await require_user()
     body = await read_json(PLAN_SCHEMA)
     _check_prompt(body["prompt"])
-    svc = services()
-    planner = svc.supervisor.planner
-    if planner is None:
-        raise ValidationFailed(
-            "No planner is configured on this server.", {"prompt": "no planner configured"}
-        )
-    if await svc.store.get_project(user.user_id, body["project_id"]) is None:
-        raise NotFound("No such project.")
     with acting_as(user.user_id):  # model slots are shared fairly between users
-        intent, plan = await planner.analyze_and_plan(body["project_id"], body["prompt"])
+        intent, plan = await services().supervisor.plan_only(
+            user.user_id, body["project_id"], body["prompt"]
+        )
     return json_response({"intent": intent, "plan": plan})
 
 

@@ -32,6 +32,8 @@ from server import __version__
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from server.ai.usage import TokenUsage
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The ``Content-Type`` of ``render()``'s output (Prometheus text exposition 0.0.4)."""
 
@@ -130,6 +132,12 @@ class Metrics:
             ["provider", "code"],
             registry=r,
         )
+        self.model_tokens_total = Counter(
+            "stretto_model_tokens",
+            "Model tokens spent, by model and kind (prompt, candidates, thoughts).",
+            ["model", "kind"],
+            registry=r,
+        )
         self.model_latency = Histogram(
             "stretto_model_call_duration_seconds",
             "Duration of model calls, by provider.",
@@ -186,6 +194,11 @@ class Metrics:
         self.model_latency.labels(provider, operation).observe(seconds)
         if error_code is not None:
             self.model_errors.labels(provider, error_code).inc()
+
+    def model_tokens(self, model: str, usage: TokenUsage) -> None:
+        """The tokens one answered model call spent (``model`` is the configured name)."""
+        for kind, count in usage.by_kind().items():
+            self.model_tokens_total.labels(model, kind).inc(count)
 
     # -- values read at scrape time ------------------------------------------------------------
     def watch_hub(self, statistics: Callable[[], HubStatistics]) -> None:

@@ -3,6 +3,10 @@
 Pure bookkeeping over a validated ``Plan`` (no trio). The executor asks ``ready_steps()``
 whenever a step finishes and starts every step returned at once: there are no supersteps.
 ``critical_path`` is the longest chain of ``needs`` weighted by step durations.
+
+Fan-out: ``add_items`` adds the items of an expanded ``for_each`` step as steps of their own.
+They need what their parent needs (so they are ready at once) and nothing depends on them:
+the parent stays dispatched until the caller ends it from its items' slots.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING
 from server.workflow.graph import topological_order
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
     from server.workflow.plan import Plan
 
@@ -41,6 +45,18 @@ class DependencyAnalyzer:
         self._slot: dict[str, Slot] = dict.fromkeys(self._needs, Slot.WAITING)
         for sid in succeeded:
             self._slot[sid] = Slot.SUCCEEDED
+
+    def add_items(self, parent: str, item_ids: Sequence[str]) -> None:
+        """The dispatched fan-out step ``parent`` expanded into ``item_ids`` (waiting)."""
+        if self._slot[parent] is not Slot.DISPATCHED:
+            raise ValueError(f"step {parent!r} is not dispatched")
+        for item_id in item_ids:
+            if item_id in self._slot:
+                raise ValueError(f"step {item_id!r} exists")
+            self._needs[item_id] = self._needs[parent]
+            self._dependents[item_id] = []
+            self._slot[item_id] = Slot.WAITING
+            self._order.append(item_id)
 
     def restore(self, step_id: str, slot: Slot) -> None:
         """Set a step's slot from a stored state (resumed runs)."""

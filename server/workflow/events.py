@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from server.events.model import EventType, new_event
 from server.store.models import StepStatus
 from server.timeutil import rfc3339
+from server.workflow.plan import split_item_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -94,8 +95,14 @@ _EMPTY_METRICS: Mapping[str, Any] = {
 }
 
 
+def _step_order(step: Step) -> tuple[int, int]:
+    """Plan order; a fan-out step's items (same position) follow it by index."""
+    item = split_item_id(step.id)
+    return step.position, -1 if item is None else item[1]
+
+
 def run_json(run: Run) -> dict[str, Any]:
-    """The Run object of API.md, steps in plan order."""
+    """The Run object of API.md, steps in plan order (fan-out items after their step)."""
     metrics = (
         dict(run.metrics) if run.metrics else {**_EMPTY_METRICS, "steps_total": len(run.steps)}
     )
@@ -106,7 +113,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "prompt": run.prompt,
         "intent": None if run.intent is None else dict(run.intent),
         "plan": None if run.plan is None else dict(run.plan),
-        "steps": [step_json(s) for s in sorted(run.steps, key=lambda s: s.position)],
+        "steps": [step_json(s) for s in sorted(run.steps, key=_step_order)],
         "error": None if run.error is None else dict(run.error),
         "created_at": rfc3339(run.created_at),
         "started_at": _time(run.started_at),

@@ -17,88 +17,52 @@ stays unavailable past the writer's window, the executor stops (``abandoned``) a
 resumed later from what the store holds. Any other failure to record ends the run ``failed``
 (``internal_error``), written from the store's view of the run (``transitions.end_stored``).
 Cancelling the run's scope (``cancel``) cancels every running step together.
+
+Fan-out: a ``for_each`` step resolves its list (at most ``settings.max_fanout_items`` items,
+else it fails ``fanout_too_large``), and its items (``edit[0]``...) are dispatched as steps of
+their own in the same nursery, under the same limiters, timeout and retries. The fan-out step
+itself holds no limiter; it succeeds with the list of its items' outputs once all succeeded,
+and fails (``item_failed``) as soon as one fails (with ``continue_on_error``: once all ended).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.backoff import Backoff
 from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
-from server.fairness import FairLimiter, acting_as
+from server.fairness import acting_as
 from server.store.models import RunStatus, StepStatus
+from server.workflow import fanout
+from server.workflow.accounting import PLANNING, RunAccounting, calls_model
 from server.workflow.approval import awaiting_approval
+from server.workflow.deps import ExecutorDeps, RunPlanner
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
 from server.workflow.file_log import FileLog, RecordingFiles
 from server.workflow.monitor import RunClock, RunMonitor
-from server.workflow.plan import parse_plan
-from server.workflow.templates import TemplateError, render_args
+from server.workflow.plan import parse_plan, split_item_id
+from server.workflow.templates import NO_ITEM, TemplateError, render_args
 from server.workflow.tools.registry import ToolContext, args_validator
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
-from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, WritePolicy
+from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.events.publisher import Publisher
     from server.store.models import Run
-    from server.store.protocol import Store
     from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
-    from server.workflow.tools.registry import FileAccess, Tool, ToolRegistry
+    from server.workflow.tools.registry import Tool
 
 __all__ = ["ExecutorDeps", "RunExecutor", "RunPlanner", "WorkflowObserver", "steps_of"]
 
 log = logging.getLogger("stretto.workflow")
 
 STORED_READ_DEADLINE_S = 10.0
-STEP_BACKOFF = Backoff(0.5, 30.0)  # jitter in [50%, 100%], never below a Retry-After
-
-
-class RunPlanner(Protocol):
-    """Turns a prompt into (intent, plan JSON). Implemented by ``workflow.planner.Planner``."""
-
-    async def analyze_and_plan(
-        self, project_id: str, prompt: str
-    ) -> tuple[dict[str, Any], dict[str, Any]]: ...
-
-
-@dataclass
-class ExecutorDeps:
-    """What every run shares: the store, the publisher, the tools and the process limits."""
-
-    store: Store
-    publisher: Publisher
-    files: FileAccess
-    registry: ToolRegistry
-    settings: Settings
-    provider: Any = None
-    planner: RunPlanner | None = None
-    global_limiter: FairLimiter | None = None
-    tool_limiters: dict[str, FairLimiter] = field(default_factory=dict)
-    rng: random.Random = field(default_factory=random.Random)
-    step_backoff: Backoff = STEP_BACKOFF
-    write_policy: WritePolicy = field(default_factory=WritePolicy)
-    observer: WorkflowObserver | None = None
-
-    def __post_init__(self) -> None:
-        if self.global_limiter is None:
-            self.global_limiter = FairLimiter(self.settings.global_concurrency)
-
-    def tool_limiter(self, tool: Tool) -> FairLimiter | None:
-        if tool.max_concurrency is None:
-            return None
-        limiter = self.tool_limiters.get(tool.name)
-        if limiter is None:
-            limiter = self.tool_limiters[tool.name] = FairLimiter(tool.max_concurrency)
-        return limiter
 
 
 class RunExecutor:
@@ -122,6 +86,9 @@ class RunExecutor:
         self._outputs: dict[str, Any] = {}
         self._files: dict[str, FileLog] = {}  # step id -> the files its attempts used
         self._tools: dict[str, str] = {}
+        self._item_steps: dict[str, PlanStep] = {}  # fan-out items, by step id
+        self._items: dict[str, Any] = {}  # fan-out item step id -> its item
+        self.accounting = RunAccounting(run.owner_id, deps.token_budget)
         self.writer = RunWriter(
             deps.store,
             deps.publisher,
@@ -198,7 +165,9 @@ class RunExecutor:
             self.state.end(planning_failed("No planner is configured."))
             return
         try:
-            intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
+            self.accounting.check()  # RateLimited: the owner's token budget is spent
+            with self.accounting.metered(PLANNING):
+                intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
             plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
         except InvalidPlan as exc:
             self.state.end(planning_failed(exc.message, exc.details))
@@ -206,7 +175,8 @@ class RunExecutor:
         except (AppError, ToolError) as exc:
             self.state.end(planning_failed(str(exc)))
             return
-        await self._commit(self.state.planned(intent, plan, self.clock.now()))
+        usage = self.accounting.usage_of(PLANNING)
+        await self._commit(self.state.planned(intent, plan, self.clock.now(), usage))
         steps = tuple(steps_of(self.run_id, plan))
         self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
         self._plan = plan
@@ -256,9 +226,61 @@ class RunExecutor:
             return
         for step_id in self.state.dispatch_ready():
             self.monitor.step_ready(step_id)
-            self._nursery.start_soon(
-                self._run_step, self._plan.step(step_id), name=f"step {step_id}"
+            step = self._item_steps.get(step_id) or self._plan.step(step_id)
+            run = self._run_fanout if step.for_each is not None else self._run_step
+            self._nursery.start_soon(run, step, name=f"step {step_id}")
+
+    # -- fan-out (server.workflow.fanout) -------------------------------------------------------
+    async def _run_fanout(self, step: PlanStep) -> None:
+        """Start the fan-out step and expand it into its items (dispatched at once)."""
+        assert self._plan is not None
+        settings = self.deps.settings
+        try:
+            items: list[Any] | ToolError = fanout.fanout_items(
+                step, self._outputs, settings.max_fanout_items
             )
+        except ToolError as exc:
+            items = exc
+        extra = {} if isinstance(items, ToolError) else {"items": len(items)}
+        queue_ms = self.monitor.step_started(step.id, counted=False)
+        self.monitor.attempt(step.id)
+        await self._commit(
+            self.state.step_started(step.id, step.tool, queue_ms, self.clock.now(), **extra)
+        )
+        if isinstance(items, ToolError):
+            await self._record_outcome(step, items, self.monitor.step_ended(step.id))
+            return
+        built = fanout.item_steps(step, items, settings.max_template_arg_bytes)
+        for (item_step, _shown), item in zip(built, items, strict=True):
+            self._item_steps[item_step.id] = item_step
+            self._items[item_step.id] = item
+            self._tools[item_step.id] = step.tool
+        position = self._plan.steps.index(step)
+        records, done = fanout.expand(
+            self.state, step.id, position, [shown for _, shown in built], step.tool
+        )
+        for item_id in done:
+            self._outputs[item_id] = self.state.stored_items[item_id].output
+        records.merge(self._fanout_end(step.id))
+        await self._commit(records)
+        self._dispatch()
+
+    def _fanout_end(self, parent: str) -> Records:
+        """The fan-out step's end, when its items decided it (else nothing)."""
+        assert self._plan is not None
+        step = self._plan.step(parent)
+        decided = fanout.outcome(self.state, parent, step.continue_on_error)
+        if decided is None:
+            return Records()
+        return fanout.end_records(
+            self.state,
+            step,
+            decided,
+            self._outputs,
+            self.monitor.step_ended(parent),
+            self.clock.now(),
+            self.deps.settings.step_output_max_bytes,
+        )
 
     async def _run_step(self, step: PlanStep) -> None:
         tool = self.deps.registry.get(step.tool)
@@ -272,8 +294,10 @@ class RunExecutor:
             await limits.enter_async_context(self.deps.global_limiter.slot(self.run.owner_id))
             queue_ms = self.monitor.step_started(step.id)
             self.monitor.attempt(step.id)
+            item = split_item_id(step.id)  # an item's events name its fan-out step and index
+            extra = {} if item is None else {"parent": item[0], "index": item[1]}
             await self._commit(
-                self.state.step_started(step.id, tool.name, queue_ms, self.clock.now())
+                self.state.step_started(step.id, tool.name, queue_ms, self.clock.now(), **extra)
             )
             try:
                 result = await self._attempt_loop(step, tool)
@@ -316,14 +340,21 @@ class RunExecutor:
             settings=deps.settings,
         )
         try:
-            args = render_args(step.args, self._outputs, deps.settings.max_template_arg_bytes)
+            args = render_args(
+                step.args,
+                self._outputs,
+                deps.settings.max_template_arg_bytes,
+                item=self._items.get(step.id, NO_ITEM),
+            )
         except TemplateError as exc:
             return ToolError(exc.code, str(exc))
         problems = sorted(args_validator(tool).iter_errors(args), key=str)
         if problems:
             return ToolError("invalid_args", f"arguments after substitution: {problems[0].message}")
         try:
-            with trio.fail_after(limit_s):
+            if calls_model(tool.name):
+                self.accounting.check()
+            with trio.fail_after(limit_s), self.accounting.metered(step.id):
                 output: object = await tool.run(ctx, args)
         except trio.TooSlowError:
             return ToolError("timeout", f"The step timed out after {limit_s:g}s.", retryable=True)
@@ -344,24 +375,32 @@ class RunExecutor:
         now = self.clock.now()
         log_ = self._files.get(step.id)
         reads = None if log_ is None else log_.to_json()
+        usage = self.accounting.usage_of(step.id)
         if isinstance(result, ToolError):
+            error = result.to_json()
             records = self.state.step_failed(
                 step.id,
-                result.to_json(),
+                error,
                 result.message,
                 step.continue_on_error,
                 duration_ms,
                 now,
                 reads,
+                usage,
             )
-            await self._commit(records)
-            if self.state.ending is not None:
-                self._scope.cancel()
-            return
-        stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
-        records, _ready = self.state.step_succeeded(step.id, stored, duration_ms, now, reads)
+        else:
+            stored = bounded_output(result, self.deps.settings.step_output_max_bytes)
+            records, _ready = self.state.step_succeeded(
+                step.id, stored, duration_ms, now, reads, usage
+            )
+            self._outputs[step.id] = result
+        parent = self.state.item_parent.get(step.id)
+        if parent is not None:
+            records.merge(self._fanout_end(parent))
         await self._commit(records)
-        self._outputs[step.id] = result
+        if self.state.ending is not None:
+            self._scope.cancel()
+            return
         self._dispatch()
 
     # -- the end -------------------------------------------------------------------------------
@@ -380,11 +419,15 @@ class RunExecutor:
             return
         durations = {sid: self.monitor.step_ended(sid) for sid in self.state.started}
         plan = self._plan
+        items = sum(len(ids) for ids in self.state.items.values())
         metrics = self.monitor.metrics(
             plan.needs if plan is not None else {},
-            len(plan.steps) if plan is not None else 0,
+            len(plan.steps) + items if plan is not None else 0,
             self.state.succeeded,
         )
+        run_usage = self.accounting.run_usage()
+        if run_usage is not None:
+            metrics["usage"] = run_usage
         records, status = self.state.finish(self.clock.now(), metrics, durations)
         try:
             await self._commit(records)

@@ -43,6 +43,7 @@ class StepTiming:
     ended_t: float | None = None
     attempts: int = 0
     prior_ms: float = 0.0  # duration recorded by an earlier process (resumed runs)
+    counted: bool = True  # counts towards max_parallelism (a fan-out step does not)
 
     @property
     def queue_ms(self) -> float | None:
@@ -85,12 +86,15 @@ class RunMonitor:
     def step_ready(self, step_id: str) -> None:
         self._timing(step_id).ready_t = self._clock.t()
 
-    def step_started(self, step_id: str) -> float:
-        """The step acquired its limiters; returns its queue wait in ms."""
+    def step_started(self, step_id: str, *, counted: bool = True) -> float:
+        """The step acquired its limiters; returns its queue wait in ms. ``counted=False``:
+        a step that holds no limiter (fan-out) does not count towards the parallelism."""
         timing = self._timing(step_id)
         timing.started_t = self._clock.t()
-        self._running += 1
-        self.max_parallelism = max(self.max_parallelism, self._running)
+        timing.counted = counted
+        if counted:
+            self._running += 1
+            self.max_parallelism = max(self.max_parallelism, self._running)
         return timing.queue_ms or 0.0
 
     def attempt(self, step_id: str) -> None:
@@ -101,7 +105,7 @@ class RunMonitor:
         timing = self._timing(step_id)
         if timing.ended_t is None and timing.started_t is not None:
             timing.ended_t = self._clock.t()
-            self._running -= 1
+            self._running -= 1 if timing.counted else 0
         return timing.duration_ms or 0.0
 
     def durations_ms(self) -> dict[str, float]:

@@ -4,6 +4,11 @@ Pure: no trio, quart or driver imports. ``parse_plan`` turns untrusted JSON into
 ``Plan`` or raises ``InvalidPlan`` whose ``details`` name every problem found:
 ``{"steps.<id>.<part>": "problem", "cycle": [ids...]}`` (a step without a usable id is
 named by position: ``steps[3]``).
+
+Fan-out: a step with ``"for_each": "{{steps.<id>.output[.<field>]}}"`` runs once per item of
+that (list) value; ``<id>`` must be in its ``needs``, and its args may use ``{{item}}`` or
+``{{item.<field>}}``. No other step may use ``{{item...}}``. The item count is bounded at run
+time (``max_fanout_items``); the items' step ids are ``<id>[<index>]`` (``item_step_id``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.errors import InvalidPlan
 from server.workflow.graph import find_cycle
-from server.workflow.templates import references
+from server.workflow.templates import item_references, parse_reference, references
 from server.workflow.tools.registry import args_validator
 
 if TYPE_CHECKING:
@@ -25,7 +30,21 @@ if TYPE_CHECKING:
 STEP_ID_RE = re.compile(r"[a-z0-9_-]{1,64}")
 MAX_STEP_TIMEOUT_S = 3600.0
 MAX_STEP_RETRIES = 10
-_STEP_KEYS = frozenset({"id", "tool", "args", "needs", "timeout_s", "retries", "continue_on_error"})
+_STEP_KEYS = frozenset(
+    {"id", "tool", "args", "needs", "timeout_s", "retries", "continue_on_error", "for_each"}
+)
+ITEM_ID_RE = re.compile(r"(?P<parent>[a-z0-9_-]{1,64})\[(?P<index>[0-9]{1,9})\]")
+
+
+def item_step_id(parent: str, index: int) -> str:
+    """The step id of item ``index`` of fan-out step ``parent``: ``edit[3]``."""
+    return f"{parent}[{index}]"
+
+
+def split_item_id(step_id: str) -> tuple[str, int] | None:
+    """(parent id, index) of a fan-out item's step id, None for a plan step's id."""
+    match = ITEM_ID_RE.fullmatch(step_id)
+    return None if match is None else (match.group("parent"), int(match.group("index")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +56,7 @@ class PlanStep:
     timeout_s: float | None = None
     retries: int | None = None
     continue_on_error: bool = False
+    for_each: str | None = None  # "{{steps.<id>.output...}}": run once per item of that list
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -51,6 +71,8 @@ class PlanStep:
             out["retries"] = self.retries
         if self.continue_on_error:
             out["continue_on_error"] = True
+        if self.for_each is not None:
+            out["for_each"] = self.for_each
         return out
 
 
@@ -164,6 +186,16 @@ def _parse_step(
     if not isinstance(continue_on_error, bool):
         errs.add(f"{key}.continue_on_error", "must be a boolean")
         ok = False
+    for_each = raw.get("for_each")
+    if for_each is not None and (
+        not isinstance(for_each, str) or parse_reference(for_each) is None
+    ):
+        errs.add(
+            f"{key}.for_each",
+            "must be one reference to a list: {{steps.<id>.output}} or "
+            "{{steps.<id>.output.<field>}}",
+        )
+        ok = False
     if not ok or tool is None or not isinstance(args, Mapping):
         return None
     return PlanStep(
@@ -174,6 +206,7 @@ def _parse_step(
         timeout_s=float(timeout_s) if timeout_s is not None else None,
         retries=retries,
         continue_on_error=continue_on_error,
+        for_each=for_each.strip() if isinstance(for_each, str) else None,
     )
 
 
@@ -204,6 +237,16 @@ def _check_links(raw_steps: list[Any], ids: set[str], errs: _Collector) -> None:
                     f"{key}.args.{ref.arg_path}",
                     f"references step {ref.step_id!r}, which is not in this step's needs",
                 )
+        for_each = raw.get("for_each")
+        source = parse_reference(for_each) if isinstance(for_each, str) else None
+        if source is not None and source.step_id not in direct:
+            errs.add(
+                f"{key}.for_each",
+                f"references step {source.step_id!r}, which is not in this step's needs",
+            )
+        if for_each is None:
+            for where in item_references(args):
+                errs.add(f"{key}.args.{where}", "{{item}} is only allowed in a for_each step")
 
 
 def parse_plan(data: object, registry: ToolRegistry, max_steps: int) -> Plan:

@@ -1,7 +1,9 @@
 """The planner: a prompt -> (intent, validated plan). Implements the supervisor's ``RunPlanner``.
 
 Steps: check the prompt budget, list the project's files (bounded), analyze the intent,
-ask the model for a plan (structured output), validate it with ``parse_plan``. An invalid
+load the contents most relevant to the prompt (``relevant_context``, within
+``settings.ai_plan_context_bytes``), ask the model for a plan (structured output) given the
+file tree and those contents, validate it with ``parse_plan``. An invalid
 plan (or an answer that is not JSON) gets one repair round that sends the validator's
 problems back to the model; if that plan is invalid too, ``InvalidPlan`` carries them.
 
@@ -16,9 +18,16 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from server.ai.budget import check_prompt, project_listing
+from server.ai.budget import check_prompt, project_listing, relevant_context
 from server.ai.intent import IntentAnalyzer
-from server.ai.prompts import PLAN_SYSTEM, listing_text, plan_prompt, plan_schema, repair_prompt
+from server.ai.prompts import (
+    PLAN_SYSTEM,
+    context_text,
+    listing_text,
+    plan_prompt,
+    plan_schema,
+    repair_prompt,
+)
 from server.ai.provider import to_app_error
 from server.errors import InvalidPlan, ModelError
 from server.fairness import FairLimiter, acting_user
@@ -76,7 +85,11 @@ class Planner:
             text = check_prompt(prompt, self.settings.ai_max_prompt_chars)
             listing, total = await project_listing(self.files, project_id)
             intent = await self._analyze(text, listing, total)
-            plan = await self._plan(text, intent, listing, total)
+            context = await relevant_context(
+                self.files, project_id, text, listing, self.settings.ai_plan_context_bytes
+            )
+            contents = context_text(context.texts, context.omitted)
+            plan = await self._plan(text, intent, listing, total, contents)
             return intent, plan
 
     # -- internals --------------------------------------------------------------------------
@@ -105,11 +118,17 @@ class Planner:
         intent: Mapping[str, Any],
         listing: Sequence[Mapping[str, Any]],
         total: int | None,
+        contents: str,
     ) -> dict[str, Any]:
         max_steps = self.settings.max_plan_steps
         schema = plan_schema(self.registry.names(), max_steps)
         base = plan_prompt(
-            prompt, intent, listing_text(listing, total), self.registry.catalog(), max_steps
+            prompt,
+            intent,
+            listing_text(listing, total),
+            self.registry.catalog(),
+            max_steps,
+            contents,
         )
         hints: dict[str, Any] = {
             "task": "plan",

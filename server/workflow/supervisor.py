@@ -35,6 +35,7 @@ from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
 from server.workflow import hitl
+from server.workflow.accounting import PLANNING, RunAccounting, calls_model
 from server.workflow.endings import USER_CANCELLED
 from server.workflow.events import run_event
 from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
@@ -168,6 +169,30 @@ class RunSupervisor:
         return len(self._active)
 
     # -- submitting --------------------------------------------------------------------------
+    def check_token_budget(self, owner_id: str) -> None:
+        """Raise ``RateLimited`` when ``owner_id``'s daily model token budget is spent."""
+        if self.deps.token_budget is not None:
+            self.deps.token_budget.check(owner_id)
+
+    async def plan_only(
+        self, owner_id: str, project_id: str, prompt: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Plan without running (``POST /api/workflow/plan``): (intent, plan JSON).
+
+        Raises ``ValidationFailed`` (no planner), ``NotFound`` (project), ``RateLimited``
+        (token budget, before any model call) and the planner's errors. The tokens planning
+        spends count against the owner's budget."""
+        if self.planner is None:
+            raise ValidationFailed(
+                "No planner is configured on this server.", {"prompt": "no planner configured"}
+            )
+        if await self.store.get_project(owner_id, project_id) is None:
+            raise NotFound("No such project.")
+        accounting = RunAccounting(owner_id, self.deps.token_budget)
+        accounting.check()
+        with accounting.metered(PLANNING):
+            return await self.planner.analyze_and_plan(project_id, prompt)
+
     async def submit(
         self,
         *,
@@ -181,7 +206,8 @@ class RunSupervisor:
         """Validate, persist (``run.created``), start in the supervisor's nursery; return at once.
 
         Raises ``ShuttingDown``, ``NotFound`` (project), ``ValidationFailed``, ``InvalidPlan``,
-        ``RateLimited`` (the owner's runs in flight).
+        ``RateLimited`` (the owner's runs in flight, or the owner's daily token budget is
+        spent and the run would call a model).
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
         self.check_accepting()
@@ -201,6 +227,9 @@ class RunSupervisor:
         opts = validate_options(options, self.settings)
         run_id = new_id()
         parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
+        model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
+        if prompt is not None or model_steps:
+            self.check_token_budget(owner_id)  # RateLimited (429) before any model call
         now = utc_now()
         run = Run(
             id=run_id,

@@ -1,9 +1,11 @@
-"""Template references in step args: `{{steps.<id>.output}}`, `{{steps.<id>.output.<field>}}`.
+"""Template references in step args: `{{steps.<id>.output}}`, `{{steps.<id>.output.<field>}}`,
+and, in a fan-out (``for_each``) step, `{{item}}` / `{{item.<field>}}` (the current item).
 
 Pure functions. ``references`` finds them (for validation), ``render_args`` substitutes the
-outputs of finished steps. A ``<field>`` may be a dotted path (``output.meta.size``); list
-items are addressed by index (``output.files.0.path``). A whole output or a non-string
-value is embedded as compact JSON; a string value is embedded as is.
+outputs of finished steps (and the item, when one is given); ``resolve`` returns the value
+one reference names (a fan-out step's item list). A ``<field>`` may be a dotted path
+(``output.meta.size``); list items are addressed by index (``output.files.0.path``). A whole
+output or a non-string value is embedded as compact JSON; a string value is embedded as is.
 
 Size is bounded before anything is built: ``render_args(..., max_bytes=n)`` counts the bytes
 the substitutions of one call produce together (the step's args) and raises
@@ -24,8 +26,14 @@ _FIELD = r"[A-Za-z0-9_-]+"
 TEMPLATE_RE = re.compile(
     r"\{\{\s*steps\.(?P<step>[a-z0-9_-]{1,64})\.output(?P<path>(?:\." + _FIELD + r")*)\s*\}\}"
 )
-# Anything that looks like a step reference; compared with TEMPLATE_RE to spot malformed ones.
+ITEM_RE = re.compile(r"\{\{\s*item(?P<path>(?:\." + _FIELD + r")*)\s*\}\}")
+_ITEM_ALT = ITEM_RE.pattern.replace("?P<path>", "?P<ipath>")
+_ANY_RE = re.compile(f"{TEMPLATE_RE.pattern}|{_ITEM_ALT}")
+# Anything that looks like a reference; compared with the exact forms to spot malformed ones.
 _LOOSE_RE = re.compile(r"\{\{\s*steps\b.*?\}\}")
+_LOOSE_ITEM_RE = re.compile(r"\{\{\s*item\b.*?\}\}")
+NO_ITEM: Any = object()
+"""``render_args``'s default: the step is not a fan-out item (an item reference fails)."""
 
 
 class TemplateError(ValueError):
@@ -82,7 +90,8 @@ def _walk_strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
 
 
 def references(args: Mapping[str, Any]) -> tuple[list[Reference], list[str]]:
-    """All well-formed references in ``args`` and the arg paths holding malformed ones."""
+    """All well-formed step references in ``args`` and the arg paths holding malformed ones
+    (step or item references)."""
     found: list[Reference] = []
     malformed: list[str] = []
     for where, text in _walk_strings(args, ""):
@@ -92,12 +101,36 @@ def references(args: Mapping[str, Any]) -> tuple[list[Reference], list[str]]:
             path = tuple(p for p in match.group("path").split(".") if p)
             found.append(Reference(where, match.group("step"), path))
         loose = [m.group(0) for m in _LOOSE_RE.finditer(text)]
-        if any(TEMPLATE_RE.fullmatch(item) is None for item in loose):
+        loose_items = [m.group(0) for m in _LOOSE_ITEM_RE.finditer(text)]
+        if any(TEMPLATE_RE.fullmatch(item) is None for item in loose) or any(
+            ITEM_RE.fullmatch(item) is None for item in loose_items
+        ):
             malformed.append(where)
     return found, malformed
 
 
-def _lookup(output: Any, step_id: str, path: tuple[str, ...]) -> Any:
+def item_references(args: Mapping[str, Any]) -> list[str]:
+    """The arg paths in ``args`` that hold a well-formed ``{{item...}}`` reference."""
+    return [where for where, text in _walk_strings(args, "") if ITEM_RE.search(text)]
+
+
+def parse_reference(text: str) -> Reference | None:
+    """``text`` as one whole step reference (surrounding blanks allowed), else None."""
+    match = TEMPLATE_RE.fullmatch(text.strip())
+    if match is None:
+        return None
+    path = tuple(p for p in match.group("path").split(".") if p)
+    return Reference("", match.group("step"), path)
+
+
+def resolve(ref: Reference, outputs: Mapping[str, Any]) -> Any:
+    """The value ``ref`` names in the finished steps' ``outputs``; raises ``TemplateError``."""
+    if ref.step_id not in outputs:
+        raise TemplateError(f"steps.{ref.step_id}: output not available")
+    return _lookup(outputs[ref.step_id], ref.step_id, ref.field_path)
+
+
+def _lookup(output: Any, step_id: str, path: tuple[str, ...], root: str = "output") -> Any:
     value = output
     for part in path:
         if isinstance(value, Mapping) and part in value:
@@ -105,8 +138,10 @@ def _lookup(output: Any, step_id: str, path: tuple[str, ...]) -> Any:
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
-            dotted = ".".join(("output", *path))
-            raise TemplateError(f"steps.{step_id}.{dotted}: no such field in the step's output")
+            dotted = ".".join((root, *path))
+            where = dotted if root == "item" else f"steps.{step_id}.{dotted}"
+            whose = "the current item" if root == "item" else "the step's output"
+            raise TemplateError(f"{where}: no such field in {whose}")
     return value
 
 
@@ -133,36 +168,69 @@ def _embed(value: Any, budget: _Budget) -> str:
     return "".join(parts)
 
 
-def render_string(text: str, outputs: Mapping[str, Any], max_bytes: int | None = None) -> str:
-    """``text`` with its references replaced; see ``render_args`` for ``max_bytes``."""
-    return _render_string(text, outputs, _Budget(max_bytes))
+def render_string(
+    text: str, outputs: Mapping[str, Any], max_bytes: int | None = None, item: Any = NO_ITEM
+) -> str:
+    """``text`` with its references replaced; see ``render_args``."""
+    return _render_string(text, outputs, _Budget(max_bytes), item)
 
 
-def _render_string(text: str, outputs: Mapping[str, Any], budget: _Budget) -> str:
+def _render_string(text: str, outputs: Mapping[str, Any], budget: _Budget, item: Any) -> str:
     def substitute(match: re.Match[str]) -> str:
         step_id = match.group("step")
+        if step_id is None:  # an item reference
+            path = tuple(p for p in match.group("ipath").split(".") if p)
+            if item is NO_ITEM:
+                raise TemplateError("{{item}} is only available in a for_each step")
+            return _embed(_lookup(item, "", path, root="item"), budget)
         if step_id not in outputs:
             raise TemplateError(f"steps.{step_id}: output not available")
         path = tuple(p for p in match.group("path").split(".") if p)
         return _embed(_lookup(outputs[step_id], step_id, path), budget)
 
-    return TEMPLATE_RE.sub(substitute, text)
+    # One pass: text an item brings in is never scanned for references again.
+    return _ANY_RE.sub(substitute, text)
 
 
-def render_args(args: Any, outputs: Mapping[str, Any], max_bytes: int | None = None) -> Any:
+def render_args(
+    args: Any, outputs: Mapping[str, Any], max_bytes: int | None = None, item: Any = NO_ITEM
+) -> Any:
     """A copy of ``args`` with every reference replaced; raises ``TemplateError``.
 
-    ``max_bytes`` bounds the bytes all substitutions of this call produce together; passing
-    it raises ``ArgsTooLarge`` (a ``TemplateError``) before the oversized value is built.
+    ``item`` is the current item of a fan-out step (``{{item...}}``); without one an item
+    reference fails. ``max_bytes`` bounds the bytes all substitutions of this call produce
+    together; passing it raises ``ArgsTooLarge`` (a ``TemplateError``) before the oversized
+    value is built.
     """
-    return _render(args, outputs, _Budget(max_bytes))
+    return _render(args, outputs, _Budget(max_bytes), item)
 
 
-def _render(args: Any, outputs: Mapping[str, Any], budget: _Budget) -> Any:
+def _render(args: Any, outputs: Mapping[str, Any], budget: _Budget, item: Any) -> Any:
     if isinstance(args, str):
-        return _render_string(args, outputs, budget) if "{{" in args else args
+        return _render_string(args, outputs, budget, item) if "{{" in args else args
     if isinstance(args, Mapping):
-        return {key: _render(value, outputs, budget) for key, value in args.items()}
+        return {key: _render(value, outputs, budget, item) for key, value in args.items()}
     if isinstance(args, list | tuple):
-        return [_render(item, outputs, budget) for item in args]
+        return [_render(value, outputs, budget, item) for value in args]
     return args
+
+
+def render_item(args: Any, item: Any, max_bytes: int | None = None) -> Any:
+    """A copy of ``args`` with only the ``{{item...}}`` references replaced (the args a
+    fan-out item shows in the run's steps list; step references stay as written)."""
+    budget = _Budget(max_bytes)
+
+    def substitute(match: re.Match[str]) -> str:
+        path = tuple(p for p in match.group("path").split(".") if p)
+        return _embed(_lookup(item, "", path, root="item"), budget)
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return ITEM_RE.sub(substitute, value) if "{{" in value else value
+        if isinstance(value, Mapping):
+            return {key: walk(v) for key, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(args)

@@ -24,11 +24,15 @@ Approval (option ``approval: "plan"``): the waiting state and its way out are in
 ``succeeded`` at its first start) get ``step.succeeded`` with ``reused: true``, attempt 0.
 A step is "started" only once its ``step.started`` is in the records: every started attempt
 gets exactly one terminal event, and no step gets ``step.cancelled`` without ``step.started``.
+
+Fan-out (``for_each``): the step starts, then ``fanout.expand`` adds its items as steps of
+their own (``edit[0]``...), each with its own started/terminal events; ``items``,
+``item_parent`` and ``stored_items`` (item rows an earlier process wrote) are its state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from server.events.model import EventType
@@ -36,8 +40,8 @@ from server.store.models import RunStatus, Step, StepStatus
 from server.workflow.analyzer import DependencyAnalyzer, Slot
 from server.workflow.endings import step_cancelled_error, step_failed_ending
 from server.workflow.events import run_event, step_event
-
-StepFields = tuple[str, "Mapping[str, Any]"]
+from server.workflow.plan import split_item_id
+from server.workflow.records import Records, StepFields, steps_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -48,33 +52,7 @@ if TYPE_CHECKING:
     from server.workflow.endings import Ending
     from server.workflow.plan import Plan
 
-
-@dataclass
-class Records:
-    """What one transition writes: run fields, new step rows, step fields, events, in order.
-    ``merge`` joins records written in one transaction (later run fields win)."""
-
-    run: dict[str, Any] = field(default_factory=dict)
-    new_steps: list[Step] = field(default_factory=list)
-    steps: list[StepFields] = field(default_factory=list)
-    events: list[NewEvent] = field(default_factory=list)
-
-    def merge(self, other: Records) -> None:
-        self.run.update(other.run)
-        self.new_steps.extend(other.new_steps)
-        self.steps.extend(other.steps)
-        self.events.extend(other.events)
-
-    def __bool__(self) -> bool:
-        return bool(self.run or self.new_steps or self.steps or self.events)
-
-
-def steps_of(run_id: str, plan: Plan) -> list[Step]:
-    """Fresh ``pending`` step records for a plan."""
-    return [
-        Step(run_id=run_id, id=s.id, position=i, tool=s.tool, args=dict(s.args), needs=s.needs)
-        for i, s in enumerate(plan.steps)
-    ]
+__all__ = ["Records", "RunState", "StepFields", "end_stored", "steps_of"]
 
 
 class RunState:
@@ -92,6 +70,9 @@ class RunState:
         self.started: dict[str, int] = {}  # step id -> attempt whose step.started is recorded
         self.attempts: dict[str, int] = {}  # step id -> last attempt number
         self.succeeded = 0
+        self.items: dict[str, list[str]] = {}  # fan-out step -> its items' step ids
+        self.item_parent: dict[str, str] = {}  # item step id -> its fan-out step
+        self.stored_items: dict[str, Step] = {}  # item rows an earlier process wrote
 
     # -- event builders --------------------------------------------------------------------
     def _run_event(self, kind: EventType, at: datetime, **fields: Any) -> NewEvent:
@@ -116,12 +97,20 @@ class RunState:
             events=[self._run_event(EventType.RUN_PLANNING, at, prompt=prompt)],
         )
 
-    def planned(self, intent: Mapping[str, Any], plan: Plan, at: datetime) -> Records:
+    def planned(
+        self,
+        intent: Mapping[str, Any],
+        plan: Plan,
+        at: datetime,
+        usage: Mapping[str, Any] | None = None,
+    ) -> Records:
+        """``usage``: the tokens planning spent (on ``run.planned``), when it called a model."""
         doc = plan.to_json()
+        extra = {} if usage is None else {"usage": dict(usage)}
         return Records(
             run={"intent": dict(intent), "plan": doc},
             new_steps=steps_of(self.run_id, plan),
-            events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc)],
+            events=[self._run_event(EventType.RUN_PLANNED, at, intent=intent, plan=doc, **extra)],
         )
 
     def start(
@@ -143,8 +132,10 @@ class RunState:
         records = Records(run={} if status is RunStatus.RUNNING else {"status": RunStatus.RUNNING})
         reused: list[NewEvent] = []
         for step in stored:
-            if step.id not in analyzer:  # plan and stored steps disagree: ignore the stray
-                continue
+            if step.id not in analyzer:
+                if split_item_id(step.id) is not None:  # a fan-out item: see ``expand``
+                    self._restore_item(step, records, at)
+                continue  # else plan and stored steps disagree: ignore the stray
             self.attempts[step.id] = step.attempts
             if step.status is StepStatus.SUCCEEDED:
                 analyzer.restore(step.id, Slot.SUCCEEDED)
@@ -183,6 +174,20 @@ class RunState:
             records.events.extend(reused)
         return records
 
+    def _restore_item(self, step: Step, records: Records, at: datetime) -> None:
+        """Keep a stored item row for its parent's ``expand``; end an attempt left running."""
+        self.stored_items[step.id] = step
+        self.attempts[step.id] = step.attempts
+        if step.status is StepStatus.RUNNING:
+            records.events.append(
+                self._step_event(
+                    EventType.STEP_CANCELLED, step.id, step.attempts, at, reason="shutdown"
+                )
+            )
+        if step.status in (StepStatus.RUNNING, StepStatus.CANCELLED):
+            records.steps.append((step.id, {"status": StepStatus.PENDING}))
+            self.stored_items[step.id] = replace(step, status=StepStatus.PENDING)
+
     def _analyzer(self) -> DependencyAnalyzer:
         if self.analyzer is None:
             raise ValueError("the run has not started")
@@ -204,7 +209,7 @@ class RunState:
 
     # -- steps -----------------------------------------------------------------------------
     def step_started(
-        self, step_id: str, tool: str, queue_ms: float | None, at: datetime
+        self, step_id: str, tool: str, queue_ms: float | None, at: datetime, **extra: Any
     ) -> Records:
         if self._analyzer().slot(step_id) is not Slot.DISPATCHED or step_id in self.started:
             raise ValueError(f"step {step_id!r} cannot start")
@@ -223,7 +228,9 @@ class RunState:
                     },
                 )
             ],
-            events=[self._step_event(EventType.STEP_STARTED, step_id, attempt, at, tool=tool)],
+            events=[
+                self._step_event(EventType.STEP_STARTED, step_id, attempt, at, tool=tool, **extra)
+            ],
         )
 
     def _running(self, step_id: str) -> int:
@@ -260,9 +267,11 @@ class RunState:
         duration_ms: float | None,
         at: datetime,
         reads: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> tuple[Records, list[str]]:
         """Returns the records and the steps that became ready (dispatched by the caller
-        with ``dispatch_ready``). ``reads``: the files the step used (``file_log``)."""
+        with ``dispatch_ready``). ``reads``: the files the step used (``file_log``);
+        ``usage``: the step's model tokens, on its terminal event."""
         attempt = self._running(step_id)
         del self.started[step_id]
         self.succeeded += 1
@@ -282,6 +291,7 @@ class RunState:
             at,
             duration_ms=duration_ms,
             output=stored_output,
+            **({} if usage is None else {"usage": dict(usage)}),
         )
         return Records(steps=[(step_id, fields)], events=[event]), ready
 
@@ -294,9 +304,11 @@ class RunState:
         duration_ms: float | None,
         at: datetime,
         reads: Mapping[str, Any] | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> Records:
         """The step failed for good: its dependents are skipped; without
-        ``continue_on_error`` the run ends ``failed`` (``step_failed``)."""
+        ``continue_on_error`` the run ends ``failed`` (``step_failed``). ``usage`` as in
+        ``step_succeeded``."""
         attempt = self._running(step_id)
         del self.started[step_id]
         fields: dict[str, Any] = {
@@ -317,6 +329,7 @@ class RunState:
                     at,
                     error=dict(error),
                     duration_ms=duration_ms,
+                    **({} if usage is None else {"usage": dict(usage)}),
                 )
             ],
         )
@@ -344,6 +357,12 @@ class RunState:
         analyzer = self.analyzer
         dispatched = analyzer.in_flight() if analyzer is not None else []
         waiting = analyzer.skip_waiting() if analyzer is not None and _skips(self.ending) else []
+        if _skips(self.ending):  # stored items whose fan-out step never expanded again
+            waiting += [
+                sid
+                for sid, step in self.stored_items.items()
+                if (analyzer is None or sid not in analyzer) and not step.status.finished
+            ]
         records, status = _end_records(
             self,
             self.ending,

@@ -9,7 +9,9 @@ It speaks the two REST calls stretto uses, as the real API does:
   ``Retry-After`` when scripted).
 
 Tests script it with a queue of ``Reply`` objects (one per request, in order) and inspect
-``requests``. A reply may hang (never answer) or hold a stream open after its chunks; both
+``requests``. ``script_for(needle, reply)`` answers the first request whose prompt text holds
+``needle`` (before the queue), for calls made in parallel, whose order is not fixed.
+A reply may hang (never answer) or hold a stream open after its chunks; both
 wait for the client to go away and then set ``disconnected``, which is how a test proves a
 timeout or a cancellation really closed the HTTP request. An unscripted request gets a 500.
 """
@@ -54,20 +56,32 @@ class Reply:
     hang: bool = False
     hold_open: bool = False
     gate: trio.Event | None = None  # when set, wait for it before answering
+    thoughts: int = 0  # thoughtsTokenCount reported (0: the field is left out)
 
 
-def text_reply(*texts: str, hold_open: bool = False, gate: trio.Event | None = None) -> Reply:
+def text_reply(
+    *texts: str, hold_open: bool = False, gate: trio.Event | None = None, thoughts: int = 0
+) -> Reply:
     """Model text. Non-streaming calls get the texts joined; streaming calls one chunk each.
 
     ``hold_open``: after the chunks, keep the stream open until the client disconnects.
-    ``gate``: answer only once the event is set.
+    ``gate``: answer only once the event is set. ``thoughts``: thinking tokens reported.
     """
-    return Reply(texts=tuple(texts), hold_open=hold_open, gate=gate)
+    return Reply(texts=tuple(texts), hold_open=hold_open, gate=gate, thoughts=thoughts)
 
 
-def json_reply(obj: Any) -> Reply:
+def json_reply(obj: Any, *, thoughts: int = 0) -> Reply:
     """A structured-output answer: the model's text is the JSON document."""
-    return Reply(texts=(json.dumps(obj),))
+    return Reply(texts=(json.dumps(obj, ensure_ascii=False),), thoughts=thoughts)
+
+
+PROMPT_TOKENS = 10
+"""promptTokenCount of every answer."""
+
+
+def candidate_tokens(text: str) -> int:
+    """candidatesTokenCount the fake reports for an answer's (whole) text."""
+    return max(1, len(text) // 4)
 
 
 def error_reply(status: int, message: str, *, retry_after: str | None = None) -> Reply:
@@ -114,15 +128,28 @@ class FakeGemini:
     disconnected: trio.Event = field(default_factory=trio.Event)
     disconnects: int = 0
     _replies: deque[Reply] = field(default_factory=deque)
+    _keyed: list[tuple[str, Reply]] = field(default_factory=list)
     _waiters: list[tuple[int, trio.Event]] = field(default_factory=list)
 
     def script(self, *replies: Reply) -> None:
         """Queue replies; each request takes the next one."""
         self._replies.extend(replies)
 
+    def script_for(self, needle: str, reply: Reply) -> None:
+        """Answer the first request whose prompt text contains ``needle`` with ``reply``."""
+        self._keyed.append((needle, reply))
+
+    def _keyed_reply(self, received: Received) -> Reply | None:
+        text = received.prompt_text
+        for index, (needle, reply) in enumerate(self._keyed):
+            if needle in text:
+                del self._keyed[index]
+                return reply
+        return None
+
     @property
     def pending_replies(self) -> int:
-        return len(self._replies)
+        return len(self._replies) + len(self._keyed)
 
     async def wait_for_requests(self, count: int) -> None:
         """Return once ``count`` requests have arrived."""
@@ -138,20 +165,28 @@ class FakeGemini:
                 event.set()
 
     # -- protocol -----------------------------------------------------------------------
-    def _response_body(self, text: str, *, final: bool) -> dict[str, Any]:
+    def _response_body(
+        self, text: str, *, final: bool, so_far: str | None = None, thoughts: int = 0
+    ) -> dict[str, Any]:
+        """One answer (or stream chunk). Usage is cumulative, as Gemini's: ``so_far`` is the
+        text of the whole answer up to and including this chunk."""
         candidate: dict[str, Any] = {
             "content": {"parts": [{"text": text}], "role": "model"},
             "index": 0,
         }
         if final:
             candidate["finishReason"] = "STOP"
+        candidates = candidate_tokens(text if so_far is None else so_far)
+        usage = {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": candidates,
+            "totalTokenCount": PROMPT_TOKENS + candidates + thoughts,
+        }
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
         return {
             "candidates": [candidate],
-            "usageMetadata": {
-                "promptTokenCount": 10,
-                "candidatesTokenCount": max(1, len(text) // 4),
-                "totalTokenCount": 10 + max(1, len(text) // 4),
-            },
+            "usageMetadata": usage,
             "modelVersion": self.model_version,
             "responseId": f"fake-{len(self.requests)}",
         }
@@ -168,6 +203,8 @@ class FakeGemini:
                     reply = error_reply(404, f"fake gemini: no route {received.path}")
                 elif received.streaming and received.query.get("alt") != ["sse"]:
                     reply = error_reply(400, "fake gemini: streaming needs alt=sse")
+                elif (keyed := self._keyed_reply(received)) is not None:
+                    reply = keyed
                 elif self._replies:
                     reply = self._replies.popleft()
                 else:
@@ -204,14 +241,16 @@ class FakeGemini:
             await _send_full(stream, conn, reply.status, headers, json.dumps(body).encode())
             return True
         if not received.streaming:
-            body = self._response_body("".join(reply.texts), final=True)
+            body = self._response_body("".join(reply.texts), final=True, thoughts=reply.thoughts)
             headers = [("content-type", "application/json; charset=UTF-8")]
             await _send_full(stream, conn, 200, headers, json.dumps(body).encode())
             return True
         await _send(stream, conn, h11.Response(status_code=200, headers=_SSE_HEADERS))
         for index, text in enumerate(reply.texts):
             final = index == len(reply.texts) - 1 and not reply.hold_open
-            frame = f"data: {json.dumps(self._response_body(text, final=final))}\r\n\r\n"
+            so_far = "".join(reply.texts[: index + 1])
+            chunk = self._response_body(text, final=final, so_far=so_far, thoughts=reply.thoughts)
+            frame = f"data: {json.dumps(chunk)}\r\n\r\n"
             await _send(stream, conn, h11.Data(data=frame.encode()))
         if reply.hold_open:
             await self._wait_for_disconnect(stream)

@@ -236,14 +236,17 @@ class ToolLog:
 def tool_doubles(log: ToolLog) -> list[Tool]:
     """``t.sleep {seconds}``: sleeps, records cancellation; ``t.fail {code, retryable, times}``:
     fails the first ``times`` calls of the step (all when absent), then succeeds;
-    ``t.echo {value}``: returns it; ``t.delta {text}``: emits a delta."""
+    ``t.echo {value}``: returns it; ``t.delta {text}``: emits a delta;
+    ``t.check {value}``: fails (``bad``) when value starts with "bad", fails retryably on
+    the first call when it starts with "flaky", else returns it.
+    ``t.sleep`` also takes ``seconds`` as a numeric string (a templated item)."""
 
     async def sleep(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
         log.started.append(ctx.step_id)
         log.running += 1
         log.max_running = max(log.max_running, log.running)
         try:
-            await trio.sleep(args["seconds"])
+            await trio.sleep(float(args["seconds"]))
         except trio.Cancelled:
             log.cancelled.append(ctx.step_id)
             raise
@@ -265,6 +268,16 @@ def tool_doubles(log: ToolLog) -> list[Tool]:
         await trio.lowlevel.checkpoint()
         return {"value": args["value"]}
 
+    async def check(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
+        await trio.lowlevel.checkpoint()
+        count = log.calls[ctx.step_id] = log.calls.get(ctx.step_id, 0) + 1
+        value = str(args["value"])
+        if value.startswith("bad"):
+            raise ToolError("bad", f"bad value {value}")
+        if value.startswith("flaky") and count == 1:
+            raise ToolError("flaky", "try again", retryable=True)
+        return {"value": value, "calls": count}
+
     async def delta(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
         ctx.emit_delta(args["text"])
         await trio.lowlevel.checkpoint()
@@ -275,7 +288,11 @@ def tool_doubles(log: ToolLog) -> list[Tool]:
         Tool(
             "t.sleep",
             "sleeps",
-            {**obj, "properties": {"seconds": {"type": "number"}}, "required": ["seconds"]},
+            {
+                **obj,
+                "properties": {"seconds": {"type": ["number", "string"]}},
+                "required": ["seconds"],
+            },
             obj,
             timeout_s=60,
             retries=0,
@@ -292,6 +309,16 @@ def tool_doubles(log: ToolLog) -> list[Tool]:
             run=echo,
         ),
         Tool("t.delta", "deltas", obj, obj, timeout_s=60, retries=0, run=delta),
+        Tool(
+            "t.check",
+            "checks",
+            {**obj, "properties": {"value": {}}, "required": ["value"]},
+            obj,
+            timeout_s=60,
+            retries=1,
+            run=check,
+            transient_errors=True,
+        ),
     ]
 
 

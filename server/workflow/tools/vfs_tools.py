@@ -182,6 +182,7 @@ async def _search(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
         matches.extend({"path": meta.path, "line": n, "text": line} for n, line in hits)
     return {
         "matches": matches,
+        "files": list(dict.fromkeys(m["path"] for m in matches)),  # for_each over files
         "files_scanned": scanned_files,
         "bytes_scanned": scanned_bytes,
         "truncated": truncated,
@@ -261,7 +262,8 @@ def vfs_tools() -> list[Tool]:
                 "Search file contents with an RE2 regular expression (no backreferences or "
                 "lookaround), line by line. Bounded: "
                 f"{SEARCH_MAX_FILES} files, {SEARCH_MAX_BYTES} bytes, {SEARCH_MAX_MATCHES} "
-                "matches; `truncated` tells when a bound was hit."
+                "matches; `truncated` tells when a bound was hit. `files` lists the matching "
+                "paths once each (fan out over it to change every matching file)."
             ),
             args_schema=_obj(
                 {
@@ -283,6 +285,11 @@ def vfs_tools() -> list[Tool]:
                                 "text": {"type": "string"},
                             },
                         },
+                    },
+                    "files": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "the paths with a match, each once, in order",
                     },
                     "files_scanned": {"type": "integer"},
                     "bytes_scanned": {"type": "integer"},
