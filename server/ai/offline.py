@@ -1,9 +1,13 @@
-"""The offline provider: deterministic rules and templates, no network, no key.
+"""The offline provider: exact operations only, no network, no key.
 
-The default when no Gemini key is configured, so ``stretto serve`` handles prompts on a
-fresh machine. It works from the call's ``hints`` (see ``server.ai.provider.Hints``):
-``task`` = ``intent`` (rules), ``plan`` (templates), ``generate`` / ``edit`` (text
-templates). ``latency_s`` simulates a model's latency once per call (benchmarks; default 0).
+The default when no Gemini key is configured. It never fakes work. It works from the call's
+``hints`` (see ``server.ai.provider.Hints``):
+- ``task=intent`` / ``plan``: the grammar of ``server.ai.offline_rules``; a request it cannot
+  carry out exactly raises ``ModelRequired`` (422 ``model_required``) at planning;
+- ``task=edit`` (``ai.edit`` in a user-given plan): exact instructions only, else
+  ``ModelError("model_required")`` and the step fails without writing;
+- ``ai.generate`` in a user-given plan: a deterministic text labelled as a simulation.
+``latency_s`` simulates a model's latency once per call (benchmarks; default 0).
 """
 
 from __future__ import annotations
@@ -63,13 +67,12 @@ class OfflineProvider:
             yield chunk
 
     def text_for(self, *, system: str | None, prompt: str, hints: Hints) -> str:
+        """Raises ``ModelError("model_required")`` for an edit it cannot do exactly."""
         if hints.get("task") == "edit":
             return offline_text.edited(
                 str(hints["path"]), str(hints["content"]), str(hints["instruction"])
             )
-        context = hints.get("context") or {}
-        request = str(hints.get("prompt", prompt))
-        return offline_text.answer(request, system, {str(k): str(v) for k, v in context.items()})
+        return offline_text.simulation(str(hints.get("prompt", prompt)))
 
     async def aclose(self) -> None:
         return None

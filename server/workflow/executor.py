@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from server.backoff import Backoff
-from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
+from server.errors import AppError, InvalidPlan, ModelRequired, StoreUnavailable, ToolError
 from server.store.models import StepStatus
 from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
 from server.workflow.events import bounded_output
@@ -192,6 +192,9 @@ class RunExecutor:
             plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
         except InvalidPlan as exc:
             self.state.end(planning_failed(exc.message, exc.details))
+            return
+        except ModelRequired as exc:  # the offline provider cannot do it: say so by its code
+            self.state.end(planning_failed(exc.message, exc.details, code=exc.code))
             return
         except (AppError, ToolError) as exc:
             self.state.end(planning_failed(str(exc)))
