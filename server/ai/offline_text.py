@@ -36,14 +36,8 @@ _EDITS: list[tuple[str, re.Pattern[str]]] = [
             r"(?:바꿔|변경|교체|치환)" + _KO_END
         ),
     ),
-    (
-        "append",
-        re.compile(
-            rf"(?:append\s+{_TEXT}(?:\s+(?:at|to)\s+the\s+end)?|add\s+{_TEXT}\s+(?:at|to)\s+the\s+"
-            r"(?:end|bottom))",
-            re.I,
-        ),
-    ),
+    ("append", re.compile(rf"append\s+{_TEXT}(?:\s+(?:at|to)\s+the\s+end)?", re.I)),
+    ("append", re.compile(rf"add\s+{_TEXT}\s+(?:at|to)\s+the\s+(?:end|bottom)", re.I)),
     (
         "append",
         re.compile(rf"(?:끝에|마지막에|맨\s*아래에?)\s*{_TEXT}\s*(?:을|를)?\s*추가" + _KO_END),
@@ -52,13 +46,10 @@ _EDITS: list[tuple[str, re.Pattern[str]]] = [
         "append",
         re.compile(rf"{_TEXT}\s*(?:을|를)?\s*(?:끝에|마지막에|맨\s*아래에?)\s*추가" + _KO_END),
     ),
+    ("prepend", re.compile(rf"prepend\s+{_TEXT}", re.I)),
     (
         "prepend",
-        re.compile(
-            rf"(?:prepend\s+{_TEXT}|(?:add|insert)\s+{_TEXT}\s+(?:at|to)\s+the\s+"
-            r"(?:top|beginning|start))",
-            re.I,
-        ),
+        re.compile(rf"(?:add|insert)\s+{_TEXT}\s+(?:at|to)\s+the\s+(?:top|beginning|start)", re.I),
     ),
     ("prepend", re.compile(rf"(?:맨\s*위에|처음에|앞에)\s*{_TEXT}\s*(?:을|를)?\s*추가" + _KO_END)),
     ("prepend", re.compile(rf"{_TEXT}\s*(?:을|를)?\s*(?:맨\s*위에|처음에|앞에)\s*추가" + _KO_END)),

@@ -10,8 +10,9 @@ scanner per family; it is cheap and conservative, not a parser:
   block comments;
 - ``python``: ``#`` comments, single and triple-quoted strings with prefixes; the ``{...}``
   parts of f-strings are code.
-``rename_identifier`` renames whole identifier tokens in code spans only. It is textual:
-``obj.foo`` and ``{foo: 1}`` are renamed too, strings and comments never.
+``rename_identifier`` renames whole identifier tokens in code spans only. It is textual, not
+semantic: ``{foo: 1}`` keys are renamed too; member accesses ``obj.foo`` are not, and strings
+and comments never are.
 """
 
 from __future__ import annotations
@@ -231,16 +232,30 @@ def code_spans(text: str, family: str) -> list[tuple[int, int]]:
     return sorted(scanner.spans)
 
 
+def _is_member(text: str, pos: int) -> bool:
+    """Whether the identifier at ``pos`` follows a ``.`` (``obj.name``; not ``...name``)."""
+    j = pos - 1
+    while j >= 0 and text[j] in " \t\r\n":
+        j -= 1
+    return j >= 0 and text[j] == "." and not (j >= 2 and text[j - 2 : j + 1] == "...")
+
+
 def rename_identifier(text: str, family: str, old: str, new: str) -> tuple[str, int]:
-    """``text`` with every identifier token ``old`` in code renamed to ``new``; the count."""
+    """``text`` with every identifier token ``old`` in code renamed to ``new``; the count.
+
+    Member accesses (``obj.old``) are left alone: ``process.env.PORT`` is not the variable
+    ``PORT``. Object keys and shorthand properties (``{ old }``) are renamed.
+    """
     pattern = re.compile(rf"(?<![A-Za-z0-9_$]){re.escape(old)}(?![A-Za-z0-9_$])")
     parts: list[str] = []
     count = last = 0
     for start, end in code_spans(text, family):
-        renamed, found = pattern.subn(new, text[start:end])
-        parts.append(text[last:start])
-        parts.append(renamed)
-        count += found
-        last = end
+        for match in pattern.finditer(text, start, end):
+            if _is_member(text, match.start()):
+                continue
+            parts.append(text[last : match.start()])
+            parts.append(new)
+            last = match.end()
+            count += 1
     parts.append(text[last:])
     return "".join(parts), count

@@ -150,7 +150,7 @@ def text_tools() -> list[Tool]:
             description=(
                 "Rename the identifier old to new in source code (JS/TS, Python, Go, Rust, "
                 "Java/C/C++/C#/Kotlin/Swift): whole identifier tokens only, never inside "
-                "string literals or comments; member and property names are renamed too. "
+                "string literals or comments, nor after a dot (obj.old); object keys are renamed. "
                 "One file (path) or every file under prefix (default: the whole project). "
                 "Other files are listed as skipped."
             ),
