@@ -100,7 +100,8 @@ def _resolved(prompt: str, files: Sequence[str]) -> Operation | None:
 
 
 def classify(prompt: str, files: Sequence[str]) -> dict[str, Any]:
-    """The intent of ``prompt``: ``{intent, confidence, summary, targets}``."""
+    """The intent of ``prompt``: ``{intent, confidence, summary, targets}``; ``targets`` are
+    the paths the plan works on."""
     op = _resolved(prompt, files)
     if op is None:
         return {
@@ -109,7 +110,11 @@ def classify(prompt: str, files: Sequence[str]) -> dict[str, Any]:
             "summary": "Needs a language model: the offline provider cannot do this exactly.",
             "targets": [],
         }
-    targets = [t for t in (*op.targets, op.dest) if t]
+    targets: list[str] = []
+    for _, _, args in _steps(op, files):
+        for key in ("path", "prefix", "from", "to"):
+            if args.get(key) and args[key] not in targets:
+                targets.append(args[key])
     return {
         "intent": _INTENTS[op.kind],
         "confidence": 0.95,
@@ -124,6 +129,9 @@ def re2_escape(text: str) -> str:
 
 
 def _scope(target: str) -> dict[str, str]:
+    """The ``path`` or ``prefix`` arg of a target; ``{}`` (the whole project) for ``""``."""
+    if not target:
+        return {}
     return {"prefix": target} if target.endswith("/") else {"path": target}
 
 

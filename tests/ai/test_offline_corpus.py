@@ -123,51 +123,107 @@ CORPUS: list[Case] = [
     # searches
     Case('find "TODO" in src/', unchanged, matches("TODO", "src/"), {"vfs.search"}),
     Case('"TODO" 검색해줘', unchanged, matches("TODO"), {"vfs.search"}),
-    Case('search for regex "app\\.(get|use)\\("', unchanged, matches(r"app\.(get|use)\("), {"vfs.search"}),
-    Case('routes 폴더에서 "res.json" 찾아줘', unchanged, matches(r"res\.json", "src/routes/"), {"vfs.search"}),
+    Case(
+        'search for regex "app\\.(get|use)\\("',
+        unchanged,
+        matches(r"app\.(get|use)\("),
+        {"vfs.search"},
+    ),
+    Case(
+        'routes 폴더에서 "res.json" 찾아줘',
+        unchanged,
+        matches(r"res\.json", "src/routes/"),
+        {"vfs.search"},
+    ),
     Case("where is formatName used?", unchanged, matches("formatName"), {"vfs.search"}),
     # replaces of quoted text
-    Case('replace "3000" with "8080" in src/config.js', edit("src/config.js", "3000", "8080", 1),
-         tools={"text.replace"}),
-    Case('README.md에서 "npm start"를 "npm run dev"로 바꿔줘',
-         edit("README.md", "npm start", "npm run dev", 1), tools={"text.replace"}),
-    Case('Please replace "res.json" with "res.send" in src/routes/',
-         chain(edit("src/routes/users.js", "res.json", "res.send", 2),
-               edit("src/routes/posts.js", "res.json", "res.send", 1)), tools={"text.replace"}),
+    Case(
+        'replace "3000" with "8080" in src/config.js',
+        edit("src/config.js", "3000", "8080", 1),
+        tools={"text.replace"},
+    ),
+    Case(
+        'README.md에서 "npm start"를 "npm run dev"로 바꿔줘',
+        edit("README.md", "npm start", "npm run dev", 1),
+        tools={"text.replace"},
+    ),
+    Case(
+        'Please replace "res.json" with "res.send" in src/routes/',
+        chain(
+            edit("src/routes/users.js", "res.json", "res.send", 2),
+            edit("src/routes/posts.js", "res.json", "res.send", 1),
+        ),
+        tools={"text.replace"},
+    ),
     # identifier renames across files: not inside strings or comments, not in Markdown
-    Case("rename getUser to fetchUser across the project",
-         chain(edit("src/app.js", "{ getUser,", "{ fetchUser,", 1),
-               edit("src/app.js", ", getUser)", ", fetchUser)", 1),
-               edit("src/routes/users.js", "function getUser(", "function fetchUser(", 1),
-               edit("src/routes/users.js", "{ getUser,", "{ fetchUser,", 1)),
-         tools={"code.rename"}),
-    Case("rename the function formatName to formatFullName in src/",
-         chain(edit("src/routes/users.js", "formatName", "formatFullName", 3),
-               edit("src/utils.js", "formatName", "formatFullName", 2)), tools={"code.rename"}),
-    Case("src/에서 isEmpty를 isBlank로 이름 바꿔줘", edit("src/utils.js", "isEmpty", "isBlank", 2),
-         tools={"code.rename"}),
-    Case("`PORT` 변수 이름을 `HTTP_PORT`로 바꿔줘",
-         chain(edit("src/app.js", "PORT", "HTTP_PORT", 3),
-               edit("src/config.js", "const PORT", "const HTTP_PORT", 1),  # not process.env.PORT
-               edit("src/config.js", "{ PORT }", "{ HTTP_PORT }", 1)), tools={"code.rename"}),
+    Case(
+        "rename getUser to fetchUser across the project",
+        chain(
+            edit("src/app.js", "{ getUser,", "{ fetchUser,", 1),
+            edit("src/app.js", ", getUser)", ", fetchUser)", 1),
+            edit("src/routes/users.js", "function getUser(", "function fetchUser(", 1),
+            edit("src/routes/users.js", "{ getUser,", "{ fetchUser,", 1),
+        ),
+        tools={"code.rename"},
+    ),
+    Case(
+        "rename the function formatName to formatFullName in src/",
+        chain(
+            edit("src/routes/users.js", "formatName", "formatFullName", 3),
+            edit("src/utils.js", "formatName", "formatFullName", 2),
+        ),
+        tools={"code.rename"},
+    ),
+    Case(
+        "src/에서 isEmpty를 isBlank로 이름 바꿔줘",
+        edit("src/utils.js", "isEmpty", "isBlank", 2),
+        tools={"code.rename"},
+    ),
+    Case(
+        "`PORT` 변수 이름을 `HTTP_PORT`로 바꿔줘",
+        chain(
+            edit("src/app.js", "PORT", "HTTP_PORT", 3),
+            edit("src/config.js", "const PORT", "const HTTP_PORT", 1),  # not process.env.PORT
+            edit("src/config.js", "{ PORT }", "{ HTTP_PORT }", 1),
+        ),
+        tools={"code.rename"},
+    ),
     # moves, deletes, lists
-    Case("move src/utils.js to src/lib/utils.js", move("src/utils.js", "src/lib/utils.js"),
-         tools={"vfs.move"}),
-    Case("README.md를 docs/README.md로 옮겨줘", move("README.md", "docs/README.md"),
-         tools={"vfs.move"}),
-    Case("rename docs/api.md to docs/endpoints.md", move("docs/api.md", "docs/endpoints.md"),
-         tools={"vfs.move"}),
+    Case(
+        "move src/utils.js to src/lib/utils.js",
+        move("src/utils.js", "src/lib/utils.js"),
+        tools={"vfs.move"},
+    ),
+    Case(
+        "README.md를 docs/README.md로 옮겨줘",
+        move("README.md", "docs/README.md"),
+        tools={"vfs.move"},
+    ),
+    Case(
+        "rename docs/api.md to docs/endpoints.md",
+        move("docs/api.md", "docs/endpoints.md"),
+        tools={"vfs.move"},
+    ),
     Case("delete test/app.test.js", delete("test/app.test.js"), tools={"vfs.delete"}),
     Case("utils.js 파일 삭제해줘", delete("src/utils.js"), tools={"vfs.delete"}),
     Case("list the files in src/", unchanged, listed("src/"), {"vfs.list"}),
     Case("파일 목록 보여줘", unchanged, listed(""), {"vfs.list"}),
     # files whose content the prompt gives
-    Case('create docs/changelog.md containing "# Changelog"',
-         create("docs/changelog.md", "# Changelog\n"), tools={"vfs.write"}),
-    Case(f"create src/health.js with:\n```js\n{HEALTH_JS}```", create("src/health.js", HEALTH_JS),
-         tools={"vfs.write"}),
-    Case('notes/todo.md 파일을 "배포 전에 테스트하기" 내용으로 만들어줘',
-         create("notes/todo.md", "배포 전에 테스트하기\n"), tools={"vfs.write"}),
+    Case(
+        'create docs/changelog.md containing "# Changelog"',
+        create("docs/changelog.md", "# Changelog\n"),
+        tools={"vfs.write"},
+    ),
+    Case(
+        f"create src/health.js with:\n```js\n{HEALTH_JS}```",
+        create("src/health.js", HEALTH_JS),
+        tools={"vfs.write"},
+    ),
+    Case(
+        'notes/todo.md 파일을 "배포 전에 테스트하기" 내용으로 만들어줘',
+        create("notes/todo.md", "배포 전에 테스트하기\n"),
+        tools={"vfs.write"},
+    ),
     # structural summaries
     Case("summarize the project", unchanged, summarized, {"project.summary"}),
     Case("프로젝트 요약해줘", unchanged, summarized, {"project.summary"}),
@@ -184,7 +240,7 @@ CORPUS: list[Case] = [
     Case("users.js에 입력 검증 추가해줘"),
     Case("README를 더 자세하게 써줘"),
     Case("모든 핸들러에 에러 처리 추가해줘"),
-]  # fmt: skip
+]
 
 
 async def upload(client: httpx.AsyncClient, user: AuthedUser, pid: str) -> None:
