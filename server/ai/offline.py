@@ -12,8 +12,9 @@ The default when no Gemini key is configured. It never fakes work. It works from
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -22,6 +23,17 @@ from server.errors import ModelError
 
 if TYPE_CHECKING:
     from server.ai.provider import Hints
+
+
+_cpu_limiter = trio.CapacityLimiter(2)
+T = TypeVar("T")
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Parsing a 20k-character request or rewriting a file is CPU work: off the event loop."""
+    return await trio.to_thread.run_sync(
+        partial(fn, *args, **kwargs), limiter=_cpu_limiter, abandon_on_cancel=True
+    )
 
 
 class OfflineProvider:
@@ -46,12 +58,15 @@ class OfflineProvider:
         request = str(hints.get("prompt", prompt))
         task = hints.get("task")
         if task == "intent":
-            return offline_rules.classify(request, files)
+            return await _in_thread(offline_rules.classify, request, files)
         if task == "plan":
             intent = hints.get("intent")
-            if not isinstance(intent, Mapping):
-                intent = offline_rules.classify(request, files)
-            return offline_rules.plan_for(intent, request, files)
+            return await _in_thread(
+                offline_rules.plan_for,
+                intent if isinstance(intent, Mapping) else {},
+                request,
+                files,
+            )
         raise ModelError(
             "model_unsupported",
             f"The offline provider cannot answer a structured request of task {task!r}.",
@@ -61,7 +76,7 @@ class OfflineProvider:
         self, *, system: str | None, prompt: str, hints: Hints | None = None
     ) -> AsyncGenerator[str, None]:
         await self._latency()
-        text = self.text_for(system=system, prompt=prompt, hints=hints or {})
+        text = await _in_thread(self.text_for, system=system, prompt=prompt, hints=hints or {})
         for chunk in offline_text.chunks(text, self.words_per_chunk):
             await trio.lowlevel.checkpoint()
             yield chunk

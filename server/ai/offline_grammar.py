@@ -29,6 +29,9 @@ from server.ai.offline_tokens import Tokens, tokenize
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+MAX_SKELETON = 400
+"""Longest request, quoted text and fenced blocks aside, that can be an exact operation: the
+forms are short sentences, and a bound keeps matching cheap whatever the user sends."""
 IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 
@@ -400,7 +403,7 @@ def _build(kind: str, match: re.Match[str], tokens: Tokens) -> Operation | None:
 def parse(prompt: str, files: Sequence[str]) -> Operation | None:
     """The operation the whole of ``prompt`` asks for, or None (a model is needed)."""
     tokens = tokenize(prompt, files)
-    if "⟨URL⟩" in tokens.skeleton:
+    if "⟨URL⟩" in tokens.skeleton or len(tokens.skeleton) > MAX_SKELETON:
         return None
     text = normalize(tokens.skeleton)
     for kind, pattern in _COMPILED:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from server.ai.offline_grammar import normalize
+from server.ai.offline_grammar import MAX_SKELETON, normalize
 from server.ai.offline_tokens import Tokens, tokenize
 from server.errors import ModelError
 
@@ -66,7 +66,7 @@ def _text(group: str, tokens: Tokens) -> str:
 def edited(path: str, content: str, instruction: str) -> str:
     """``content`` after an exact instruction; ``ModelError("model_required")`` otherwise."""
     tokens = tokenize(instruction, [])
-    text = normalize(tokens.skeleton)
+    text = normalize(tokens.skeleton) if len(tokens.skeleton) <= MAX_SKELETON else ""
     for kind, pattern in _EDITS:
         match = pattern.fullmatch(text)
         if match is None:

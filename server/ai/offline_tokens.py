@@ -21,7 +21,7 @@ from server.errors import InvalidPath
 from server.vfs.paths import validate_path
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Sequence, Set
 
 _FENCE_RE = re.compile(r"```[^\n`]*\n(?P<body>.*?)```", re.S)
 _QUOTE_RE = re.compile(
@@ -29,10 +29,11 @@ _QUOTE_RE = re.compile(
     r"|`(?P<b>[^`\n]+)`"
 )
 _WORD_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
-_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+_URL_RE = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _EXT_RE = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,9}$")
 _BEFORE_FOLDER = re.compile(r"(?:\b(?:in|under|inside|within|from|into|to)\s+(?:the\s+)?)$", re.I)
 _AFTER_FOLDER = re.compile(r"^\s*(?:folder|directory|dir|폴더|디렉터리|디렉토리)")
+_WINDOW = 24  # characters around a word that tell whether it names a folder
 _AFTER_PARTICLE = re.compile(r"^(?:에서|안에서|안의|의\s)")
 
 
@@ -54,28 +55,42 @@ def is_valid_path(path: str) -> bool:
     return True
 
 
-def _is_folder(name: str, files: Sequence[str]) -> bool:
-    folder = name.rstrip("/") + "/"
-    return any(f.startswith(folder) or "/" + folder in f for f in files)
+def folder_names(files: Sequence[str]) -> frozenset[str]:
+    """Every folder of ``files`` (``src/routes/``) and every folder's name (``routes/``)."""
+    names: set[str] = set()
+    for path in files:
+        parts = path.split("/")[:-1]
+        for i, part in enumerate(parts):
+            names.add("/".join(parts[: i + 1]) + "/")
+            names.add(part + "/")
+    return frozenset(names)
 
 
-def _path_of(word: str, before: str, after: str, files: Sequence[str]) -> str | None:
+def _path_of(word: str, before: str, after: str, known: Set[str], folders: Set[str]) -> str | None:
     """``word`` as a path or folder (ending in ``/``), or None when it is a plain word."""
     if word.endswith("/"):
         return word if is_valid_path(word.rstrip("/")) else None
-    if word in files:
+    if word in known:
         return word
     if "/" in word or _EXT_RE.search(word):
         return word if is_valid_path(word) else None
     near_folder = _BEFORE_FOLDER.search(before) or _AFTER_FOLDER.match(after)
-    if (near_folder or _AFTER_PARTICLE.match(after)) and _is_folder(word, files):
+    if (near_folder or _AFTER_PARTICLE.match(after)) and word + "/" in folders:
         return word + "/"
     return None
 
 
 def tokenize(prompt: str, files: Sequence[str]) -> Tokens:
-    """The request with fences, quoted texts and paths replaced by placeholders."""
+    """The request with fences, quoted texts and paths replaced by placeholders.
+
+    A request that holds the placeholder brackets itself gets the skeleton ``⟨INVALID⟩``,
+    which no form matches (its brackets would be taken for placeholders).
+    """
     tokens = Tokens(skeleton="")
+    known, folders = frozenset(files), folder_names(files)
+    if "⟨" in prompt or "⟩" in prompt:
+        tokens.skeleton = "⟨INVALID⟩"
+        return tokens
 
     def fence(match: re.Match[str]) -> str:
         tokens.fences.append(match.group("body"))
@@ -85,7 +100,7 @@ def tokenize(prompt: str, files: Sequence[str]) -> Tokens:
         backticked = match.group("b")
         if backticked is not None:
             inner = backticked.strip()
-            pathlike = inner in files or "/" in inner or _EXT_RE.search(inner)
+            pathlike = inner in known or "/" in inner or _EXT_RE.search(inner)
             if pathlike and is_valid_path(inner.rstrip("/")):
                 tokens.paths.append(inner)
                 return f"⟨P{len(tokens.paths) - 1}⟩"
@@ -111,7 +126,8 @@ def tokenize(prompt: str, files: Sequence[str]) -> Tokens:
             word, end = word[:-1], end - 1
         if not word:
             continue
-        path = _path_of(word, text[:start], text[end:], files)
+        window = text[max(0, start - _WINDOW) : start], text[end : end + _WINDOW]
+        path = _path_of(word, *window, known, folders)
         if path is None:
             continue
         tokens.paths.append(path)

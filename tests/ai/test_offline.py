@@ -84,6 +84,7 @@ NEEDS_A_MODEL = [
     "foo를 bar로 바꿔줘",  # bare words, no 이름: ambiguous, not guessed
     "see https://example.com/a.md and delete it",
     "hello there",
+    "⟨Q0⟩ 검색해줘",  # the grammar's own placeholder brackets are refused, not interpreted
 ]
 
 
