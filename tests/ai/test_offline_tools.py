@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from server.ai.offline import OfflineProvider
 from server.errors import ToolError
+from server.workflow.tools.ai_tools import ai_tools
 from server.workflow.tools.code_scan import rename_identifier
 from server.workflow.tools.defaults import default_registry
 from tests.ai.offline_project import PROJECT
@@ -164,3 +166,19 @@ async def test_project_summary_of_one_file(project: Project) -> None:
         }
     ]
     assert out["text"].startswith("1 files, ")
+
+
+async def test_offline_ai_edit_in_a_given_plan_never_guesses(project: Project) -> None:
+    """A free-form instruction fails the step with model_required; the file is untouched."""
+    edit = {tool.name: tool for tool in ai_tools()}["ai.edit"]
+    await project.put("src/utils.js", PROJECT["src/utils.js"])
+    context = project.context(OfflineProvider())
+    for instruction in ("refactor this to use arrow functions", "make it uppercase"):
+        with pytest.raises(ToolError) as caught:
+            await edit.run(context, {"path": "src/utils.js", "instruction": instruction})
+        assert caught.value.code == "model_required"
+        assert not caught.value.retryable
+    assert await project.text("src/utils.js") == PROJECT["src/utils.js"]
+    out = await edit.run(context, {"path": "src/utils.js", "instruction": 'append "// end"'})
+    assert out["changed"] is True
+    assert await project.text("src/utils.js") == PROJECT["src/utils.js"] + "// end\n"
