@@ -184,6 +184,28 @@ def test_other_edit_instructions_need_a_model(instruction: str) -> None:
     assert not caught.value.retryable
 
 
+_WORDS = st.sampled_from(
+    ["rename", "to", "in", "find", "delete", "src/", "a.js", '"x"', "'y'", "`z`", "를", "로",
+     "이름", "바꿔줘", "삭제해줘", "```\nq\n```", "with", "containing", "⟨Q0⟩", "and", ","]
+)  # fmt: skip
+
+
+@given(st.one_of(st.text(), st.lists(_WORDS, max_size=12).map(" ".join)))
+def test_any_request_parses_or_needs_a_model_never_crashes(prompt: str) -> None:
+    operation = parse(prompt, FILES)
+    if operation is None:
+        with pytest.raises(ModelRequired):
+            offline_rules.plan_for({}, prompt, FILES)
+    else:
+        assert offline_rules.plan_for({}, prompt, FILES)["steps"]
+    error: ModelError | None = None
+    try:
+        offline_text.edited("f.txt", "x\n", prompt)
+    except ModelError as exc:
+        error = exc
+    assert error is None or error.code == "model_required"
+
+
 @given(st.text())
 def test_chunks_give_the_text_back(text: str) -> None:
     assert "".join(offline_text.chunks(text)) == text
