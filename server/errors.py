@@ -144,6 +144,17 @@ class UnsupportedMediaType(AppError):
     default_message = "The request body must be application/json."
 
 
+class ModelRequired(AppError):
+    """The request needs a language model: the offline provider cannot do it exactly."""
+
+    status = 422
+    code = "model_required"
+    default_message = (
+        "This request needs a language model: the offline provider does only what it can do "
+        "exactly. Configure Gemini with STRETTO_GEMINI_API_KEY (or --gemini-api-key)."
+    )
+
+
 class RateLimited(AppError):
     status = 429
     code = "rate_limited"

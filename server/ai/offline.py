@@ -1,15 +1,20 @@
-"""The offline provider: deterministic rules and templates, no network, no key.
+"""The offline provider: exact operations only, no network, no key.
 
-The default when no Gemini key is configured, so ``stretto serve`` handles prompts on a
-fresh machine. It works from the call's ``hints`` (see ``server.ai.provider.Hints``):
-``task`` = ``intent`` (rules), ``plan`` (templates), ``generate`` / ``edit`` (text
-templates). ``latency_s`` simulates a model's latency once per call (benchmarks; default 0).
+The default when no Gemini key is configured. It never fakes work. It works from the call's
+``hints`` (see ``server.ai.provider.Hints``):
+- ``task=intent`` / ``plan``: the grammar of ``server.ai.offline_rules``; a request it cannot
+  carry out exactly raises ``ModelRequired`` (422 ``model_required``) at planning;
+- ``task=edit`` (``ai.edit`` in a user-given plan): exact instructions only, else
+  ``ModelError("model_required")`` and the step fails without writing;
+- ``ai.generate`` in a user-given plan: a deterministic text labelled as a simulation.
+``latency_s`` simulates a model's latency once per call (benchmarks; default 0).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -18,6 +23,17 @@ from server.errors import ModelError
 
 if TYPE_CHECKING:
     from server.ai.provider import Hints
+
+
+_cpu_limiter = trio.CapacityLimiter(2)
+T = TypeVar("T")
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Parsing a 20k-character request or rewriting a file is CPU work: off the event loop."""
+    return await trio.to_thread.run_sync(
+        partial(fn, *args, **kwargs), limiter=_cpu_limiter, abandon_on_cancel=True
+    )
 
 
 class OfflineProvider:
@@ -42,12 +58,15 @@ class OfflineProvider:
         request = str(hints.get("prompt", prompt))
         task = hints.get("task")
         if task == "intent":
-            return offline_rules.classify(request, files)
+            return await _in_thread(offline_rules.classify, request, files)
         if task == "plan":
             intent = hints.get("intent")
-            if not isinstance(intent, Mapping):
-                intent = offline_rules.classify(request, files)
-            return offline_rules.plan_for(intent, request, files)
+            return await _in_thread(
+                offline_rules.plan_for,
+                intent if isinstance(intent, Mapping) else {},
+                request,
+                files,
+            )
         raise ModelError(
             "model_unsupported",
             f"The offline provider cannot answer a structured request of task {task!r}.",
@@ -57,19 +76,18 @@ class OfflineProvider:
         self, *, system: str | None, prompt: str, hints: Hints | None = None
     ) -> AsyncGenerator[str, None]:
         await self._latency()
-        text = self.text_for(system=system, prompt=prompt, hints=hints or {})
+        text = await _in_thread(self.text_for, system=system, prompt=prompt, hints=hints or {})
         for chunk in offline_text.chunks(text, self.words_per_chunk):
             await trio.lowlevel.checkpoint()
             yield chunk
 
     def text_for(self, *, system: str | None, prompt: str, hints: Hints) -> str:
+        """Raises ``ModelError("model_required")`` for an edit it cannot do exactly."""
         if hints.get("task") == "edit":
             return offline_text.edited(
                 str(hints["path"]), str(hints["content"]), str(hints["instruction"])
             )
-        context = hints.get("context") or {}
-        request = str(hints.get("prompt", prompt))
-        return offline_text.answer(request, system, {str(k): str(v) for k, v in context.items()})
+        return offline_text.simulation(str(hints.get("prompt", prompt)))
 
     async def aclose(self) -> None:
         return None

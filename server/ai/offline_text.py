@@ -1,45 +1,92 @@
-"""The offline provider's text templates: file contents, explanations, edits, answers. Pure.
+"""The offline provider's text: exact edits for ``ai.edit``, a labelled simulation for
+``ai.generate``. Pure and deterministic.
 
-Deterministic: the same request gives the same text, so tests can assert on it.
+``edited`` applies only instructions that say exactly what to write (``replace "a" with
+"b"``, ``append "x"``, ``prepend "x"``, in English or Korean; a fenced block works as the
+quoted text); any other instruction raises ``ModelError("model_required")`` so that the step
+fails and nothing is written. ``simulation`` is what offline ``ai.generate`` streams in a
+user-given plan (benchmarks use it): it says plainly that no model wrote it.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
-from server.ai.offline_rules import literals
-from server.ai.prompts import file_content_target
+from server.ai.offline_grammar import MAX_SKELETON, normalize
+from server.ai.offline_tokens import Tokens, tokenize
+from server.errors import ModelError
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+SIMULATION_LABEL = "[stretto offline simulation: no language model is configured]"
 
-_COMMENT = {
-    ".py": "# {}",
-    ".sh": "# {}",
-    ".rb": "# {}",
-    ".yaml": "# {}",
-    ".yml": "# {}",
-    ".toml": "# {}",
-    ".js": "// {}",
-    ".ts": "// {}",
-    ".tsx": "// {}",
-    ".jsx": "// {}",
-    ".go": "// {}",
-    ".rs": "// {}",
-    ".java": "// {}",
-    ".c": "// {}",
-    ".cpp": "// {}",
-    ".css": "/* {} */",
-    ".md": "<!-- {} -->",
-    ".html": "<!-- {} -->",
-    ".sql": "-- {}",
-}
-_CONTENT_INTRO = re.compile(
-    r"\b(?:containing|contains|with (?:the )?(?:content|text)|saying|that says)\b", re.I
-)
+_TEXT = r"⟨(?P<text>[QF]\d+)⟩"
+_KO_END = r"(?:\s*(?:해|하세요)?\s*(?:줘요|줘|주세요|라|요)?)?"
+_EDITS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "replace",
+        re.compile(
+            r"replace(?:\s+all)?(?:\s+occurrences\s+of)?\s+⟨Q(?P<old>\d+)⟩\s+(?:with|by)\s+"
+            r"⟨Q(?P<new>\d+)⟩",
+            re.I,
+        ),
+    ),
+    (
+        "replace",
+        re.compile(
+            r"⟨Q(?P<old>\d+)⟩\s*(?:을|를)?\s*⟨Q(?P<new>\d+)⟩\s*(?:으로|로)\s*(?:모두\s*)?"
+            r"(?:바꿔|변경|교체|치환)" + _KO_END
+        ),
+    ),
+    ("append", re.compile(rf"append\s+{_TEXT}(?:\s+(?:at|to)\s+the\s+end)?", re.I)),
+    ("append", re.compile(rf"add\s+{_TEXT}\s+(?:at|to)\s+the\s+(?:end|bottom)", re.I)),
+    (
+        "append",
+        re.compile(rf"(?:끝에|마지막에|맨\s*아래에?)\s*{_TEXT}\s*(?:을|를)?\s*추가" + _KO_END),
+    ),
+    (
+        "append",
+        re.compile(rf"{_TEXT}\s*(?:을|를)?\s*(?:끝에|마지막에|맨\s*아래에?)\s*추가" + _KO_END),
+    ),
+    ("prepend", re.compile(rf"prepend\s+{_TEXT}", re.I)),
+    (
+        "prepend",
+        re.compile(rf"(?:add|insert)\s+{_TEXT}\s+(?:at|to)\s+the\s+(?:top|beginning|start)", re.I),
+    ),
+    ("prepend", re.compile(rf"(?:맨\s*위에|처음에|앞에)\s*{_TEXT}\s*(?:을|를)?\s*추가" + _KO_END)),
+    ("prepend", re.compile(rf"{_TEXT}\s*(?:을|를)?\s*(?:맨\s*위에|처음에|앞에)\s*추가" + _KO_END)),
+]
+
+
+def _text(group: str, tokens: Tokens) -> str:
+    if group.startswith("F"):
+        return tokens.fences[int(group[1:])]
+    literal = tokens.literals[int(group[1:])]
+    return literal if literal.endswith("\n") else literal + "\n"
+
+
+def edited(path: str, content: str, instruction: str) -> str:
+    """``content`` after an exact instruction; ``ModelError("model_required")`` otherwise."""
+    tokens = tokenize(instruction, [])
+    text = normalize(tokens.skeleton) if len(tokens.skeleton) <= MAX_SKELETON else ""
+    for kind, pattern in _EDITS:
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        if kind == "replace":
+            old = tokens.literals[int(match.group("old"))]
+            if old:
+                return content.replace(old, tokens.literals[int(match.group("new"))])
+            break
+        added = _text(match.group("text"), tokens)
+        if kind == "prepend":
+            return added + content
+        sep = "" if not content or content.endswith("\n") else "\n"
+        return content + sep + added
+    raise ModelError(
+        "model_required",
+        f"The offline provider cannot apply this instruction to {path} exactly: it needs a "
+        'language model. Offline, ai.edit does only: replace "a" with "b", append "x", '
+        'prepend "x". Configure Gemini with STRETTO_GEMINI_API_KEY.',
+    )
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -47,95 +94,11 @@ def one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def comment(path: str, text: str) -> str:
-    return _COMMENT.get(PurePosixPath(path).suffix.lower(), "# {}").format(text)
-
-
-def _literal_after_intro(prompt: str) -> str | None:
-    """``create a.txt containing "hi"`` -> ``hi``: the first quoted text after the intro word."""
-    intro = _CONTENT_INTRO.search(prompt)
-    if intro is None:
-        return None
-    quoted = literals(prompt[intro.end() :])
-    return quoted[0] if quoted else None
-
-
-def file_content(path: str, prompt: str) -> str:
-    """The content of a new file ``path`` for ``prompt``, from a template by extension."""
-    literal = _literal_after_intro(prompt)
-    if literal is not None:
-        return literal + "\n"
-    request = one_line(prompt)
-    name = PurePosixPath(path).stem
-    suffix = PurePosixPath(path).suffix.lower()
-    if suffix == ".py":
-        return (
-            f'"""{request}"""\n\n\ndef main() -> None:\n    print({name!r})\n\n\n'
-            'if __name__ == "__main__":\n    main()\n'
-        )
-    if suffix in (".js", ".ts", ".jsx", ".tsx"):
-        return f"// {request}\nexport function main() {{\n  return {json.dumps(name)};\n}}\n"
-    if suffix == ".md":
-        title = name.replace("_", " ").replace("-", " ").strip().capitalize() or "Notes"
-        return f"# {title}\n\n{request}\n"
-    if suffix == ".json":
-        return json.dumps({"name": name, "description": request}, indent=2) + "\n"
-    if suffix in (".html", ".htm"):
-        return f"<!doctype html>\n<title>{name}</title>\n<p>{request}</p>\n"
-    return f"{request}\n"
-
-
-def explanation(prompt: str, context: Mapping[str, str]) -> str:
-    """A structural summary of the context files (the offline stand-in for an explanation)."""
-    lines = [f"Offline summary for: {one_line(prompt, 120)}", ""]
-    for path, text in context.items():
-        line_count = len(text.splitlines())
-        names = re.findall(r"^\s*(?:def|class|function|func|fn)\s+([A-Za-z_]\w*)", text, re.M)
-        first = next((one_line(x, 80) for x in text.splitlines() if x.strip()), "(empty)")
-        lines.append(f"- {path}: {line_count} lines, {len(text.encode())} bytes.")
-        lines.append(f"  First line: {first}")
-        if names:
-            lines.append(f"  Defines: {', '.join(names[:20])}")
-    if not context:
-        lines.append("The project has no files to explain.")
-    return "\n".join(lines) + "\n"
-
-
-def edited(path: str, content: str, instruction: str) -> str:
-    """Apply an edit instruction by rules; unrecognised instructions add a comment on top.
-
-    Rules: ``replace "a" with "b"``, ``append "x"``, ``prepend "x"`` (or ``add "x" at the
-    top``), ``uppercase``, ``lowercase``.
-    """
-    text = instruction.lower()
-    quoted = literals(instruction)
-    if "replace" in text and len(quoted) >= 2:
-        return content.replace(quoted[0], quoted[1])
-    if quoted and (
-        "prepend" in text or re.search(r"\b(?:at|to) the (?:top|beginning|start)\b", text)
-    ):
-        return f"{quoted[0]}\n{content}"
-    if quoted and re.search(r"\b(?:append|add|insert)\b", text):
-        sep = "" if not content or content.endswith("\n") else "\n"
-        return f"{content}{sep}{quoted[0]}\n"
-    if re.search(r"\bupper ?case\b", text):
-        return content.upper()
-    if re.search(r"\blower ?case\b", text):
-        return content.lower()
-    return f"{comment(path, 'Edited (offline): ' + one_line(instruction, 160))}\n{content}"
-
-
-def answer(prompt: str, system: str | None, context: Mapping[str, str]) -> str:
-    """Text for ``ai.generate``: file content, an explanation, or a templated answer."""
-    path = file_content_target(system)
-    if path is not None:
-        return file_content(path, prompt)
-    if context:
-        return explanation(prompt, context)
+def simulation(prompt: str) -> str:
+    """The labelled stand-in text of offline ``ai.generate``."""
     return (
-        f"Offline answer to: {one_line(prompt)}\n\n"
-        "This text comes from stretto's offline provider, which works without a model. "
-        "Set STRETTO_GEMINI_API_KEY to get answers from Gemini.\n"
+        f"{SIMULATION_LABEL} This text was not written by a model. Set STRETTO_GEMINI_API_KEY "
+        f"to use Gemini. Request: {one_line(prompt)}\n"
     )
 
 

@@ -1,13 +1,11 @@
 """What stretto tells the model: system prompts, prompt builders and output schemas. Pure.
 
-The offline provider recognises ``FILE_CONTENT_SYSTEM`` (through ``file_content_target``) to
-know that a generation is the content of a file; everything else it reads from hints.
+The offline provider reads none of this: it works from the calls' hints.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,7 +47,6 @@ FILE_CONTENT_SYSTEM = (
     "Write the complete content of the file {path} for the request. "
     "Return only the file content: no commentary, no Markdown code fences."
 )
-_FILE_CONTENT_RE = re.compile(r"Write the complete content of the file (\S+) for the request\.")
 
 EXPLAIN_SYSTEM = (
     "Explain the given project files to a developer: what they do and how they fit "
@@ -76,14 +73,6 @@ INTENT_SCHEMA: dict[str, Any] = {
 
 def file_content_system(path: str) -> str:
     return FILE_CONTENT_SYSTEM.format(path=path)
-
-
-def file_content_target(system: str | None) -> str | None:
-    """The path a ``file_content_system`` prompt asks for, if ``system`` is one."""
-    if not system:
-        return None
-    match = _FILE_CONTENT_RE.search(system)
-    return match.group(1) if match else None
 
 
 def plan_schema(tool_names: Sequence[str], max_steps: int) -> dict[str, Any]:

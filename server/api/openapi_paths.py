@@ -376,6 +376,7 @@ def _operations() -> dict[str, Schema]:
                 errors={
                     400: ["invalid_plan"],
                     404: ["not_found"],
+                    422: ["model_required"],  # the offline provider cannot do it exactly
                     429: ["rate_limited"],  # daily token budget
                     502: ["model_error"],
                     503: ["model_unavailable"],

@@ -75,8 +75,10 @@ def step_cancelled_error(reason: CancelReason) -> dict[str, Any]:
     return {"code": "cancelled", "message": "The step was cancelled.", "reason": reason}
 
 
-def planning_failed(message: str, details: Mapping[str, Any] | None = None) -> Ending:
-    error: dict[str, Any] = {"code": "planning_failed", "message": message}
+def planning_failed(
+    message: str, details: Mapping[str, Any] | None = None, code: str = "planning_failed"
+) -> Ending:
+    error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = dict(details)
     return Ending("failed", error)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import AppError, InvalidPlan, StoreUnavailable, ToolError
+from server.errors import AppError, InvalidPlan, ModelRequired, StoreUnavailable, ToolError
 from server.fairness import acting_as
 from server.store.models import RunStatus, StepStatus
 from server.workflow import fanout
@@ -171,6 +171,9 @@ class RunExecutor:
             plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
         except InvalidPlan as exc:
             self.state.end(planning_failed(exc.message, exc.details))
+            return
+        except ModelRequired as exc:  # the offline provider cannot do it: say so by its code
+            self.state.end(planning_failed(exc.message, exc.details, code=exc.code))
             return
         except (AppError, ToolError) as exc:
             self.state.end(planning_failed(str(exc)))

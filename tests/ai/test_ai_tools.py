@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
+from server.ai.offline_text import SIMULATION_LABEL
 from server.ai.prompts import file_content_system
 from server.config import Settings
 from server.errors import ToolError
@@ -97,7 +98,7 @@ async def test_prompt_budget_of_generate(offline: OfflineProvider, project: Proj
     assert caught.value.code == "prompt_too_large"
 
 
-async def test_offline_generate_writes_file_content(
+async def test_offline_generate_is_a_labelled_simulation(
     offline: OfflineProvider, project: Project
 ) -> None:
     output = await run_tool(
@@ -107,8 +108,8 @@ async def test_offline_generate_writes_file_content(
         prompt='create hello.txt containing "hello world"',
         system=file_content_system("hello.txt"),
     )
-    assert output["text"] == "hello world\n"
-    assert "".join(project.publisher.deltas()) == "hello world\n"
+    assert output["text"].startswith(SIMULATION_LABEL)
+    assert "".join(project.publisher.deltas()) == output["text"]
 
 
 async def test_edit_rewrites_the_file_with_gemini(

@@ -95,7 +95,7 @@ async def test_offline_prompt_creates_the_file(client: httpx.AsyncClient) -> Non
 
     assert run["status"] == "succeeded", run
     assert run["intent"]["intent"] == "create_file"
-    assert [s["tool"] for s in run["plan"]["steps"]] == ["ai.generate", "vfs.write"]
+    assert [s["tool"] for s in run["plan"]["steps"]] == ["vfs.write"]  # exact: no model text
     assert run_event_kinds(events) == [
         "run.created",
         "run.planning",
@@ -106,12 +106,7 @@ async def test_offline_prompt_creates_the_file(client: httpx.AsyncClient) -> Non
     planned = next(data for kind, data in events if kind == "run.planned")
     assert planned["intent"]["intent"] == "create_file"
     assert planned["plan"] == run["plan"]
-    kinds = [kind for kind, _ in events]
-    generate_deltas = [d["text"] for k, d in events if k == "step.delta"]
-    assert "".join(generate_deltas) == "buy milk\n"
-    # deltas arrive between the step's start and its end
-    first_delta = kinds.index("step.delta")
-    assert kinds.index("step.started") < first_delta < kinds.index("step.succeeded")
+    assert not [k for k, _ in events if k == "step.delta"]
     assert await read_file(client, user, pid, "notes/todo.md") == "buy milk\n"
 
 
@@ -128,7 +123,7 @@ async def test_offline_prompt_edits_existing_files(client: httpx.AsyncClient) ->
 
     assert run["status"] == "succeeded", run
     assert run["intent"]["intent"] == "edit_files"
-    assert {s["tool"] for s in run["steps"]} == {"ai.edit"}
+    assert {s["tool"] for s in run["steps"]} == {"text.replace"}
     assert run["metrics"]["max_parallelism"] == 2  # the two edits ran side by side
     assert await read_file(client, user, pid, "src/a.py") == "bar = 1\n"
     assert await read_file(client, user, pid, "src/b.py") == "bar = 1\n"
@@ -142,7 +137,7 @@ async def test_plan_only_runs_nothing(client: httpx.AsyncClient) -> None:
 
     response = await client.post(
         "/api/workflow/plan",
-        json={"project_id": pid, "prompt": "create hello.py"},
+        json={"project_id": pid, "prompt": 'create hello.py containing "print(1)"'},
         headers=user.headers,
     )
 

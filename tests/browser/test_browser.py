@@ -119,8 +119,9 @@ async def test_sigterm_and_restart_lose_nothing_for_plain_and_client_pages(
     browsers: LaunchBrowser,
 ) -> None:  # fmt: skip
     port = free_port()
-    # Slow model calls: the prompt run is still going when SIGTERM comes (default grace).
-    settings = {"cors_origins": site, "offline_latency_ms": 3000}
+    # Slow model calls: the prompt run is still going when SIGTERM comes (default grace). The
+    # offline plan has no model step, so intent and plan take the time (2 x 5 s).
+    settings = {"cors_origins": site, "offline_latency_ms": 5000}
     first = await serve(nursery, backend, tmp_path, port, **settings)
     restarted: ServerProcess | None = None
     try:
@@ -128,7 +129,7 @@ async def test_sigterm_and_restart_lose_nothing_for_plain_and_client_pages(
             user = await register_user(client, password=PASSWORD)
             pid = await create_project(client, user)
             ticket = await mint_ticket(client, user, pid)
-            run_id = await start_run(client, user, pid, "write a README and a CHANGELOG")
+            run_id = await start_run(client, user, pid, 'create README.md containing "# demo"')
         plain = await browsers(f"b-plain-{backend.name}")
         js = await browsers(f"b-client-{backend.name}")
         await plain.open(

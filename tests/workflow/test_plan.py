@@ -156,7 +156,17 @@ def test_templates_render_fields_whole_outputs_and_lists() -> None:
 def test_catalog_lists_the_builtin_tools() -> None:
     catalog = default_registry().catalog()
     names = [t["name"] for t in catalog]
-    assert names == ["vfs.delete", "vfs.list", "vfs.move", "vfs.read", "vfs.search", "vfs.write"]
+    assert names == [
+        "code.rename",
+        "project.summary",
+        "text.replace",
+        "vfs.delete",
+        "vfs.list",
+        "vfs.move",
+        "vfs.read",
+        "vfs.search",
+        "vfs.write",
+    ]
     for entry in catalog:
         assert {
             "name",
