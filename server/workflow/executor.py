@@ -297,7 +297,9 @@ class RunExecutor:
         except ToolError as exc:
             return exc
         except AppError as exc:
-            return ToolError(exc.code, exc.message, retryable=isinstance(exc, StoreUnavailable))
+            return ToolError(
+                exc.code, exc.message, retryable=isinstance(exc, StoreUnavailable) and exc.retryable
+            )
         except Exception as exc:
             log.exception("tool %s crashed in run %s step %s", tool.name, self.run_id, step.id)
             return ToolError("tool_crashed", f"{type(exc).__name__}: {exc}")

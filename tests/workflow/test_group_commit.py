@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from server.errors import StoreUnavailable
+from server.errors import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from server.store.models import RunStatus, StepStatus
 from tests.workflow.conftest import build_harness
 from tests.workflow.doubles import MemoryRunStore
@@ -144,6 +144,21 @@ async def test_a_failed_write_fails_the_run_from_the_stored_state(
     assert run.error["code"] == "internal_error"
     assert all(s.status is not StepStatus.RUNNING for s in run.steps)
     assert h.store.event_data(run.id, "step.cancelled") == []
+    check_event_invariants(h, run.id)
+
+
+@pytest.mark.parametrize("error", [StoreCorrupt("damaged"), SchemaTooNew("newer")])
+async def test_a_store_error_that_will_not_pass_is_not_retried(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock, error: StoreUnavailable
+) -> None:
+    # StoreUnavailable subclasses that say retryable = False (a damaged file, a newer
+    # schema) fail the write at once: retrying them for the whole window helps nobody.
+    store = RecordingStore(fail_on="step.started", error=error)
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([sleep(f"s{i}", 1.0) for i in range(2)])
+    assert store.failures == 1
+    assert run.status is RunStatus.FAILED
     check_event_invariants(h, run.id)
 
 
