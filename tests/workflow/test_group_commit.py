@@ -9,9 +9,10 @@ import trio
 
 from server.errors import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from server.store.models import RunStatus, StepStatus
+from server.workflow.writer import WritePolicy
 from tests.workflow.conftest import build_harness
 from tests.workflow.doubles import MemoryRunStore
-from tests.workflow.test_executor import check_event_invariants, sleep
+from tests.workflow.test_executor import by_id, check_event_invariants, fail, sleep
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -159,6 +160,31 @@ async def test_a_store_error_that_will_not_pass_is_not_retried(
     run = await h.run([sleep(f"s{i}", 1.0) for i in range(2)])
     assert store.failures == 1
     assert run.status is RunStatus.FAILED
+    check_event_invariants(h, run.id)
+
+
+async def test_a_tools_store_outage_is_retried_whatever_the_steps_retries(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # vfs.write during a PostgreSQL restart: the tool's store call answers not_ready. The
+    # step (retries=0) is tried again with backoff; the outage does not decide the run.
+    h = build_harness(tmp_path)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([fail("w", code="not_ready", retryable=True, times=3)])
+    assert run.status is RunStatus.SUCCEEDED
+    assert by_id(run)["w"].attempts == 4
+    check_event_invariants(h, run.id)
+
+
+async def test_a_tools_store_outage_past_the_write_window_fails_the_step(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    h = build_harness(tmp_path)
+    await nursery.start(h.supervisor.run)
+    start = trio.current_time()
+    run = await h.run([fail("w", code="not_ready", retryable=True)])
+    assert run.status is RunStatus.FAILED
+    assert trio.current_time() - start >= WritePolicy().window_s  # retried, then gave up
     check_event_invariants(h, run.id)
 
 
