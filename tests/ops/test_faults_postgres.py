@@ -81,6 +81,8 @@ async def test_restarts_mid_run(
                     await work.wait_running(await work.submit(index))
                     await fault(kind, cluster, url)
                 await work.verify(clients)
+        # The faults were real: the event listener's own connection was lost each time.
+        assert work.server.log().count("event listener connection lost") >= 1
         await work.stop()
     finally:
         work.server.ensure_dead()
