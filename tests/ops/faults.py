@@ -180,14 +180,18 @@ class Workload:
             assert response.status_code in (200, 201), response.text
             self.files[path] = content
 
-    async def submit(self, index: int, expected: str = "succeeded") -> str:
-        body = {"project_id": self.project_id, "plan": run_plan(index)}
+    async def submit(
+        self, index: int, expected: str = "succeeded", plan: dict[str, Any] | None = None
+    ) -> str:
+        """Submit a run (``run_plan(index)`` unless ``plan``) expected to end ``expected``."""
+        body = {"project_id": self.project_id, "plan": plan or run_plan(index)}
         key = {"Idempotency-Key": f"run-{index}"}  # a retried POST is the same run
         response = await self.retried("POST", RUNS, json=body, headers=key)
         assert response.status_code == 202, response.text
         run_id = str(response.json()["id"])
         self.runs[run_id] = expected
-        self.files[f"out/run{index}.txt"] = f"run {index}: done".encode()
+        if plan is None:
+            self.files[f"out/run{index}.txt"] = f"run {index}: done".encode()
         return run_id
 
     async def wait_running(self, run_id: str) -> None:
@@ -225,7 +229,8 @@ class Workload:
             assert live.refusals == [], live.refusals
             assert live.events == replay, "a live client missed or repeated events"
         for run_id, run in finished.items():
-            assert run["status"] == self.runs[run_id], (run, self.server.log())
+            outcome = (run_id, run["status"], run["error"])
+            assert run["status"] == self.runs[run_id], (outcome, self.server.log()[-3000:])
             check_run_log(data for _, _, data in replay if data.get("run_id") == run_id)
         for path, content in self.files.items():
             response = await self.request("GET", f"/api/projects/{self.project_id}/files/{path}")
