@@ -1,9 +1,10 @@
-"""Bad starts on a damaged or too-new SQLite database (slow; issue 11 items 5-7).
+"""Bad starts on a damaged or too-new database (slow; issue 11 items 5-7).
 
 ``stretto serve``, ``check`` and ``migrate`` on a database file with bytes overwritten
 (in its header, in a page in the middle) or migrated by a newer stretto: one line on stderr
 naming the cause (never ``Exceptions from Trio nursery``), exit code 6, and the file left
-byte-identical (nothing repaired, migrated or truncated behind the user's back). The
+byte-identical (nothing repaired, migrated or truncated behind the user's back). A
+PostgreSQL schema newer than the binary: one line, exit code 3. The
 other bad starts (port in use, data dir a file, unreadable, invalid host, PostgreSQL
 unreachable) are in ``tests/cli/test_bad_starts.py``.
 """
@@ -17,6 +18,7 @@ import pytest
 
 from server.runtime.preflight import ExitCode
 from tests.cli.test_bad_starts import one_line, stretto
+from tests.fixtures.postgres import _admin_execute
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,3 +90,22 @@ def test_a_newer_schema_is_refused_in_one_line(
     assert "schema is at migration 99, newer than this stretto knows" in line, line
     assert result.returncode == ExitCode.DATA_DIR_UNUSABLE
     assert path.read_bytes() == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_a_newer_postgres_schema_is_refused_in_one_line(
+    postgres_url: str, tmp_path: Path, command: str
+) -> None:
+    data = tmp_path / "data"
+    migrated = stretto("migrate", "--data-dir", str(data), "--database-url", postgres_url)
+    assert migrated.returncode == 0, migrated.stderr
+    _admin_execute(
+        postgres_url, "INSERT INTO schema_migrations VALUES (99, 'from the future', now())"
+    )
+    result = stretto(
+        command, "--port", "0", "--data-dir", str(data), "--database-url", postgres_url
+    )
+    line = one_line(result)
+    assert "schema is at migration 99, newer than this stretto knows" in line, line
+    assert result.returncode == ExitCode.DATABASE_UNREACHABLE
