@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
-from tests.events.sse_client import open_stream
+from tests.events.sse_client import SSEStream, connect, open_stream, read_head
 from tests.fixtures.server import create_project, register_user
 from tests.ops.process import ServerProcess
 from tests.workflow.invariants import check_run_log
@@ -82,7 +82,8 @@ def proc_status(pid: int) -> tuple[int, int]:
 
 class LiveClient:
     """An SSE reader that reconnects with ``last_event_id`` as an EventSource does. Events
-    with an id are kept in arrival order; a non-200 answer is recorded in ``refusals``."""
+    with an id are kept in arrival order; a non-200 answer is recorded in ``refusals``, a
+    200 with an ended, unchunked body (``retry:``, come back later) in ``told_to_retry``."""
 
     def __init__(self, url: str, project_id: str, headers: dict[str, str]) -> None:
         self.url = url
@@ -91,6 +92,7 @@ class LiveClient:
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.refusals: list[str] = []
         self.connects = 0
+        self.told_to_retry = 0
 
     @property
     def last_id(self) -> int:
@@ -100,22 +102,35 @@ class LiveClient:
         started = False
         while True:
             try:
-                params = {"last_event_id": str(self.last_id)}
-                async with open_stream(self.url, self.project_id, self.headers, params) as stream:
-                    self.connects += 1
-                    if not started:
-                        started = True
-                        task_status.started()
-                    while True:
-                        message = await stream.next()
-                        if message.id is not None:
-                            data = json.loads(message.data)
-                            self.events.append((int(message.id), message.event, data))
-            except AssertionError as exc:  # open_stream: the answer was not 200
-                self.refusals.append(str(exc)[:300])
+                target = f"/api/sse/projects/{self.project_id}?last_event_id={self.last_id}"
+                stream = await connect(self.url, target, self.headers)
+                try:
+                    status, headers, rest = await read_head(stream)
+                    if status != 200:  # an EventSource would give up for good
+                        self.refusals.append(f"{status}: {rest[:200]!r}")
+                    elif headers.get("transfer-encoding") != "chunked":
+                        self.told_to_retry += 1  # 200, `retry:` and an ended stream
+                    else:
+                        sse = SSEStream(stream, status, headers)
+                        sse._wire = rest  # as open_stream does
+                        sse._dechunk()
+                        await sse.started()
+                        self.connects += 1
+                        if not started:
+                            started = True
+                            task_status.started()
+                        await self._read(sse)
+                finally:
+                    await stream.aclose()
             except (EOFError, OSError, trio.BrokenResourceError, trio.TooSlowError):
                 pass  # the stream ended or the connection broke: reconnect
             await trio.sleep(RECONNECT_S)
+
+    async def _read(self, sse: SSEStream) -> None:
+        while True:
+            message = await sse.next()
+            if message.id is not None:
+                self.events.append((int(message.id), message.event, json.loads(message.data)))
 
 
 @dataclass

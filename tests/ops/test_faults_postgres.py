@@ -89,7 +89,8 @@ async def test_restarts_mid_run(
 
 
 async def assert_not_ready(work: Workload, run_id: str) -> None:
-    """While the database is away: 503 ``not_ready`` with ``Retry-After``, no address."""
+    """While the database is away: 503 ``not_ready`` with ``Retry-After``, no address; a
+    stream (re)connect gets 200 with ``retry:`` and an ended stream."""
     for path in ("/api/ready", f"/api/workflow/runs/{run_id}"):
         with trio.fail_after(10):  # the 1 s database deadline, plus slack: never a hang
             response = await work.request("GET", path)
@@ -98,6 +99,10 @@ async def assert_not_ready(work: Workload, run_id: str) -> None:
         assert int(response.headers["Retry-After"]) >= 1
         assert "asyncpg" not in response.text
         assert "127.0.0.1" not in response.text
+    with trio.fail_after(10):  # a stream (re)connect: come back later, never a 503
+        response = await work.request("GET", f"/api/sse/projects/{work.project_id}")
+    assert response.status_code == 200, response.text
+    assert response.text.startswith("retry: ")
 
 
 @pytest.mark.parametrize("how", ["stopped", "frozen"])
