@@ -33,6 +33,7 @@ LIVE_CLIENTS = 3
 REPEATS = 4  # restarts per test: a 1-in-6 failure shows with probability > 50 %
 OUTAGE_S = 8.0  # "PostgreSQL stopped for 20 s" of the issue, shortened (see the docstring)
 FROZEN_S = 5.0
+OUTAGE_LOG_LINES = 80  # the whole server log of one outage test (an 8 s outage: ~40)
 TERMINATE = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
@@ -137,3 +138,7 @@ async def test_database_away_mid_run(
         await work.stop()
     finally:
         work.server.ensure_dead()
+    # The outage is in the log in a few lines, without tracebacks (issue 11 item 11).
+    text = work.server.log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-6000:]
+    assert len(text.splitlines()) < OUTAGE_LOG_LINES, text[-6000:]
