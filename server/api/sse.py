@@ -8,9 +8,12 @@ access token in a URL), answers 404 for a missing or another user's project, and
 redacts them). The subscription is opened here, before the response headers leave, so that
 an event published once the client saw them is delivered. HTTP/1.1 streams get the socket
 fast path of ``server.api.sse_socket``. During shutdown a stream request gets 200 with
-``retry:`` and an empty, ended stream. A user holds at most ``max_streams_per_user`` streams
-in this process (429 ``rate_limited`` past it); a stream counts from its check until its body
-ends, or until the body is dropped unread (collected: ``weakref.finalize``).
+``retry:`` and an empty, ended stream; so does one that meets a database outage
+(a retryable ``StoreUnavailable``: checking the ticket or the project, or the replay), since
+a 503 would make an EventSource give up for good. A user holds at most
+``max_streams_per_user`` streams in this process (429 ``rate_limited`` past it); a stream
+counts from its check until its body ends, or until the body is dropped unread (collected:
+``weakref.finalize``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from quart import Blueprint, Response, request
 from server.api.deps import json_response, read_json, require_user, services
 from server.api.sse_socket import socket_writer_for_current_request
 from server.api.validation import object_schema
-from server.errors import NotFound, RateLimited, Unauthorized, ValidationFailed
+from server.errors import NotFound, RateLimited, StoreUnavailable, Unauthorized, ValidationFailed
 from server.events.sse import parse_last_event_id
 from server.events.stream import StreamOptions, open_event_stream
 
@@ -83,18 +86,28 @@ async def _counted(
         release()
 
 
-def _come_back_later() -> Response:
-    """During shutdown: 200 with a ``retry:`` and an ended stream. Any non-200 would make an
-    EventSource give up for good; this one reconnects (to the next instance) instead."""
-    body = f"retry: {SHUTDOWN_RETRY_MS}\n\n: shutting down\n\n".encode()
+def _come_back_later(why: str = "shutting down") -> Response:
+    """During shutdown or a database outage: 200 with a ``retry:`` and an ended stream. Any
+    non-200 would make an EventSource give up for good; this one reconnects (to the next
+    instance, or once the database is back) instead."""
+    body = f"retry: {SHUTDOWN_RETRY_MS}\n\n: {why}\n\n".encode()
     return Response(body, status=200, headers=STREAM_HEADERS, content_type="text/event-stream")
 
 
 @blueprint.get("/api/sse/projects/<project_id>")
 async def stream_project(project_id: str) -> Response:
-    svc = services()
-    if svc.lifecycle.draining:
+    if services().lifecycle.draining:
         return _come_back_later()
+    try:
+        return await _open_stream(project_id)
+    except StoreUnavailable as exc:
+        if not exc.retryable:  # a damaged database or a newer schema: no retry will help
+            raise
+        return _come_back_later("database unavailable")
+
+
+async def _open_stream(project_id: str) -> Response:
+    svc = services()
     user_id = await _stream_user(project_id)
     if await svc.store.get_project(user_id, project_id) is None:
         raise NotFound("No such project.")

@@ -186,12 +186,60 @@ class _StrettoHandler(logging.StreamHandler[TextIO]):
     """Marks the handler `configure_logging` installed, so a second call replaces it."""
 
 
+DRIVER_LOG_INTERVAL_S = 10.0
+
+
+class DriverLogFilter(logging.Filter):
+    """asyncpg's own records in one line, each distinct line at most once per interval.
+
+    During an outage asyncpg's pool logs a full traceback every time it fails to reopen a
+    connection (``Failed to restore the pool connection floor``): some 30 lines a try. The
+    store already logs its errors rate-limited; this keeps the driver's to one line naming
+    the error (no traceback) and drops repeats within ``interval_s``.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = DRIVER_LOG_INTERVAL_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 256,
+    ) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._clock = clock
+        self._max_keys = max_keys
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("asyncpg"):
+            return True
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            detail = str(error).splitlines()[0] if str(error) else ""
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {detail}".rstrip(": ")
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        key = record.getMessage()
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            return False
+        self._last[key] = now
+        self._last.move_to_end(key)
+        while len(self._last) > self._max_keys:
+            self._last.popitem(last=False)
+        return True
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
     """Send every logger's records to stdout (or ``stream``) in ``settings.log_format`` at
     ``settings.log_level``. Idempotent: replaces the handler a previous call installed and
     leaves other handlers (pytest's capture) alone. Returns the installed handler."""
     handler = _StrettoHandler(sys.stdout if stream is None else stream)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.addFilter(DriverLogFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StrettoHandler)]:
         root.removeHandler(old)

@@ -15,7 +15,7 @@ import socket
 from enum import IntEnum
 from typing import TYPE_CHECKING, TypeVar
 
-from server.errors import SchemaTooNew, StoreCorrupt
+from server.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -27,14 +27,17 @@ class ExitCode(IntEnum):
     OK = 0
     CRASH = 1  # an unexpected error: a traceback, and a bug to report
     BAD_SETTINGS = 2  # a setting is invalid (including a host that cannot be resolved)
-    DATABASE_UNREACHABLE = 3  # PostgreSQL cannot be reached, refuses us, or has no such database
+    # PostgreSQL cannot be reached, refuses us, or has no such database; or the database is
+    # unusable: a damaged SQLite file, a schema newer than this binary
+    DATABASE_UNREACHABLE = 3
     MIGRATIONS_PENDING = 4  # ``check``: the schema needs ``stretto migrate`` (or no database)
     CANNOT_LISTEN = 5  # the listen address is in use or not allowed
     DATA_DIR_UNUSABLE = 6  # the data directory is a file, unreadable or not writable
 
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 unexpected error, 2 invalid settings, 3 database unreachable, "
+    "Exit codes: 0 ok, 1 unexpected error, 2 invalid settings, 3 database unreachable or "
+    "unusable (damaged, newer schema), "
     "4 migrations pending, 5 cannot listen (port in use), 6 data directory unusable."
 )
 
@@ -115,13 +118,16 @@ def check_data_dir(settings: Settings) -> bool:
 def describe_store_failure(settings: Settings, error: BaseException) -> StartupError:
     """The one line for a store that could not be opened (``error`` is ``StoreUnavailable``;
     its ``__cause__`` is the driver's error)."""
-    if isinstance(error, StoreCorrupt | SchemaTooNew):  # reached, but unusable as it is
-        return StartupError(str(error), ExitCode.DATABASE_UNREACHABLE)
     cause = error.__cause__ or error
     if not settings.uses_postgres:
+        path = str(settings.sqlite_path)
+        if isinstance(error, StoreUnavailable) and not error.retryable:
+            # The file is there but cannot be used: damaged, or migrated by a newer stretto.
+            text = str(error)
+            line = text if path in text else f"the SQLite database {path}: {text}"
+            return StartupError(line, ExitCode.DATABASE_UNREACHABLE)
         return StartupError(
-            f"cannot open the SQLite database {settings.sqlite_path}: {cause}",
-            ExitCode.DATA_DIR_UNUSABLE,
+            f"cannot open the SQLite database {path}: {cause}", ExitCode.DATA_DIR_UNUSABLE
         )
     where = postgres_address(settings.database_url or "")
     name = type(cause).__name__

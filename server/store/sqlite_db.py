@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TypeVar
 import trio
 
 from server.errors import AppError, StoreCorrupt, StoreUnavailable
-from server.store.faults import deadline_passed, translate_sqlite
+from server.store.faults import deadline_passed, sqlite_is_corrupt, translate_sqlite
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -157,6 +157,11 @@ class SqliteDatabase:
                     conn.close()
                 if isinstance(exc, StoreCorrupt):
                     raise
+                if sqlite_is_corrupt(exc):  # "file is not a database": a damaged header
+                    raise StoreCorrupt(
+                        f"the SQLite database {path} is damaged ({exc}); "
+                        "restore it from a backup (stretto backup)"
+                    ) from exc
                 raise StoreUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
             return cls(opened[0], opened[1:], timeout_s=timeout_s)
 

@@ -65,6 +65,12 @@ log = logging.getLogger("stretto.workflow")
 STORED_READ_DEADLINE_S = 10.0
 
 
+def is_store_outage(error: ToolError) -> bool:
+    """A tool's call failed because the database could not answer (a retryable
+    ``StoreUnavailable``): not the tool's fault, and not the step's."""
+    return error.retryable and error.code == StoreUnavailable.code
+
+
 class RunExecutor:
     """Executes one run, from planning (prompt runs) to its terminal state."""
 
@@ -313,14 +319,27 @@ class RunExecutor:
         timeout = step.timeout_s if step.timeout_s is not None else tool.timeout_s
         retries = step.retries if step.retries is not None else tool.retries
         retried = 0
+        outage_began: float | None = None
+        outage_failures = 0
         while True:
             outcome = await self._attempt(step, tool, self.state.started[step.id], timeout)
             if not isinstance(outcome, ToolError):
                 return outcome
-            if not outcome.retryable or retried >= retries:
+            if is_store_outage(outcome):
+                # The database failed, not the tool: retried within the run writer's window
+                # whatever the step's retries, so an outage does not decide the run.
+                now = trio.current_time()
+                outage_began = now if outage_began is None else outage_began
+                if now - outage_began >= self.deps.write_policy.window_s:
+                    return outcome
+                outage_failures += 1
+                policy = self.deps.write_policy
+                delay = policy.backoff.delay(outage_failures, None, self.deps.rng)
+            elif not outcome.retryable or retried >= retries:
                 return outcome
-            retried += 1
-            delay = self.deps.step_backoff.delay(retried, outcome.retry_after, self.deps.rng)
+            else:
+                retried += 1
+                delay = self.deps.step_backoff.delay(retried, outcome.retry_after, self.deps.rng)
             await self._commit(
                 self.state.step_retrying(step.id, outcome.to_json(), delay, self.clock.now())
             )
@@ -364,7 +383,9 @@ class RunExecutor:
         except ToolError as exc:
             return exc
         except AppError as exc:
-            return ToolError(exc.code, exc.message, retryable=isinstance(exc, StoreUnavailable))
+            return ToolError(
+                exc.code, exc.message, retryable=isinstance(exc, StoreUnavailable) and exc.retryable
+            )
         except Exception as exc:
             log.exception("tool %s crashed in run %s step %s", tool.name, self.run_id, step.id)
             return ToolError("tool_crashed", f"{type(exc).__name__}: {exc}")

@@ -67,8 +67,12 @@ class WritePolicy:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A store failure that may pass: retry it, and never let it decide a run's fate."""
-    return isinstance(exc, StoreUnavailable | NotReady | trio.TooSlowError)
+    """A store failure that may pass: retry it, and never let it decide a run's fate.
+    A ``StoreUnavailable`` says so itself (``retryable``): a damaged file (``StoreCorrupt``)
+    or a newer schema (``SchemaTooNew``) will not pass."""
+    if isinstance(exc, StoreUnavailable):
+        return exc.retryable
+    return isinstance(exc, NotReady | trio.TooSlowError)
 
 
 @dataclass

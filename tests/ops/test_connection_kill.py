@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
-    # The writer retries the store's transient class (StoreUnavailable). Until the store
-    # translates every asyncpg error (InternalClientError: "cannot switch to state 12;
-    # another operation is in progress", issue 11 item 1, the store branch), a kill that
-    # lands inside a write escapes as a non-transient error. With that translation added
-    # locally the runs survive, but the process itself died silently under this load (issue
-    # 11 item 1, not the workflow's part). Remove this mark when both are merged.
-    pytest.mark.xfail(strict=False, reason="needs the store's complete driver-error translation"),
 ]
 
 LATENCY_MS = 400

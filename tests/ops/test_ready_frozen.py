@@ -2,7 +2,8 @@
 
 They answer 503 ``not_ready`` with ``Retry-After`` once the database deadline passes (not
 after the driver's own timeouts), the message names neither the database address nor
-the driver, and readiness comes back after SIGCONT.
+the driver, and readiness comes back after SIGCONT. A stream (re)connect meanwhile gets 200
+with ``retry:`` and an ended stream (a 503 would make an EventSource give up for good).
 """
 
 from __future__ import annotations
@@ -45,6 +46,24 @@ async def finished_run(client: httpx.AsyncClient, headers: dict[str, str], proje
             await trio.sleep(0.05)
 
 
+async def assert_streams_come_back_later(
+    client: httpx.AsyncClient, headers: dict[str, str], project_id: str, ticket: str
+) -> None:
+    """Bearer and ticket (re)connects of a stream while the database cannot answer."""
+    attempts = [
+        ({"last_event_id": "0"}, headers),
+        ({"ticket": ticket}, {"Last-Event-ID": "3"}),  # the ticket's session is checked
+    ]
+    for params, request_headers in attempts:
+        with trio.fail_after(TIMEOUT_S + 4):
+            response = await client.get(
+                f"/api/sse/projects/{project_id}", params=params, headers=request_headers
+            )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.text == "retry: 1000\n\n: database unavailable\n\n"
+
+
 async def test_ready_answers_503_while_frozen(
     dedicated_cluster: tuple[LocalCluster, str], tmp_path: Path, nursery: trio.Nursery
 ) -> None:
@@ -67,6 +86,10 @@ async def test_ready_answers_503_while_frozen(
             user = await register_user(client)
             project_id = await create_project(client, user)
             run_id = await finished_run(client, user.headers, project_id)
+            minted = await client.post(
+                "/api/sse/tickets", json={"project_id": project_id}, headers=user.headers
+            )
+            assert minted.status_code == 201, minted.text
             cluster.signal(signal.SIGSTOP)
             try:
                 paths = ("/api/ready", f"/api/projects/{project_id}", f"{RUNS}/{run_id}")
@@ -78,6 +101,9 @@ async def test_ready_answers_503_while_frozen(
                     assert int(response.headers["Retry-After"]) >= 1
                     assert str(cluster.port) not in response.text
                     assert "asyncpg" not in response.text
+                await assert_streams_come_back_later(
+                    client, user.headers, project_id, minted.json()["ticket"]
+                )
             finally:
                 cluster.signal(signal.SIGCONT)
             with trio.fail_after(30):

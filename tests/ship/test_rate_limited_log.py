@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from server.errors import StoreUnavailable
-from server.observability.logging import RateLimitedLogger
+from server.observability.logging import DriverLogFilter, RateLimitedLogger
 
 
 class Clock:
@@ -64,3 +64,34 @@ def test_store_unavailable_keeps_the_cause_from_the_client() -> None:
     assert error.body()["error"]["message"] == "The database is unavailable."
     assert "10.0.0.5" not in str(error.body())
     assert "10.0.0.5" in str(error)  # the logs and the CLI see it
+
+
+def _driver_record(name: str = "asyncpg.pool") -> logging.LogRecord:
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+    except ConnectionRefusedError:
+        import sys
+
+        exc_info = sys.exc_info()
+    return logging.LogRecord(
+        name, logging.WARNING, __file__, 1, "Failed to restore the pool connection floor; %s",
+        ("retrying",), exc_info,
+    )  # fmt: skip
+
+
+def test_driver_tracebacks_become_one_rate_limited_line() -> None:
+    clock = Clock()
+    driver_filter = DriverLogFilter(10.0, clock=clock)
+    record = _driver_record()
+    assert driver_filter.filter(record)
+    assert record.exc_info is None  # no traceback: one line naming the error
+    assert record.getMessage() == (
+        "Failed to restore the pool connection floor; retrying: ConnectionRefusedError: "
+        "[Errno 111] Connect call failed ('127.0.0.1', 5432)"
+    )
+    assert not driver_filter.filter(_driver_record())  # a repeat within the interval
+    clock.now = 10.0
+    assert driver_filter.filter(_driver_record())
+    other = _driver_record("stretto.store")
+    assert driver_filter.filter(other)
+    assert other.exc_info is not None  # only asyncpg's records are touched

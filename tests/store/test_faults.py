@@ -155,7 +155,7 @@ async def test_newer_schema_is_refused(backend: BackendConfig) -> None:
         for call in (store.pending_migrations, store.migrate):
             with pytest.raises(SchemaTooNew) as caught:
                 await call()
-            assert "migration 99" in str(caught.value)  # the cause, for logs and the CLI
+            assert "migration 99" in str(caught.value)  # the cause (logs, CLI), not the 503 body
 
 
 async def test_sqlite_lock_wait_has_a_deadline(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from server.errors import StoreUnavailable
+from server.errors import SchemaTooNew, StoreCorrupt, StoreUnavailable
 from server.store.models import RunStatus, StepStatus
+from server.workflow.writer import WritePolicy
 from tests.workflow.conftest import build_harness
 from tests.workflow.doubles import MemoryRunStore
-from tests.workflow.test_executor import check_event_invariants, sleep
+from tests.workflow.test_executor import by_id, check_event_invariants, fail, sleep
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,6 +145,46 @@ async def test_a_failed_write_fails_the_run_from_the_stored_state(
     assert run.error["code"] == "internal_error"
     assert all(s.status is not StepStatus.RUNNING for s in run.steps)
     assert h.store.event_data(run.id, "step.cancelled") == []
+    check_event_invariants(h, run.id)
+
+
+@pytest.mark.parametrize("error", [StoreCorrupt("damaged"), SchemaTooNew("newer")])
+async def test_a_store_error_that_will_not_pass_is_not_retried(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock, error: StoreUnavailable
+) -> None:
+    # StoreUnavailable subclasses that say retryable = False (a damaged file, a newer
+    # schema) fail the write at once: retrying them for the whole window helps nobody.
+    store = RecordingStore(fail_on="step.started", error=error)
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([sleep(f"s{i}", 1.0) for i in range(2)])
+    assert store.failures == 1
+    assert run.status is RunStatus.FAILED
+    check_event_invariants(h, run.id)
+
+
+async def test_a_tools_store_outage_is_retried_whatever_the_steps_retries(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # vfs.write during a PostgreSQL restart: the tool's store call answers not_ready. The
+    # step (retries=0) is tried again with backoff; the outage does not decide the run.
+    h = build_harness(tmp_path)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([fail("w", code="not_ready", retryable=True, times=3)])
+    assert run.status is RunStatus.SUCCEEDED
+    assert by_id(run)["w"].attempts == 4
+    check_event_invariants(h, run.id)
+
+
+async def test_a_tools_store_outage_past_the_write_window_fails_the_step(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    h = build_harness(tmp_path)
+    await nursery.start(h.supervisor.run)
+    start = trio.current_time()
+    run = await h.run([fail("w", code="not_ready", retryable=True)])
+    assert run.status is RunStatus.FAILED
+    assert trio.current_time() - start >= WritePolicy().window_s  # retried, then gave up
     check_event_invariants(h, run.id)
 
 
