@@ -14,7 +14,7 @@ from quart_trio import QuartTrio
 from werkzeug.routing import PathConverter
 
 from server import __version__
-from server.api import auth, client, files, health, projects, sse, workflow
+from server.api import auth, client, console, files, health, projects, sse, workflow
 from server.api.cors import CorsPolicy, install_cors
 from server.api.deps import check_request_target
 from server.api.errors import install_error_handling
@@ -61,7 +61,7 @@ def create_app(services: Services) -> QuartTrio:
     install_request_observability(app, services.metrics)
     install_error_handling(app)
     app.before_request(check_request_target)  # bad %-encoding or NUL: 400 before routes run
-    for module in (health, auth, projects, files, workflow, sse, client):
+    for module in (health, auth, projects, files, workflow, sse, client, console):
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)
     app.asgi_app = fast  # type: ignore[method-assign,assignment]
