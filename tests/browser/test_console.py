@@ -1,0 +1,392 @@
+"""The built-in web console at ``/``, in Debian's headless Chromium, against real
+``stretto serve`` processes on both databases.
+
+The flow is a user's: register, create a project, upload a file, edit it into a conflict,
+preview a prompt's plan, run a plan with simulated model latency (the DAG shows steps
+running in parallel, then all succeeded), cancel a second run mid-way (its running steps
+turn cancelled together), and watch a run across a server restart (the console reconnects
+and ends with the state ``GET /api/workflow/runs/{id}`` reports). Plans are submitted
+explicitly through the prompt box's plan editor: an offline server may refuse to plan
+free-form prompts (422 ``model_required``), which the box must show as a readable error.
+
+Screenshots of every screen land in the folder the run's summary names
+(``$STRETTO_TEST_ARTIFACTS`` or /tmp/stretto-browser-shots).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+
+from server.api.console import CONTENT_SECURITY_POLICY
+from tests.browser.harness import POLL_S, start_stretto
+from tests.fixtures.server import create_project, register_user
+from tests.ops.process import free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.browser.conftest import LaunchBrowser
+    from tests.browser.harness import Browser
+    from tests.fixtures.postgres import BackendConfig
+    from tests.fixtures.server import StartServer
+    from tests.ops.process import ServerProcess
+
+PASSWORD = "correct horse battery"
+HANG_GUARD_S = 90  # fails a hung test; never a timing assertion
+STEP_STATES = "#dag .node"
+
+# Counts what the DAG showed at every DOM change: the most steps running at once, and
+# whether running and cancelled steps were ever on screen together (a cancel that did not
+# land in one render). The console renders once per animation frame, so a DOM change is
+# what a user could have seen.
+WATCH_DAG = """
+const watch = window.__watch = {maxRunning: 0, mixed: false, states: []};
+new MutationObserver(() => {
+  const nodes = [...document.querySelectorAll('#dag .node')];
+  const running = nodes.filter((n) => n.dataset.state === 'running').length;
+  const cancelled = nodes.filter((n) => n.dataset.state === 'cancelled').length;
+  watch.maxRunning = Math.max(watch.maxRunning, running);
+  if (running && cancelled) watch.mixed = true;
+  const conn = document.getElementById('connection');
+  if (watch.states[watch.states.length - 1] !== conn.textContent) watch.states.push(conn.textContent);
+}).observe(document.body, {subtree: true, childList: true, characterData: true,
+  attributes: true, attributeFilter: ['data-state']});
+"""
+
+
+def parallel_plan(width: int, *, tail: bool = True) -> dict[str, Any]:
+    """read -> ``width`` ai.generate steps in parallel (each one model call) -> write."""
+    steps: list[dict[str, Any]] = [
+        {"id": "read", "tool": "vfs.read", "args": {"path": "README.md"}, "needs": []}
+    ]
+    for i in range(width):
+        prompt = f"Part {i} of a summary of: {{{{steps.read.output.content}}}}"
+        steps.append({"id": f"gen{i}", "tool": "ai.generate", "args": {"prompt": prompt}, "needs": ["read"]})  # fmt: skip
+    if tail:
+        content = "{{steps.gen0.output.text}}"
+        steps.append({"id": "write", "tool": "vfs.write", "args": {"path": "SUMMARY.md", "content": content}, "needs": ["gen0", "gen1"]})  # fmt: skip
+    return {"steps": steps}
+
+
+async def wait_js(browser: Browser, condition: str, hang_guard_s: float = HANG_GUARD_S) -> Any:
+    """Poll a JS expression until truthy; its value. Fails with a screenshot on the guard."""
+    with trio.move_on_after(hang_guard_s):
+        while True:
+            value = await browser.js(f"return ({condition})")
+            if value:
+                return value
+            await trio.sleep(POLL_S)
+    await browser.screenshot("timeout")
+    text = await browser.js("return document.getElementById('main').innerText.slice(0, 2000)")
+    raise AssertionError(f"{browser.name}: not {condition!r} in {hang_guard_s}s; page: {text}")
+
+
+async def fill(browser: Browser, selector: str, value: str) -> None:
+    await browser.js(
+        "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
+        "el.dispatchEvent(new Event('input', {bubbles: true}));",
+        selector,
+        value,
+    )
+
+
+async def click(browser: Browser, selector: str) -> None:
+    await wait_js(browser, f"document.querySelector({json.dumps(selector)})")
+    await browser.js(  # dispatched: SVG nodes have no click()
+        "document.querySelector(arguments[0])"
+        ".dispatchEvent(new MouseEvent('click', {bubbles: true, cancelable: true}))",
+        selector,
+    )
+
+
+async def dag_states(browser: Browser) -> dict[str, str]:
+    states = await browser.js(
+        "return Object.fromEntries([...document.querySelectorAll(arguments[0])]"
+        ".map((n) => [n.dataset.step, n.dataset.state]))",
+        STEP_STATES,
+    )
+    assert isinstance(states, dict)
+    return states
+
+
+async def session_headers(browser: Browser) -> dict[str, str]:
+    token = await browser.js(
+        "return JSON.parse(sessionStorage.getItem('stretto.session')).accessToken"
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def run_plan(browser: Browser, plan: dict[str, Any]) -> str:
+    """Write ``plan`` into the prompt box's plan editor and run it; the new run's id."""
+    await click(browser, "#write-plan")
+    await fill(browser, "#plan-json", json.dumps(plan, indent=2))
+    await click(browser, "#run")
+    route = await wait_js(
+        browser, "location.hash.includes('/runs/') && document.querySelector('#dag .node')"
+        " && location.hash",
+    )  # fmt: skip
+    return str(route).rsplit("/", 1)[1]
+
+
+async def get_run(server: ServerProcess, headers: dict[str, str], run_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.get(f"/api/workflow/runs/{run_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def serve(
+    nursery: trio.Nursery, backend: BackendConfig, tmp_path: Path, port: int = 0, **settings: Any
+) -> ServerProcess:
+    return await start_stretto(
+        nursery, backend, tmp_path / "stretto.log", port or free_port(), **settings
+    )
+
+
+# -- the route: headers, cache, the switch ------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no storage involved
+async def test_console_is_served_with_csp_and_etags_and_can_be_switched_off(
+    start_server: StartServer,
+) -> None:
+    server = await start_server()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        index = await client.get("/")
+        assert index.status_code == 200
+        assert index.headers["content-type"] == "text/html; charset=utf-8"
+        assert index.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+        assert "unsafe-inline" not in CONTENT_SECURITY_POLICY
+        assert "<script>" not in index.text  # module scripts by URL only, nothing inline
+        assert 'src="/console/app.js"' in index.text
+        assert index.headers["cache-control"] == "no-cache"
+        etag = index.headers["etag"]
+        again = await client.get("/", headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.content == b""
+        script = await client.get("/console/app.js")
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert '"/client/stretto.js"' in script.text  # the console uses the public client
+        assert script.headers["etag"] != etag
+        style = await client.get("/console/console.css")
+        assert style.headers["content-type"] == "text/css; charset=utf-8"
+        for missing in ("/console/nope.js", "/console/../app.py", "/console/"):
+            response = await client.get(missing)
+            assert response.status_code == 404, missing
+            assert response.json()["error"]["code"] == "not_found"
+    off = await start_server(console=False)
+    async with httpx.AsyncClient(base_url=off.url, timeout=30) as client:
+        for path in ("/", "/console/app.js"):
+            response = await client.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "not_found"
+        assert (await client.get("/client/stretto.js")).status_code == 200
+
+
+# -- the flow -------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_console_register_project_files_parallel_run_and_cancel(
+    backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, browsers: LaunchBrowser
+) -> None:
+    server = await serve(nursery, backend, tmp_path, offline_latency_ms=3000)
+    try:
+        browser = await browsers(f"console-{backend.name}")
+        await browser.open(server.url + "/")
+        await wait_js(browser, "document.getElementById('auth-form')")
+        await browser.screenshot("1-sign-in")
+        errors = await browser.js("return document.querySelectorAll('.error:not([hidden])').length")
+        assert errors == 0
+
+        # register
+        await click(browser, "#auth-toggle")
+        await fill(browser, "#email", f"console-{backend.name}@example.com")
+        await fill(browser, "#password", PASSWORD)
+        await click(browser, "#auth-submit")
+        await wait_js(browser, "document.getElementById('project-list')")
+        headers = await session_headers(browser)
+
+        # projects: create, rename and delete a scratch one, then create the real one
+        await fill(browser, "#new-project", "scratch")
+        await click(browser, "#create-project button[type=submit]")
+        await wait_js(browser, "document.getElementById('file-tree')")
+        await browser.open(server.url + "/#/projects")
+        await click(browser, "#project-list li .rename")
+        await fill(browser, "#project-list li input", "scratch renamed")
+        await click(browser, "#project-list li button[type=submit]")
+        await wait_js(browser, "document.querySelector('#project-list li a')?.textContent === 'scratch renamed'")  # fmt: skip
+        await browser.screenshot("2-projects")
+        await click(browser, "#project-list li .delete")
+        await click(browser, "#project-list li .confirm-delete")
+        await wait_js(browser, "!document.querySelector('#project-list li a')")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            listed = (await client.get("/api/projects", headers=headers)).json()["items"]
+        assert listed == []
+        await fill(browser, "#new-project", "demo")
+        await click(browser, "#create-project button[type=submit]")
+        await wait_js(browser, "document.getElementById('file-tree')")
+        pid = str(await browser.js("return location.hash.split('/')[2]"))
+
+        # upload a file; it shows in the tree and the viewer
+        readme = tmp_path / "README.md"
+        readme.write_text("# Demo\n\nA small project for the console test.\n")
+        upload = await browser.js("return document.getElementById('upload')")
+        await trio.to_thread.run_sync(upload.send_keys, str(readme))
+        await wait_js(browser, "document.getElementById('file-content')?.textContent.includes('A small project')")  # fmt: skip
+
+        # edit it while someone else saves: the conflict shows both versions
+        await click(browser, "#edit-file")
+        await fill(browser, "#editor", "# Demo\n\nmy edit\n")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            put = await client.put(
+                f"/api/projects/{pid}/files/README.md", content=b"# Demo\n\ntheir edit\n",
+                headers=headers,
+            )  # fmt: skip
+            assert put.status_code == 200, put.text
+        await click(browser, "#save-file")
+        await wait_js(browser, "document.getElementById('conflict')")
+        assert "my edit" in await browser.js("return document.querySelector('#conflict .mine').textContent")  # fmt: skip
+        assert "their edit" in await browser.js("return document.querySelector('#conflict .theirs').textContent")  # fmt: skip
+        await browser.screenshot("3-conflict")
+        await click(browser, "#take-theirs")
+        await wait_js(browser, "document.getElementById('file-content')?.textContent.includes('their edit')")  # fmt: skip
+
+        # the prompt box previews a plan, or says why it cannot (model_required)
+        await fill(browser, "#prompt", "write a README and a CHANGELOG")
+        await click(browser, "#preview")
+        await wait_js(browser, "document.querySelector('#plan-steps li') || !document.getElementById('prompt-error').hidden")  # fmt: skip
+        shown = await browser.js(
+            "const e = document.getElementById('prompt-error');"
+            "return e.hidden ? null : e.textContent"
+        )
+        if shown is not None:  # a refusal must read as a sentence, not a status dump
+            assert "model_required" in shown
+            assert "plan" in shown.lower()
+        await browser.screenshot("4-project")
+
+        # a parallel run: the DAG shows gen0..gen3 running together, then all succeeded
+        await browser.js(WATCH_DAG)
+        run_id = await run_plan(browser, parallel_plan(4))
+        await wait_js(browser, "window.__watch.maxRunning >= 2")
+        await browser.screenshot("5-run-live")
+        await wait_js(browser, "document.querySelector('#run-status [data-status=succeeded]')")
+        states = await dag_states(browser)
+        assert states == dict.fromkeys(["read", "gen0", "gen1", "gen2", "gen3", "write"], "succeeded")  # fmt: skip
+        assert await browser.js("return window.__watch.maxRunning") >= 2
+        run = await get_run(server, headers, run_id)
+        assert run["metrics"]["max_parallelism"] >= 2
+        bars = await browser.js("return document.querySelectorAll('#timeline .bar').length")
+        assert bars == 6
+        parallelism = await browser.js(
+            "return document.querySelector('[data-metric=parallelism] dd').textContent"
+        )
+        assert parallelism == str(run["metrics"]["max_parallelism"])
+        await click(browser, "#dag .node[data-step=gen2]")
+        await wait_js(browser, "document.getElementById('step-output')?.textContent.includes('Part 2')")  # fmt: skip
+        rows = await browser.js("return Number(document.getElementById('event-list').dataset.count)")
+        assert rows >= 14  # created..succeeded: every retained event of the run
+        await browser.screenshot("6-run-succeeded")
+
+        # a second run, cancelled mid-way: its running steps turn cancelled together
+        await browser.open(f"{server.url}/#/p/{pid}")
+        await wait_js(browser, "document.querySelector('#run-rows [data-run]')")
+        await browser.js(WATCH_DAG)
+        slow_id = await run_plan(browser, parallel_plan(3))
+        await wait_js(browser, "document.querySelectorAll('#dag .node[data-state=running]').length >= 2")  # fmt: skip
+        running = {k for k, v in (await dag_states(browser)).items() if v == "running"}
+        await click(browser, "#cancel")
+        await wait_js(browser, "document.querySelector('#run-status [data-status=cancelled]')")
+        await wait_js(browser, "!document.querySelector('#dag .node[data-state=running]')")
+        states = await dag_states(browser)
+        await browser.screenshot("7-run-cancelled")
+        assert {k for k, v in states.items() if v == "cancelled"} == running
+        assert states["write"] == "skipped"
+        assert await browser.js("return window.__watch.mixed") is False
+        run = await get_run(server, headers, slow_id)
+        assert {s["id"]: s["status"] for s in run["steps"]} == states
+        ends = {s["finished_at"] for s in run["steps"] if s["status"] == "cancelled"}
+        assert len(ends) == 1  # one transaction cancelled them all
+
+        # the project's run history shows both, with status and duration
+        await browser.open(f"{server.url}/#/p/{pid}")
+        await wait_js(browser, "document.querySelectorAll('#run-rows [data-run]').length === 2")
+        statuses = await browser.js(
+            "return [...document.querySelectorAll('#run-rows [data-status]')].map((b) => b.dataset.status)"
+        )  # fmt: skip
+        assert sorted(statuses) == ["cancelled", "succeeded"]
+        await browser.screenshot("8-project-history")
+    finally:
+        server.ensure_dead()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_console_reconnects_across_a_restart_and_matches_the_api(
+    backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, browsers: LaunchBrowser
+) -> None:
+    port = free_port()
+    # Slow model calls and no grace: SIGTERM interrupts the run; the next process resumes it.
+    settings = {"offline_latency_ms": 2500, "shutdown_grace_s": 0}
+    first = await serve(nursery, backend, tmp_path, port, **settings)
+    restarted: ServerProcess | None = None
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as client:
+            user = await register_user(client, password=PASSWORD)
+            pid = await create_project(client, user)
+            put = await client.put(
+                f"/api/projects/{pid}/files/README.md", content=b"# Restart\n", headers=user.headers
+            )  # fmt: skip
+            assert put.status_code == 201
+        browser = await browsers(f"console-restart-{backend.name}")
+        await browser.open(first.url + "/")
+        await wait_js(browser, "document.getElementById('auth-form')")
+        await fill(browser, "#email", user.email)  # sign in (not register) this time
+        await fill(browser, "#password", PASSWORD)
+        await click(browser, "#auth-submit")
+        await wait_js(browser, "document.getElementById('project-list')")
+        await browser.open(f"{first.url}/#/p/{pid}")
+        await wait_js(browser, "document.getElementById('file-tree')")
+        await browser.js(WATCH_DAG)
+        plan = parallel_plan(2)
+        plan["steps"].append(
+            {"id": "final", "tool": "ai.generate", "args": {"prompt": "wrap up"}, "needs": ["write"]}
+        )
+        run_id = await run_plan(browser, plan)
+        await wait_js(browser, "document.querySelector('#dag .node[data-state=running]')")
+        await wait_js(browser, "document.getElementById('connection').dataset.state === 'live'")
+
+        first.terminate()
+        with trio.fail_after(HANG_GUARD_S):
+            await first.process.wait()
+        await wait_js(browser, "document.getElementById('connection').dataset.state === 'reconnecting'")  # fmt: skip
+        indicator = await browser.js("return document.getElementById('connection').textContent")
+        assert indicator.startswith("reconnecting after #"), indicator
+        await browser.screenshot("9-reconnecting")
+        restarted = await serve(nursery, backend, tmp_path, port, **settings)
+
+        await wait_js(browser, "document.querySelector('#run-status [data-status=succeeded], #run-status [data-status=failed]')")  # fmt: skip
+        await wait_js(browser, "document.getElementById('connection').dataset.state === 'live'")
+        await browser.screenshot("10-after-restart")
+        run = await get_run(restarted, user.headers, run_id)
+        assert run["status"] == "succeeded", run
+        shown = await browser.js("return document.querySelector('#run-status [data-status]').dataset.status")  # fmt: skip
+        assert shown == run["status"]
+        assert await dag_states(browser) == {s["id"]: s["status"] for s in run["steps"]}
+        states = await browser.js("return window.__watch.states")
+        assert any(s.startswith("reconnecting after #") for s in states), states
+    finally:
+        first.ensure_dead()
+        if restarted is not None:
+            restarted.ensure_dead()
