@@ -8,7 +8,7 @@ export class Connection {
     this.el = el;
     /** @type {any} */
     this.stream = null;
-    this.show("idle", "offline");
+    this.show("idle", "no stream");
   }
 
   /** @param {string} kind @param {string} text */
@@ -21,7 +21,7 @@ export class Connection {
   /** @param {any} stream a StreamHandle of stretto.js */
   attach(stream) { this.stream = stream; }
 
-  detach() { this.stream = null; this.show("idle", "offline"); }
+  detach() { this.stream = null; this.show("idle", "no stream"); }
 
   /** The stream's onState. @param {string} state @param {Error} [error] */
   state(state, error) {

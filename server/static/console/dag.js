@@ -4,11 +4,12 @@
 // so a burst of events on a 100+ step run costs what changed, not the whole graph.
 import { svg } from "./dom.js";
 
-const NODE_W = 150;
+const NODE_W = 132;
 const NODE_H = 34;
-const GAP_X = 46;
+const GAP_X = 34;
 const GAP_Y = 12;
 const PAD = 10;
+const FIT_MAX_W = 1100;
 
 export class Dag {
   /** @param {(id: string) => void} onSelect */
@@ -41,6 +42,8 @@ export class Dag {
     this.el.setAttribute("viewBox", `0 0 ${width} ${height}`);
     this.el.setAttribute("width", String(width));
     this.el.setAttribute("height", String(height));
+    // Small graphs shrink to fit their box; large ones keep a readable size and scroll.
+    this.el.classList.toggle("fit", width <= FIT_MAX_W);
     const edges = svg("g", { class: "edges", "aria-hidden": "true" });
     for (const s of ordered) {
       const to = /** @type {{x: number, y: number}} */ (at.get(s.id));
@@ -58,7 +61,7 @@ export class Dag {
       const node = svg("g", { class: "node", transform: `translate(${p.x},${p.y})`, tabindex: "0", role: "button", "data-step": s.id });
       const title = svg("title");
       const id = svg("text", { x: 10, y: 15, class: "id" });
-      id.textContent = clip(s.id, 20);
+      id.textContent = clip(s.id, 17);
       const tool = svg("text", { x: 10, y: 28, class: "tool" });
       tool.textContent = s.tool;
       node.append(title, svg("rect", { width: NODE_W, height: NODE_H, rx: 6 }), id, tool);

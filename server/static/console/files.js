@@ -136,7 +136,7 @@ export class FilePane {
         h("h3", {}, `${path} changed while you edited it`),
         h("div", { class: "split" },
           h("div", {}, h("h4", {}, "Your version"), h("pre", { class: "code mine" }, mine)),
-          h("div", {}, h("h4", {}, theirEtag ? `Saved version (${theirEtag})` : "Deleted on the server"), h("pre", { class: "code theirs" }, theirs))),
+          h("div", {}, h("h4", {}, theirEtag ? `Saved version (version ${theirEtag.replace(/"/g, "")})` : "Deleted on the server"), h("pre", { class: "code theirs" }, theirs))),
         h("div", { class: "row" },
           h("button", { type: "button", class: "primary", id: "keep-mine", onclick: () => this.edit(path, mine, theirEtag) }, "Keep mine (edit, then save over it)"),
           h("button", { type: "button", id: "take-theirs", onclick: () => this.view(path) }, "Take theirs"))));

@@ -116,7 +116,8 @@ function paintMetrics(el, state, now) {
   const rows = [
     ["Wall time", duration(wall), "wall"],
     ["Critical path", duration(critical), "critical"],
-    ["Parallel gain", wall && critical ? `${(critical / wall).toFixed(2)}×` : "–", "gain"],
+    ["Sum of step times", duration(live.sum), "sum"],
+    ["Speed-up vs one by one", wall && live.sum ? `${(live.sum / wall).toFixed(1)}×` : "–", "speedup"],
     ["Max parallelism", String(most ?? "–"), "parallelism"],
     ["Steps succeeded", `${live.done} / ${live.total}`, "done"],
   ];

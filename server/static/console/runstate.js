@@ -158,6 +158,10 @@ export class RunState {
       if (s.started !== null && stop !== null) { marks.push([s.started, 1]); marks.push([stop, -1]); }
     }
     marks.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const sum = [...this.steps.values()].reduce((total, s) => {
+      const stop = end(s);
+      return total + (s.started !== null && stop !== null ? Math.max(0, stop - s.started) : 0);
+    }, 0);
     let running = 0;
     let most = 0;
     for (const [, delta] of marks) { running += delta; most = Math.max(most, running); }
@@ -166,6 +170,7 @@ export class RunState {
       wall: this.started !== null && wallEnd !== null ? wallEnd - this.started : null,
       critical: Math.max(0, ...chain.values()),
       maxParallelism: most,
+      sum,
       done: [...this.steps.values()].filter((s) => s.status === "succeeded").length,
       total: this.steps.size,
     };
