@@ -53,10 +53,29 @@ new MutationObserver(() => {
   watch.maxRunning = Math.max(watch.maxRunning, running);
   if (running && cancelled) watch.mixed = true;
   const conn = document.getElementById('connection');
-  if (watch.states[watch.states.length - 1] !== conn.textContent) watch.states.push(conn.textContent);
+  const shown = conn.textContent;
+  if (watch.states[watch.states.length - 1] !== shown) watch.states.push(shown);
 }).observe(document.body, {subtree: true, childList: true, characterData: true,
   attributes: true, attributeFilter: ['data-state']});
 """
+
+
+def q(selector: str) -> str:
+    """JS: the first element matching ``selector`` (or null)."""
+    return f"document.querySelector({json.dumps(selector)})"
+
+
+def n(selector: str) -> str:
+    """JS: how many elements match ``selector``."""
+    return f"document.querySelectorAll({json.dumps(selector)}).length"
+
+
+def text(selector: str) -> str:
+    """JS: the text of the first element matching ``selector`` ('' when none)."""
+    return f"({q(selector)}?.textContent ?? '')"
+
+
+CONNECTION = "document.getElementById('connection').dataset.state"
 
 
 def parallel_plan(width: int, *, tail: bool = True) -> dict[str, Any]:
@@ -66,10 +85,11 @@ def parallel_plan(width: int, *, tail: bool = True) -> dict[str, Any]:
     ]
     for i in range(width):
         prompt = f"Part {i} of a summary of: {{{{steps.read.output.content}}}}"
-        steps.append({"id": f"gen{i}", "tool": "ai.generate", "args": {"prompt": prompt}, "needs": ["read"]})  # fmt: skip
+        args = {"prompt": prompt}
+        steps.append({"id": f"gen{i}", "tool": "ai.generate", "args": args, "needs": ["read"]})
     if tail:
-        content = "{{steps.gen0.output.text}}"
-        steps.append({"id": "write", "tool": "vfs.write", "args": {"path": "SUMMARY.md", "content": content}, "needs": ["gen0", "gen1"]})  # fmt: skip
+        args = {"path": "SUMMARY.md", "content": "{{steps.gen0.output.text}}"}
+        steps.append({"id": "write", "tool": "vfs.write", "args": args, "needs": ["gen0", "gen1"]})
     return {"steps": steps}
 
 
@@ -112,6 +132,18 @@ async def dag_states(browser: Browser) -> dict[str, str]:
     )
     assert isinstance(states, dict)
     return states
+
+
+async def color_scheme(browser: Browser, scheme: str) -> None:
+    """Emulate ``prefers-color-scheme`` (the console follows it)."""
+    features = [{"name": "prefers-color-scheme", "value": scheme}]
+    await trio.to_thread.run_sync(
+        browser.driver.execute_cdp_cmd,
+        "Emulation.setEmulatedMedia",
+        {"features": features},
+    )
+    dark = await browser.js("return matchMedia('(prefers-color-scheme: dark)').matches")
+    assert dark is (scheme == "dark")
 
 
 async def session_headers(browser: Browser) -> dict[str, str]:
@@ -225,7 +257,7 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         await click(browser, "#project-list li .rename")
         await fill(browser, "#project-list li input", "scratch renamed")
         await click(browser, "#project-list li button[type=submit]")
-        await wait_js(browser, "document.querySelector('#project-list li a')?.textContent === 'scratch renamed'")  # fmt: skip
+        await wait_js(browser, text("#project-list li a") + " === 'scratch renamed'")
         await browser.screenshot("2-projects")
         await click(browser, "#project-list li .delete")
         await click(browser, "#project-list li .confirm-delete")
@@ -243,7 +275,7 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         readme.write_text("# Demo\n\nA small project for the console test.\n")
         upload = await browser.js("return document.getElementById('upload')")
         await trio.to_thread.run_sync(upload.send_keys, str(readme))
-        await wait_js(browser, "document.getElementById('file-content')?.textContent.includes('A small project')")  # fmt: skip
+        await wait_js(browser, text("#file-content") + ".includes('A small project')")
 
         # edit it while someone else saves: the conflict shows both versions
         await click(browser, "#edit-file")
@@ -256,16 +288,16 @@ async def test_console_register_project_files_parallel_run_and_cancel(
             assert put.status_code == 200, put.text
         await click(browser, "#save-file")
         await wait_js(browser, "document.getElementById('conflict')")
-        assert "my edit" in await browser.js("return document.querySelector('#conflict .mine').textContent")  # fmt: skip
-        assert "their edit" in await browser.js("return document.querySelector('#conflict .theirs').textContent")  # fmt: skip
+        assert "my edit" in await browser.js("return " + text("#conflict .mine"))
+        assert "their edit" in await browser.js("return " + text("#conflict .theirs"))
         await browser.screenshot("3-conflict")
         await click(browser, "#take-theirs")
-        await wait_js(browser, "document.getElementById('file-content')?.textContent.includes('their edit')")  # fmt: skip
+        await wait_js(browser, text("#file-content") + ".includes('their edit')")
 
         # the prompt box previews a plan, or says why it cannot (model_required)
         await fill(browser, "#prompt", "write a README and a CHANGELOG")
         await click(browser, "#preview")
-        await wait_js(browser, "document.querySelector('#plan-steps li') || !document.getElementById('prompt-error').hidden")  # fmt: skip
+        await wait_js(browser, q("#plan-steps li") + " || " + q("#prompt-error:not([hidden])"))
         shown = await browser.js(
             "const e = document.getElementById('prompt-error');"
             "return e.hidden ? null : e.textContent"
@@ -282,7 +314,8 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         await browser.screenshot("5-run-live")
         await wait_js(browser, "document.querySelector('#run-status [data-status=succeeded]')")
         states = await dag_states(browser)
-        assert states == dict.fromkeys(["read", "gen0", "gen1", "gen2", "gen3", "write"], "succeeded")  # fmt: skip
+        steps = ["read", "gen0", "gen1", "gen2", "gen3", "write"]
+        assert states == dict.fromkeys(steps, "succeeded")
         assert await browser.js("return window.__watch.maxRunning") >= 2
         run = await get_run(server, headers, run_id)
         assert run["metrics"]["max_parallelism"] >= 2
@@ -293,17 +326,20 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         )
         assert parallelism == str(run["metrics"]["max_parallelism"])
         await click(browser, "#dag .node[data-step=gen2]")
-        await wait_js(browser, "document.getElementById('step-output')?.textContent.includes('Part 2')")  # fmt: skip
-        rows = await browser.js("return Number(document.getElementById('event-list').dataset.count)")
+        await wait_js(browser, text("#step-output") + ".includes('Part 2')")
+        rows = await browser.js("return Number(" + q("#event-list") + ".dataset.count)")
         assert rows >= 14  # created..succeeded: every retained event of the run
         await browser.screenshot("6-run-succeeded")
+        await color_scheme(browser, "dark")
+        await browser.screenshot("6-run-succeeded-dark")
+        await color_scheme(browser, "light")
 
         # a second run, cancelled mid-way: its running steps turn cancelled together
         await browser.open(f"{server.url}/#/p/{pid}")
         await wait_js(browser, "document.querySelector('#run-rows [data-run]')")
         await browser.js(WATCH_DAG)
         slow_id = await run_plan(browser, parallel_plan(3))
-        await wait_js(browser, "document.querySelectorAll('#dag .node[data-state=running]').length >= 2")  # fmt: skip
+        await wait_js(browser, n("#dag .node[data-state=running]") + " >= 2")
         running = {k for k, v in (await dag_states(browser)).items() if v == "running"}
         await click(browser, "#cancel")
         await wait_js(browser, "document.querySelector('#run-status [data-status=cancelled]')")
@@ -322,8 +358,9 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         await browser.open(f"{server.url}/#/p/{pid}")
         await wait_js(browser, "document.querySelectorAll('#run-rows [data-run]').length === 2")
         statuses = await browser.js(
-            "return [...document.querySelectorAll('#run-rows [data-status]')].map((b) => b.dataset.status)"
-        )  # fmt: skip
+            "return [...document.querySelectorAll('#run-rows [data-status]')]"
+            ".map((b) => b.dataset.status)"
+        )
         assert sorted(statuses) == ["cancelled", "succeeded"]
         await browser.screenshot("8-project-history")
     finally:
@@ -360,28 +397,31 @@ async def test_console_reconnects_across_a_restart_and_matches_the_api(
         await wait_js(browser, "document.getElementById('file-tree')")
         await browser.js(WATCH_DAG)
         plan = parallel_plan(2)
+        final = {"prompt": "wrap up"}
         plan["steps"].append(
-            {"id": "final", "tool": "ai.generate", "args": {"prompt": "wrap up"}, "needs": ["write"]}
+            {"id": "final", "tool": "ai.generate", "args": final, "needs": ["write"]}
         )
         run_id = await run_plan(browser, plan)
         await wait_js(browser, "document.querySelector('#dag .node[data-state=running]')")
-        await wait_js(browser, "document.getElementById('connection').dataset.state === 'live'")
+        await wait_js(browser, CONNECTION + " === 'live'")
 
         first.terminate()
         with trio.fail_after(HANG_GUARD_S):
             await first.process.wait()
-        await wait_js(browser, "document.getElementById('connection').dataset.state === 'reconnecting'")  # fmt: skip
+        await wait_js(browser, CONNECTION + " === 'reconnecting'")
         indicator = await browser.js("return document.getElementById('connection').textContent")
         assert indicator.startswith("reconnecting after #"), indicator
         await browser.screenshot("9-reconnecting")
         restarted = await serve(nursery, backend, tmp_path, port, **settings)
 
-        await wait_js(browser, "document.querySelector('#run-status [data-status=succeeded], #run-status [data-status=failed]')")  # fmt: skip
-        await wait_js(browser, "document.getElementById('connection').dataset.state === 'live'")
+        await wait_js(
+            browser, q("#run-status [data-status=succeeded], #run-status [data-status=failed]")
+        )
+        await wait_js(browser, CONNECTION + " === 'live'")
         await browser.screenshot("10-after-restart")
         run = await get_run(restarted, user.headers, run_id)
         assert run["status"] == "succeeded", run
-        shown = await browser.js("return document.querySelector('#run-status [data-status]').dataset.status")  # fmt: skip
+        shown = await browser.js("return " + q("#run-status [data-status]") + ".dataset.status")
         assert shown == run["status"]
         assert await dag_states(browser) == {s["id"]: s["status"] for s in run["steps"]}
         states = await browser.js("return window.__watch.states")
@@ -429,7 +469,7 @@ requestAnimationFrame(() => {
   done({
     count: list.size,
     rows: list.el.querySelectorAll('.event').length,
-    middle: [...list.el.querySelectorAll('.event .seq')].map((e) => e.textContent).includes('#5000'),
+    middle: [...list.el.querySelectorAll('.event .seq')].some((e) => e.textContent === '#5000'),
     nodes: dag.el.querySelectorAll('.node').length,
   });
 });
@@ -467,9 +507,9 @@ async def test_console_renders_120_steps_and_10000_events_in_batches(
         await wait_js(browser, "document.getElementById('project-list')")
         await browser.open(f"{server.url}/#/p/{pid}/runs/{run_id}")
         await wait_js(browser, "document.querySelector('#run-status [data-status=succeeded]')")
-        await wait_js(browser, "document.querySelectorAll('#dag .node[data-state=succeeded]').length === 120")  # fmt: skip
+        await wait_js(browser, n("#dag .node[data-state=succeeded]") + " === 120")
         # the replay: started and succeeded of every step, at least
-        await wait_js(browser, "Number(document.getElementById('event-list').dataset.count) >= 240")  # fmt: skip
+        await wait_js(browser, "Number(" + q("#event-list") + ".dataset.count) >= 240")
         rows = await browser.js("return document.querySelectorAll('#event-list .event').length")
         assert rows < 60  # virtualized: only the rows in view exist
         await browser.screenshot("11-run-120-steps")
