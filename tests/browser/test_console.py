@@ -325,7 +325,11 @@ async def test_console_register_project_files_parallel_run_and_cancel(
             "return document.querySelector('[data-metric=parallelism] dd').textContent"
         )
         assert parallelism == str(run["metrics"]["max_parallelism"])
-        await click(browser, "#dag .node[data-step=gen2]")
+        # keyboard: a graph node takes focus and Enter opens its step
+        node = await browser.js("return " + q("#dag .node[data-step=gen2]"))
+        await browser.js("arguments[0].focus()", node)
+        assert await browser.js("return document.activeElement === arguments[0]", node)
+        await trio.to_thread.run_sync(node.send_keys, "\ue007")  # Enter
         await wait_js(browser, text("#step-output") + ".includes('Part 2')")
         rows = await browser.js("return Number(" + q("#event-list") + ".dataset.count)")
         assert rows >= 14  # created..succeeded: every retained event of the run

@@ -2,6 +2,8 @@
 // StreamHandle; the indicator shows live, reconnecting (with the last event id it will
 // resume after), reset (events were trimmed: state refetched) or closed.
 
+const RESET_SHOWN_MS = 4000;
+
 export class Connection {
   /** @param {HTMLElement} el */
   constructor(el) {
@@ -33,6 +35,11 @@ export class Connection {
     } else this.show("closed", error ? `closed: ${error.message}` : "closed");
   }
 
-  /** A `reset` event arrived: the screen refetched its state. */
-  reset() { this.show("reset", "reset: state refetched"); }
+  /** A `reset` event arrived: the screen refetched its state. Shown for a while, then the
+   * stream's own state again. */
+  reset() {
+    this.show("reset", "reset: state refetched");
+    const stream = this.stream;
+    setTimeout(() => { if (stream && this.stream === stream) this.state(stream.state); }, RESET_SHOWN_MS);
+  }
 }
