@@ -106,6 +106,11 @@ async def wait_js(browser: Browser, condition: str, hang_guard_s: float = HANG_G
     raise AssertionError(f"{browser.name}: not {condition!r} in {hang_guard_s}s; page: {text}")
 
 
+async def run_async(browser: Browser, script: str) -> Any:
+    """An async script (it calls ``arguments[arguments.length - 1]`` with its result)."""
+    return await trio.to_thread.run_sync(browser.driver.execute_async_script, script)
+
+
 async def fill(browser: Browser, selector: str, value: str) -> None:
     await browser.js(
         "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
@@ -179,6 +184,17 @@ async def serve(
     return await start_stretto(
         nursery, backend, tmp_path / "stretto.log", port or free_port(), **settings
     )
+
+
+# The prompt box's error line for a 422 ``model_required`` (the offline provider refusing to
+# plan a free-form prompt), rendered by the console's own module.
+EXPLAIN_MODEL_REQUIRED = """
+const done = arguments[arguments.length - 1];
+const { errorBox } = await import('/console/dom.js');
+const box = errorBox({status: 422, code: 'model_required',
+  message: 'The offline provider cannot plan free-form prompts.', details: {}});
+done(box.textContent);
+"""
 
 
 # -- the route: headers, cache, the switch ------------------------------------------------
@@ -306,6 +322,21 @@ async def test_console_register_project_files_parallel_run_and_cancel(
             assert "model_required" in shown
             assert "plan" in shown.lower()
         await browser.screenshot("4-project")
+
+        # a bad plan is refused with the contract's error, shown in the box with its details
+        await click(browser, "#write-plan")
+        bad = {"steps": [{"id": "x", "tool": "no.such_tool", "args": {}, "needs": []}]}
+        await fill(browser, "#plan-json", json.dumps(bad))
+        await click(browser, "#run")
+        await wait_js(browser, q("#prompt-error:not([hidden])"))
+        refusal = await browser.js("return " + text("#prompt-error"))
+        assert refusal.startswith("invalid_plan"), refusal
+        assert "no.such_tool" in refusal or "x" in refusal, refusal
+        assert await browser.js("return location.hash") == f"#/p/{pid}"  # nothing started
+        # the offline provider's refusal to plan free-form prompts reads as advice
+        advice = await run_async(browser, EXPLAIN_MODEL_REQUIRED)
+        assert advice.startswith("model_required"), advice
+        assert "Write the plan as JSON" in advice
 
         # a parallel run: the DAG shows gen0..gen3 running together, then all succeeded
         await browser.js(WATCH_DAG)
@@ -480,11 +511,51 @@ requestAnimationFrame(() => {
 """
 
 
+# The run model's guards, on the console's own module: a replay of what the snapshot already
+# shows changes nothing; a retry shows `retrying` and then its attempt's end; a shutdown's
+# cancel puts the step back to pending and the resumed attempt runs; a run never moves back.
+RUN_STATE_CASES = """
+const done = arguments[arguments.length - 1];
+const { RunState } = await import('/console/runstate.js');
+const at = '2026-01-01T00:00:00Z';
+const step = (id, status, attempts) => ({id, tool: 'ai.generate', args: {}, needs: [], status,
+  attempts, started_at: attempts ? at : null, finished_at: null});
+const ev = (type, step_id, attempt, extra = {}) => ({id: null, type,
+  data: {type, run_id: 'r', step_id, attempt, at, ...extra}});
+const run = (steps, status = 'running') => new RunState({id: 'r', project_id: 'p', status,
+  steps, created_at: at, started_at: at});
+const out = {};
+let s = run([step('a', 'succeeded', 1)]);
+s.apply(ev('step.started', 'a', 1));
+out.replayKeepsSucceeded = s.steps.get('a').status;
+s = run([step('b', 'running', 1)]);
+s.apply(ev('step.retrying', 'b', 1, {next_attempt: 2}));
+out.retrying = s.steps.get('b').status;
+s.apply(ev('step.succeeded', 'b', 2, {output: {text: 'ok'}}));
+out.afterRetry = s.steps.get('b').status + ':' + s.steps.get('b').attempt;
+s = run([step('c', 'running', 1)]);
+s.apply(ev('step.cancelled', 'c', 1, {reason: 'shutdown'}));
+out.shutdown = s.steps.get('c').status;
+s.apply(ev('step.started', 'c', 2));
+out.resumed = s.steps.get('c').status + ':' + s.steps.get('c').attempt;
+s.apply(ev('step.delta', 'c', 2, {text: 'hel'}));
+s.apply(ev('step.delta', 'c', 2, {text: 'lo'}));
+out.streamed = s.steps.get('c').text;
+s.apply(ev('step.cancelled', 'c', 2, {reason: 'user'}));
+s.apply(ev('step.started', 'c', 2));
+out.cancelledStays = s.steps.get('c').status;
+s = run([step('d', 'succeeded', 1)], 'succeeded');
+s.apply({id: 1, type: 'run.started', data: {type: 'run.started', run_id: 'r', at}});
+out.runNeverBack = s.status;
+done(out);
+"""
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # rendering, not storage
-async def test_console_renders_120_steps_and_10000_events_in_batches(
+async def test_console_renders_120_steps_and_10000_events_and_guards_replays(
     backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, browsers: LaunchBrowser
 ) -> None:
     server = await serve(nursery, backend, tmp_path, max_plan_steps=150)
@@ -518,10 +589,21 @@ async def test_console_renders_120_steps_and_10000_events_in_batches(
         assert rows < 60  # virtualized: only the rows in view exist
         await browser.screenshot("11-run-120-steps")
 
-        fed = await trio.to_thread.run_sync(browser.driver.execute_async_script, FEED_10K)
+        fed = await run_async(browser, FEED_10K)
         assert fed["count"] == 10_000
         assert fed["rows"] < 60
         assert fed["middle"] is True
         assert fed["nodes"] == 150
+
+        assert await run_async(browser, RUN_STATE_CASES) == {
+            "replayKeepsSucceeded": "succeeded",
+            "retrying": "retrying",
+            "afterRetry": "succeeded:2",
+            "shutdown": "pending",
+            "resumed": "running:2",
+            "streamed": "hello",
+            "cancelledStays": "cancelled",
+            "runNeverBack": "succeeded",
+        }
     finally:
         server.ensure_dead()
