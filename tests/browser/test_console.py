@@ -106,6 +106,17 @@ async def wait_js(browser: Browser, condition: str, hang_guard_s: float = HANG_G
     raise AssertionError(f"{browser.name}: not {condition!r} in {hang_guard_s}s; page: {text}")
 
 
+async def page_errors(browser: Browser) -> list[str]:
+    """The page's console errors (uncaught exceptions, CSP violations), leaving out the
+    network log lines of the error answers the flow provokes on purpose (412, 400)."""
+    entries = await trio.to_thread.run_sync(browser.driver.get_log, "browser")
+    return [
+        str(e["message"])
+        for e in entries
+        if e["level"] == "SEVERE" and "Failed to load resource" not in e["message"]
+    ]
+
+
 async def run_async(browser: Browser, script: str) -> Any:
     """An async script (it calls ``arguments[arguments.length - 1]`` with its result)."""
     return await trio.to_thread.run_sync(browser.driver.execute_async_script, script)
@@ -398,6 +409,7 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         )
         assert sorted(statuses) == ["cancelled", "succeeded"]
         await browser.screenshot("8-project-history")
+        assert await page_errors(browser) == []
     finally:
         server.ensure_dead()
 
