@@ -187,6 +187,11 @@ def smoke(binary: Path) -> dict[str, Any]:
         script = client.expect(200, "GET", "/client/stretto.js")  # package data, bundled
         if b"export class Stretto" not in script:
             raise SmokeFailure("/client/stretto.js is not the browser client")
+        page = client.expect(200, "GET", "/")  # the web console, bundled
+        if b'src="/console/app.js"' not in page:
+            raise SmokeFailure("/ is not the console's index.html")
+        for asset in ("app.js", "run.js", "console.css"):
+            client.expect(200, "GET", f"/console/{asset}")
         metrics = client.expect(200, "GET", "/metrics")
         for family in (b"stretto_http_requests_total", b"stretto_runs_total"):
             if family not in metrics:

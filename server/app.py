@@ -17,6 +17,7 @@ from server import __version__
 from server.api import (
     auth,
     client,
+    console,
     files,
     health,
     openapi,
@@ -71,7 +72,8 @@ def create_app(services: Services) -> QuartTrio:
     install_request_observability(app, services.metrics)
     install_error_handling(app)
     app.before_request(check_request_target)  # bad %-encoding or NUL: 400 before routes run
-    for module in (health, auth, projects, files, transfer, workflow, sse, client, openapi):
+    modules = (health, auth, projects, files, transfer, workflow, sse, client, openapi, console)
+    for module in modules:
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)
     app.asgi_app = fast  # type: ignore[method-assign,assignment]

@@ -82,6 +82,9 @@ class Settings:
     instance_id: str | None = _setting(
         None, "Name of this instance (leases, logs); default: hostname-pid."
     )
+    console: bool = _setting(
+        True, "Serve the built-in web console at / (0: / answers 404 like any unknown URL)."
+    )
     metrics_token: str | None = _setting(
         None,
         "When set, GET /metrics needs `Authorization: Bearer <token>` (else 401); unset: open.",

@@ -93,6 +93,45 @@ def _operations() -> dict[str, Schema]:
                 store=False,
             )
         },
+        "/": {
+            "get": operation(
+                "console",
+                "The web console's page (HTML; 404 when `STRETTO_CONSOLE=0`).",
+                {
+                    200: {
+                        "description": "The console.",
+                        "headers": header_refs(),
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    304: {"description": "Not modified.", "headers": header_refs()},
+                },
+                tag="health",
+                auth_="none",
+                store=False,
+                errors={404: ["not_found"]},
+            )
+        },
+        "/console/{name}": {
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": operation(
+                "consoleAsset",
+                "A file of the web console (JavaScript module, CSS, image).",
+                {
+                    200: {
+                        "description": "The file.",
+                        "headers": header_refs(),
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    304: {"description": "Not modified.", "headers": header_refs()},
+                },
+                tag="health",
+                auth_="none",
+                store=False,
+                errors={404: ["not_found"]},
+            ),
+        },
         "/client/stretto.js": {
             "get": operation(
                 "clientScript",

@@ -1,0 +1,198 @@
+// runstate.js: a run as the console shows it, built from GET /api/workflow/runs/{id} and
+// then moved forward by the run's events. Pure (no DOM): apply(event) returns whether
+// something changed and collects the changed step ids in `dirty`.
+//
+// Events may repeat what the snapshot already shows (the stream replays the run's events
+// from the start), so every change is guarded: a run never moves back (pending < planning
+// < running < terminal); a step ignores events of an older attempt and never leaves a
+// terminal state, except that `step.cancelled` with reason `shutdown` (a server stopped
+// mid-run; the run resumes elsewhere) puts it back to pending.
+
+export const TERMINAL_STEP = new Set(["succeeded", "failed", "cancelled", "skipped"]);
+const RUN_RANK = { pending: 0, planning: 1, running: 2, succeeded: 3, failed: 3, cancelled: 3 };
+const DELTA_KEEP = 64 * 1024; // characters of streamed output kept per step (the tail)
+
+/**
+ * @typedef {{id: string, tool: string, args: any, needs: string[], status: string,
+ *   attempt: number, started: (number|null), finished: (number|null), output: any,
+ *   error: any, reason: (string|null), text: string}} StepView
+ */
+
+/** @param {string|null|undefined} iso */
+const t = (iso) => (iso ? Date.parse(iso) : null);
+
+export class RunState {
+  /** @param {any} run the Run object of the API */
+  constructor(run) {
+    /** @type {Map<string, StepView>} */ this.steps = new Map();
+    /** @type {Set<string>} */ this.dirty = new Set();
+    this.structureChanged = true;
+    this.load(run);
+  }
+
+  /** Replace everything with a fresh snapshot (first load, or after a `reset`). @param {any} run */
+  load(run) {
+    this.id = run.id;
+    this.projectId = run.project_id;
+    this.status = run.status;
+    this.prompt = run.prompt;
+    this.error = run.error;
+    this.created = t(run.created_at);
+    this.started = t(run.started_at);
+    this.finished = t(run.finished_at);
+    this.metrics = run.metrics || null;
+    const old = this.steps;
+    this.steps = new Map();
+    const steps = run.steps && run.steps.length ? run.steps : planSteps(run.plan);
+    for (const s of steps) {
+      const previous = old.get(s.id);
+      this.steps.set(s.id, {
+        id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [],
+        status: s.status || "pending", attempt: s.attempts || 0,
+        started: t(s.started_at), finished: t(s.finished_at),
+        output: s.output ?? null, error: s.error ?? null, reason: null,
+        text: previous ? previous.text : "",
+      });
+    }
+    this.structureChanged = true;
+    for (const id of this.steps.keys()) this.dirty.add(id);
+  }
+
+  get terminal() { return RUN_RANK[this.status] === 3; }
+
+  /** @param {string} status */
+  runTo(status) {
+    if ((RUN_RANK[status] ?? -1) <= (RUN_RANK[this.status] ?? -1)) return false;
+    this.status = status;
+    return true;
+  }
+
+  /** @param {{type: string, data: any}} event @returns {boolean} changed */
+  apply(event) {
+    const d = event.data || {};
+    const at = t(d.at);
+    switch (event.type) {
+      case "run.planning": return this.runTo("planning");
+      case "run.planned":
+        if (this.steps.size === 0 && d.plan) {
+          for (const s of planSteps(d.plan)) {
+            this.steps.set(s.id, { id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [], status: "pending",
+              attempt: 0, started: null, finished: null, output: null, error: null, reason: null, text: "" });
+          }
+          this.structureChanged = true;
+          return true;
+        }
+        return false;
+      case "run.started":
+        if (this.started === null) this.started = at;
+        return this.runTo("running");
+      case "run.succeeded": case "run.failed": case "run.cancelled": {
+        const changed = this.runTo(event.type.slice(4));
+        if (changed) {
+          this.finished = at;
+          this.error = d.error || null;
+          if (d.metrics) this.metrics = d.metrics;
+        }
+        return changed;
+      }
+      default:
+        return event.type.startsWith("step.") ? this.applyStep(event.type.slice(5), d, at) : false;
+    }
+  }
+
+  /** @param {string} kind @param {any} d @param {number|null} at */
+  applyStep(kind, d, at) {
+    const step = this.steps.get(d.step_id);
+    if (!step) return false;
+    const attempt = Number(d.attempt || 0);
+    const terminal = TERMINAL_STEP.has(step.status);
+    if (kind === "delta") {
+      if (attempt < step.attempt || terminal) return false;
+      step.text = (step.text + (d.text || "")).slice(-DELTA_KEEP);
+    } else if (kind === "started") {
+      if (attempt < step.attempt || (attempt === step.attempt && step.status !== "pending")) return false;
+      Object.assign(step, { status: "running", attempt, started: at, finished: null, text: "", error: null, reason: null });
+    } else if (kind === "retrying") {
+      const next = Number(d.next_attempt || attempt + 1);
+      if (next <= step.attempt || terminal) return false;
+      Object.assign(step, { status: "retrying", attempt: next, error: d.error || null });
+    } else if (kind === "cancelled" && d.reason === "shutdown") {
+      if (attempt < step.attempt || terminal) return false;
+      Object.assign(step, { status: "pending", reason: "shutdown" });
+    } else if (TERMINAL_STEP.has(kind)) {
+      if (terminal || (attempt && attempt < step.attempt)) return false;
+      Object.assign(step, { status: kind, finished: at, reason: d.reason || null });
+      if (attempt) step.attempt = Math.max(step.attempt, attempt);
+      if (kind === "succeeded") step.output = d.output ?? null;
+      if (kind === "failed") step.error = d.error || null;
+    } else {
+      return false;
+    }
+    this.dirty.add(step.id);
+    return true;
+  }
+
+  /** The dirty step ids since the last call. */
+  takeDirty() {
+    const ids = [...this.dirty];
+    this.dirty.clear();
+    return ids;
+  }
+
+  /**
+   * Live metrics: wall time, critical path (the longest chain of step durations along
+   * `needs`), and max parallelism (most steps running at once), with `now` for running ones.
+   * @param {number} now
+   */
+  liveMetrics(now) {
+    const end = (/** @type {StepView} */ s) => s.finished ?? (s.status === "running" || s.status === "retrying" ? now : null);
+    /** @type {Array<[number, number]>} */
+    const marks = [];
+    /** @type {Map<string, number>} */
+    const chain = new Map();
+    for (const s of this.ordered()) {
+      const stop = end(s);
+      const own = s.started !== null && stop !== null ? Math.max(0, stop - s.started) : 0;
+      const before = Math.max(0, ...s.needs.map((n) => chain.get(n) || 0));
+      chain.set(s.id, before + own);
+      if (s.started !== null && stop !== null) { marks.push([s.started, 1]); marks.push([stop, -1]); }
+    }
+    marks.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const sum = [...this.steps.values()].reduce((total, s) => {
+      const stop = end(s);
+      return total + (s.started !== null && stop !== null ? Math.max(0, stop - s.started) : 0);
+    }, 0);
+    let running = 0;
+    let most = 0;
+    for (const [, delta] of marks) { running += delta; most = Math.max(most, running); }
+    const wallEnd = this.finished ?? (this.terminal ? null : now);
+    return {
+      wall: this.started !== null && wallEnd !== null ? wallEnd - this.started : null,
+      critical: Math.max(0, ...chain.values()),
+      maxParallelism: most,
+      sum,
+      done: [...this.steps.values()].filter((s) => s.status === "succeeded").length,
+      total: this.steps.size,
+    };
+  }
+
+  /** Steps in dependency order (needs first; ties in plan order). @returns {StepView[]} */
+  ordered() {
+    /** @type {StepView[]} */
+    const out = [];
+    const seen = new Set();
+    const visit = (/** @type {StepView} */ s, depth = 0) => {
+      if (seen.has(s.id) || depth > 10_000) return;
+      seen.add(s.id);
+      for (const n of s.needs) { const need = this.steps.get(n); if (need) visit(need, depth + 1); }
+      out.push(s);
+    };
+    for (const s of this.steps.values()) visit(s);
+    return out;
+  }
+}
+
+/** @param {any} plan */
+function planSteps(plan) {
+  return plan && Array.isArray(plan.steps) ? plan.steps : [];
+}
