@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from server.auth.tokens import TokenService
     from server.config import Settings
     from server.events.hub import EventHub
+    from server.events.siblings import SiblingNotifier
     from server.observability.metrics import Metrics
     from server.store.protocol import Store
     from server.vfs.service import FileService
@@ -56,3 +57,4 @@ class Services:
     metrics: Metrics
     lifecycle: Lifecycle
     tickets: TicketService
+    siblings: SiblingNotifier | None = None  # ``--workers N`` on SQLite: the other workers

@@ -21,6 +21,8 @@ from server.runtime.preflight import EXIT_CODES_HELP, ExitCode, StartupError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from server.runtime.workers import WorkerSlot
+
 log = logging.getLogger("stretto")
 
 
@@ -80,7 +82,7 @@ def _hard_exit_after(seconds: float) -> None:
     timer.start()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, worker: WorkerSlot | None = None) -> None:
     from server.runtime.http_server import HTTP_DRAIN_S
     from server.runtime.serve import serve
     from server.services import Lifecycle
@@ -93,7 +95,7 @@ async def _serve(settings: Settings) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(arm_watchdog)
-        await serve(settings, handle_signals=True, lifecycle=lifecycle)
+        await serve(settings, handle_signals=True, lifecycle=lifecycle, worker=worker)
         nursery.cancel_scope.cancel()
 
 
@@ -142,14 +144,23 @@ async def _check(settings: Settings) -> int:
     return ExitCode.OK
 
 
-def _run_command(command: str, settings: Settings) -> int:
+def _serve_worker(settings: Settings, worker: WorkerSlot) -> int:
+    """One of ``serve --workers N`` (in a forked child)."""
+    return _run_command("serve", settings, worker)
+
+
+def _run_command(command: str, settings: Settings, worker: WorkerSlot | None = None) -> int:
     """Run a server command; a bad start becomes one line on stderr and its exit code."""
     from server.errors import StoreUnavailable
     from server.runtime.preflight import describe_store_failure, only_error
 
     try:
+        if command == "serve" and worker is None and settings.worker_count > 1:
+            from server.runtime.workers import run_workers
+
+            return run_workers(settings, _serve_worker)
         if command == "serve":
-            trio.run(_serve, settings)
+            trio.run(_serve, settings, worker)
             return ExitCode.OK
         if command == "migrate":
             return trio.run(_migrate, settings)
