@@ -139,7 +139,7 @@ class _Parent:
         pid = os.fork()
         if pid == 0:  # the worker
             os.close(read_fd)
-            code = ExitCode.CRASH
+            code: int = ExitCode.CRASH
             try:
                 code = self.serve_one(self.settings, self._slot(index, write_fd))
             finally:
