@@ -163,6 +163,7 @@ async def start_background(nursery: trio.Nursery, services: Services) -> None:
         bus = PostgresEventBus(
             database_url=settings.database_url, store=services.store, hub=services.hub
         )
+        services.hub.relay = bus  # step.delta to the other instances and workers
         await nursery.start(bus.run)
     retention = EventRetention.from_settings(settings, services.store, services.hub)
     await nursery.start(retention.run)
