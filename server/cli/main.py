@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("stretto")
 
 
-def build_parser() -> argparse.ArgumentParser:
+SERVER_COMMANDS = frozenset({"serve", "migrate", "check", "version"})
+
+
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """The command line. ``tools=False`` leaves out ``bench``, ``backup``, ``import`` and
+    ``openapi``, whose parsers import their modules (the bench client among them): a
+    server command does not pay for them in start-up time and idle memory."""
     parser = argparse.ArgumentParser(
         prog="stretto",
         description="Workflow-and-streaming server for AI-assisted project apps.",
@@ -44,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(check)
     commands.add_parser("version", help="Print version, git commit and Python version.")
+    if not tools:
+        return parser
     from server.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(commands)
@@ -177,7 +185,8 @@ def _run_command(command: str, settings: Settings, worker: WorkerSlot | None = N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(tools=not argv or argv[0] not in SERVER_COMMANDS)
     args = parser.parse_args(argv)
     if args.command == "version":
         from server.cli.version import version_text
