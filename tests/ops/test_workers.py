@@ -21,6 +21,10 @@ import httpx
 import pytest
 import trio
 
+from server.cli.main import main
+from server.config import load_settings
+from server.events import pgchannel
+from server.runtime.preflight import ExitCode
 from tests.events.sse_client import open_stream
 from tests.fixtures.server import create_project, register_user
 from tests.ops.process import ServerProcess
@@ -254,3 +258,24 @@ async def test_cancel_crosses_workers_and_sigterm_drains_both(
             assert server.log().count("shutting down: streams end") == 2
         finally:
             server.ensure_dead()
+
+
+def test_transient_payload_round_trips_and_old_payloads_still_parse() -> None:
+    data = json.dumps({"type": "step.delta", "text": "a:b\nc", "run_id": "r1"})
+    note = pgchannel.Transient("p1", data)
+    assert pgchannel.parse(pgchannel.encode(note)) == note
+    assert pgchannel.parse("p1:7") == pgchannel.Committed("p1", 7)
+    assert pgchannel.parse("p1:deleted") == pgchannel.Deleted("p1")
+    assert pgchannel.parse("p1:cancel:r1") == pgchannel.Cancel("p1", "r1")
+    assert pgchannel.parse("~p1") is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "257"])
+def test_bad_worker_count_is_a_bad_setting(value: str, tmp_path: Path) -> None:
+    code = main(["serve", "--workers", value, "--data-dir", str(tmp_path), "--port", "0"])
+    assert code == ExitCode.BAD_SETTINGS
+
+
+def test_auto_is_one_worker_per_usable_core() -> None:
+    settings = load_settings({"workers": "auto"}, environ={})
+    assert settings.worker_count == len(os.sched_getaffinity(0))
