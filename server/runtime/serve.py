@@ -118,7 +118,8 @@ async def _run(
         nursery.start_soon(drain, services, stop_http)
         lifecycle.ready = True
         sdnotify.notify("READY=1")
-        log.info("stretto listening on %s (%s)", ", ".join(urls), services.store.backend)
+        where = "" if worker is None else f", worker {worker.index + 1}/{worker.count}"
+        log.info("stretto listening on %s (%s%s)", ", ".join(urls), services.store.backend, where)
         task_status.started(Running(urls, services))
         if worker is not None:
             worker.report_ready()
