@@ -86,7 +86,7 @@ def run_workers(settings: Settings, serve_one: Callable[[Settings, WorkerSlot], 
             from server.events.siblings import make_pairs
 
             pairs = make_pairs(count)
-        return _Parent(settings, count, pairs, serve_one).run()
+        return _Parent(settings, count, pairs, serve_one, reservation).run()
     finally:
         reservation.close()
 
@@ -98,7 +98,9 @@ class _Parent:
         count: int,
         pairs: list[tuple[socket.socket, socket.socket]] | None,
         serve_one: Callable[[Settings, WorkerSlot], int],
+        reservation: socket.socket,
     ) -> None:
+        self.reservation = reservation
         self.settings = settings
         self.count = count
         self.pairs = pairs
@@ -153,6 +155,7 @@ class _Parent:
             os.kill(pid, signal.SIGTERM)
 
     def _slot(self, index: int, ready_fd: int) -> WorkerSlot:
+        self.reservation.close()  # the worker binds its own listening socket
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         with contextlib.suppress(OSError, AttributeError):
