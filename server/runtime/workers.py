@@ -81,6 +81,7 @@ def run_workers(settings: Settings, serve_one: Callable[[Settings, WorkerSlot], 
     try:
         settings = dataclasses.replace(settings, port=reservation.getsockname()[1])
         check_data_dir(settings)
+        _preload()
         pairs = None
         if not settings.uses_postgres:
             from server.events.siblings import make_pairs
@@ -89,6 +90,13 @@ def run_workers(settings: Settings, serve_one: Callable[[Settings, WorkerSlot], 
         return _Parent(settings, count, pairs, serve_one, reservation).run()
     finally:
         reservation.close()
+
+
+def _preload() -> None:
+    """Import the server's modules before forking: the workers share those pages
+    copy-on-write instead of each importing its own copy (no trio loop is started)."""
+    import server.app
+    import server.runtime.serve  # noqa: F401
 
 
 class _Parent:
