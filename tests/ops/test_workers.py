@@ -210,6 +210,13 @@ async def test_events_written_on_one_worker_reach_streams_on_the_other(
                 deltas = await read_events(on_b, 1, "step.delta")
                 assert deltas[0][1]["run_id"] == run_id
                 await read_events(on_b, 1, "run.succeeded")
+
+                # Deleting the project on A ends B's stream, after project.deleted.
+                target = f"/api/projects/{project_id}"
+                status, text = await to_a.request("DELETE", target, user.headers)
+                assert status == 204, text
+                ending = await on_b.until_end()
+                assert [message.event for message in ending][-1:] == ["project.deleted"]
         finally:
             server.ensure_dead()
 
