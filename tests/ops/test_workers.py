@@ -286,3 +286,37 @@ def test_bad_worker_count_is_a_bad_setting(value: str, tmp_path: Path) -> None:
 def test_auto_is_one_worker_per_usable_core() -> None:
     settings = load_settings({"workers": "auto"}, environ={})
     assert settings.worker_count == len(os.sched_getaffinity(0))
+
+
+async def test_second_worker_does_not_take_over_the_first_workers_runs(
+    backend: BackendConfig, tmp_path: Path
+) -> None:
+    """A run left by a killed server is taken over once (by the first worker, before its
+    sibling starts), never again by the sibling while the first worker holds it."""
+    async with trio.open_nursery() as nursery:
+        old = await ServerProcess.start(
+            nursery, backend, tmp_path / "old.log", offline_latency_ms=NEVER_MS
+        )
+        async with httpx.AsyncClient(base_url=old.url, timeout=30) as client:
+            user = await register_user(client)
+            project_id = await create_project(client, user)
+            plan = {"steps": [{"id": "g", "tool": "ai.generate", "args": {"prompt": "hi"}}]}
+            body = {"project_id": project_id, "plan": plan}
+            response = await client.post("/api/workflow/runs", json=body, headers=user.headers)
+            assert response.status_code == 202, response.text
+            replay = {"last_event_id": "0"}
+            async with open_stream(old.url, project_id, user.headers, replay) as stream:
+                await read_events(stream, 1, "step.started")
+        await old.kill()  # the lease stays held by a dead process
+
+        server, _ = await start_workers(
+            nursery, backend, tmp_path, offline_latency_ms=NEVER_MS, run_lease_s=30
+        )
+        try:
+            with trio.fail_after(HANG_GUARD_S):
+                while server.log().count("stretto listening on") < 2:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            takeovers = server.log().count("taking over from")
+            assert takeovers == (1 if backend.database_url is None else 0), server.log()
+        finally:
+            server.ensure_dead()
