@@ -57,6 +57,9 @@ class Settings:
     max_connections: int = _setting(
         0, "Client connections open at once; past it: 503 and close. 0: open-files limit - 256."
     )
+    workers: str = _setting(
+        "1", "Server processes sharing the port (SO_REUSEPORT): a number, or auto (one per core)."
+    )
     max_body_bytes: int = _setting(1 * MIB, "Largest JSON request body, in bytes (larger: 413).")
     keep_alive_s: float = _setting(
         75 * SECONDS, "Seconds an idle keep-alive connection stays open after each response."
@@ -287,6 +290,13 @@ class Settings:
         return self.auth_mode == "external"
 
     @property
+    def worker_count(self) -> int:
+        """``workers`` as a number (``auto``: the cores this process may run on)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return int(self.workers)
+
+    @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "stretto.sqlite3"
 
@@ -385,6 +395,10 @@ def validate(s: Settings) -> None:
         f"log_level: {s.log_level} is not a level",
     )
     check(s.log_format in ("json", "text"), f"log_format: {s.log_format} is not json or text")
+    check(
+        s.workers == "auto" or (s.workers.isdigit() and 1 <= int(s.workers) <= 256),
+        f"workers: {s.workers!r} is not a number from 1 to 256 or auto",
+    )
     positives: Sequence[str] = (
         "db_pool_size",
         "db_timeout_s",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from server.auth.tokens import TokenService
     from server.config import Settings
     from server.events.hub import EventHub
+    from server.events.siblings import SiblingNotifier
     from server.observability.metrics import Metrics
     from server.store.protocol import Store
     from server.vfs.service import FileService
@@ -59,3 +60,4 @@ class Services:
     lifecycle: Lifecycle
     tickets: TicketService
     user_streams: UserCounter = field(default_factory=UserCounter)  # SSE streams per user
+    siblings: SiblingNotifier | None = None  # ``--workers N`` on SQLite: the other workers

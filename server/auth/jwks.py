@@ -24,7 +24,6 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import jwt
 import trio
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -33,6 +32,8 @@ from server.errors import Unauthorized
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    import httpx  # imported where used: only a server with a JWKS URL needs it (idle RSS)
 
 log = logging.getLogger("stretto.auth")
 
@@ -166,6 +167,8 @@ class RemoteKeySet:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Fetch, report ready (even when the first fetch failed), then keep the set fresh
         until cancelled."""
+        import httpx
+
         async with httpx.AsyncClient(
             transport=self._transport, timeout=self._timeout_s, follow_redirects=False
         ) as client:
@@ -184,6 +187,8 @@ class RemoteKeySet:
                     self._pending.set()
 
     async def _refresh(self, client: httpx.AsyncClient) -> None:
+        import httpx
+
         done = self._pending if self._pending is not None else trio.Event()
         self._pending = done
         self._wanted = trio.Event()

@@ -17,14 +17,14 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, TypeVar
 
-import argon2
 import trio
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from server.errors import RateLimited
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import argon2
 
 DEFAULT_CONCURRENCY = 2
 DEFAULT_MAX_WAITING = 32
@@ -37,22 +37,38 @@ class PasswordHasher:
     def __init__(
         self,
         *,
-        time_cost: int = argon2.DEFAULT_TIME_COST,
-        memory_cost: int = argon2.DEFAULT_MEMORY_COST,
-        parallelism: int = argon2.DEFAULT_PARALLELISM,
+        time_cost: int | None = None,  # None: argon2-cffi's default
+        memory_cost: int | None = None,
+        parallelism: int | None = None,
         limiter: trio.CapacityLimiter | None = None,
         max_waiting: int = DEFAULT_MAX_WAITING,
     ) -> None:
-        self._hasher = argon2.PasswordHasher(
-            time_cost=time_cost,
-            memory_cost=memory_cost,
-            parallelism=parallelism,
-            type=argon2.Type.ID,
-        )
+        self._costs = (time_cost, memory_cost, parallelism)
+        # argon2 is imported, and its hasher built, on first use (idle RSS, start-up)
+        self._built: argon2.PasswordHasher | None = None
         self._limiter = limiter
         self._dummy_hash: str | None = None
         self.max_waiting = max_waiting
         self._waiting = 0
+
+    @property
+    def _hasher(self) -> argon2.PasswordHasher:
+        """The argon2-cffi ``PasswordHasher``, built (and argon2 imported) on first use."""
+        if self._built is None:
+            import argon2
+
+            time_cost, memory_cost, parallelism = self._costs
+            self._built = argon2.PasswordHasher(
+                time_cost=argon2.DEFAULT_TIME_COST if time_cost is None else time_cost,
+                memory_cost=argon2.DEFAULT_MEMORY_COST if memory_cost is None else memory_cost,
+                parallelism=argon2.DEFAULT_PARALLELISM if parallelism is None else parallelism,
+                type=argon2.Type.ID,
+            )
+        return self._built
+
+    @_hasher.setter
+    def _hasher(self, hasher: argon2.PasswordHasher) -> None:
+        self._built = hasher
 
     def _get_limiter(self) -> trio.CapacityLimiter:
         # Created lazily: a CapacityLimiter must be made inside a running trio loop.
@@ -88,12 +104,16 @@ class PasswordHasher:
 
     def needs_rehash(self, hashed: str) -> bool:
         """True when ``hashed`` was made with other parameters than the current ones."""
+        from argon2.exceptions import InvalidHashError
+
         try:
             return self._hasher.check_needs_rehash(hashed)
         except InvalidHashError:
             return True
 
     def _verify_sync(self, hashed: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         try:
             return self._hasher.verify(hashed, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -21,10 +21,18 @@ from server.runtime.preflight import EXIT_CODES_HELP, ExitCode, StartupError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from server.runtime.workers import WorkerSlot
+
 log = logging.getLogger("stretto")
 
 
-def build_parser() -> argparse.ArgumentParser:
+SERVER_COMMANDS = frozenset({"serve", "migrate", "check", "version"})
+
+
+def build_parser(*, tools: bool = True) -> argparse.ArgumentParser:
+    """The command line. ``tools=False`` leaves out ``bench``, ``backup``, ``import`` and
+    ``openapi``, whose parsers import their modules (the bench client among them): a
+    server command does not pay for them in start-up time and idle memory."""
     parser = argparse.ArgumentParser(
         prog="stretto",
         description="Workflow-and-streaming server for AI-assisted project apps.",
@@ -42,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(check)
     commands.add_parser("version", help="Print version, git commit and Python version.")
+    if not tools:
+        return parser
     from server.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(commands)
@@ -80,7 +90,7 @@ def _hard_exit_after(seconds: float) -> None:
     timer.start()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, worker: WorkerSlot | None = None) -> None:
     from server.runtime.http_server import HTTP_DRAIN_S
     from server.runtime.serve import serve
     from server.services import Lifecycle
@@ -93,7 +103,7 @@ async def _serve(settings: Settings) -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(arm_watchdog)
-        await serve(settings, handle_signals=True, lifecycle=lifecycle)
+        await serve(settings, handle_signals=True, lifecycle=lifecycle, worker=worker)
         nursery.cancel_scope.cancel()
 
 
@@ -142,14 +152,23 @@ async def _check(settings: Settings) -> int:
     return ExitCode.OK
 
 
-def _run_command(command: str, settings: Settings) -> int:
+def _serve_worker(settings: Settings, worker: WorkerSlot) -> int:
+    """One of ``serve --workers N`` (in a forked child)."""
+    return _run_command("serve", settings, worker)
+
+
+def _run_command(command: str, settings: Settings, worker: WorkerSlot | None = None) -> int:
     """Run a server command; a bad start becomes one line on stderr and its exit code."""
     from server.errors import StoreUnavailable
     from server.runtime.preflight import describe_store_failure, only_error
 
     try:
+        if command == "serve" and worker is None and settings.worker_count > 1:
+            from server.runtime.workers import run_workers
+
+            return run_workers(settings, _serve_worker)
         if command == "serve":
-            trio.run(_serve, settings)
+            trio.run(_serve, settings, worker)
             return ExitCode.OK
         if command == "migrate":
             return trio.run(_migrate, settings)
@@ -166,7 +185,8 @@ def _run_command(command: str, settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(tools=not argv or argv[0] not in SERVER_COMMANDS)
     args = parser.parse_args(argv)
     if args.command == "version":
         from server.cli.version import version_text

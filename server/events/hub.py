@@ -11,6 +11,11 @@
   ``run()`` (the hub's service task, required when a store is given).
 Transient events (``step.delta``) bypass ordering and carry no ``seq``.
 
+Other processes (``--workers N``, other instances): an optional ``relay`` (``HubRelay``) is
+told what this process publishes (committed seqs, transient events, closed projects) and
+carries it to the others; what they receive goes back in through ``notify_committed``,
+``deliver_transient`` and ``end_project``, which never relay again.
+
 Subscribers are ``FrameSink``s (``server.events.sink``): the hub offers them frames and
 knows nothing about their queues or sockets. Before the first subscriber's stream has read
 the log (``set_baseline``), committed events are held, so that nothing before them is
@@ -24,7 +29,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
     from server.events.model import StoredEvent
     from server.store.protocol import Store
 
-__all__ = ["EventHub", "Frame", "FrameSink", "HubStatistics", "Subscription"]
+__all__ = ["EventHub", "Frame", "FrameSink", "HubRelay", "HubStatistics", "Subscription"]
 
 log = logging.getLogger("stretto.events")
 
@@ -48,6 +53,17 @@ FILL_BATCH = 500  # events read from the log per gap-fill query
 FILL_RETRY_MIN_S = 0.1  # first wait after a failed log read; doubles up to the max
 FILL_RETRY_MAX_S = 5.0
 FAILURE_LOG_EVERY_S = 30.0  # a failing log read is logged at most this often
+
+
+class HubRelay(Protocol):
+    """Carries what this process publishes to the other processes' hubs. Every method is
+    called from ``publish`` and must not block nor raise (drop, count and log instead)."""
+
+    def committed(self, project_id: str, seq: int) -> None: ...
+
+    def transient(self, project_id: str, data: Mapping[str, Any]) -> None: ...
+
+    def project_closed(self, project_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +106,7 @@ class EventHub:
         self._duplicates = 0
         self._gap_fills = 0
         self._direct_writes = 0
+        self.relay: HubRelay | None = None  # other processes (``server.events.siblings``)
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, events: Sequence[StoredEvent]) -> None:
@@ -98,9 +115,22 @@ class EventHub:
         for event in events:
             self._active.add(event.project_id)
         self._accept(events)
+        if self.relay is not None:
+            last: dict[str, int] = {}
+            for event in events:
+                last[event.project_id] = max(event.seq, last.get(event.project_id, 0))
+            for project_id, seq in last.items():
+                self.relay.committed(project_id, seq)
 
     def publish_transient(self, project_id: str, data: Mapping[str, Any]) -> None:
-        """Deliver a live-only event (no ``seq``) to the project's current subscribers."""
+        """Deliver a live-only event (no ``seq``) to the project's current subscribers, here
+        and (through the ``relay``) in the other processes."""
+        if self.relay is not None:
+            self.relay.transient(project_id, data)
+        self.deliver_transient(project_id, data)
+
+    def deliver_transient(self, project_id: str, data: Mapping[str, Any]) -> None:
+        """``publish_transient`` for this process's subscribers only (a relayed event)."""
         self._published += 1
         topic = self._topics.get(project_id)
         if topic is None:
@@ -149,7 +179,13 @@ class EventHub:
                 self._request_fill(project_id)
 
     def close_project(self, project_id: str) -> None:
-        """The project was deleted: end its streams (queued frames are still read)."""
+        """The project was deleted: end its streams, here and in the other processes."""
+        if self.relay is not None:
+            self.relay.project_closed(project_id)
+        self.end_project(project_id)
+
+    def end_project(self, project_id: str) -> None:
+        """End the project's streams in this process (queued frames are still read)."""
         topic = self._topics.pop(project_id, None)
         self._fill_wanted.pop(project_id, None)
         if topic is not None:

@@ -6,7 +6,10 @@ the encoders below (or ``committed_payload_sql`` inside its SQL), the bus
 
 - ``'<project_id>:<last seq>'``: events up to that seq are committed (``Committed``);
 - ``'<project_id>:deleted'``: the project is gone, end its streams (``Deleted``);
-- ``'<project_id>:cancel:<run_id>'``: the instance executing the run cancels it (``Cancel``).
+- ``'<project_id>:cancel:<run_id>'``: the instance executing the run cancels it (``Cancel``);
+- ``'~<project_id>\n<json>'``: a transient event (``step.delta``) as is (``Transient``), sent
+  by the bus of the instance that published it; at most ``MAX_PAYLOAD`` bytes (PostgreSQL's
+  NOTIFY limit), a larger one is not carried.
 
 Pure: no I/O, no driver.
 """
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 EVENTS_CHANNEL = "stretto_events"
 DELETED_TAG = "deleted"
 CANCEL_TAG = "cancel"
+TRANSIENT_PREFIX = "~"  # never the first character of a project id
+MAX_PAYLOAD = 7999  # bytes: PostgreSQL refuses a NOTIFY payload of 8000 or more
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,13 @@ class Cancel:
     run_id: str
 
 
-Notification = Committed | Deleted | Cancel
+@dataclass(frozen=True, slots=True)
+class Transient:
+    project_id: str
+    data: str  # the event's JSON, forwarded as is
+
+
+Notification = Committed | Deleted | Cancel | Transient
 
 
 def committed_payload_sql(project_expr: str, seq_expr: str) -> str:
@@ -54,11 +65,16 @@ def encode(note: Notification) -> str:
         return f"{note.project_id}:{note.seq}"
     if isinstance(note, Deleted):
         return f"{note.project_id}:{DELETED_TAG}"
+    if isinstance(note, Transient):
+        return f"{TRANSIENT_PREFIX}{note.project_id}\n{note.data}"
     return f"{note.project_id}:{CANCEL_TAG}:{note.run_id}"
 
 
 def parse(payload: str) -> Notification | None:
     """The notification a payload carries; None when it is malformed."""
+    if payload.startswith(TRANSIENT_PREFIX):
+        project_id, sep, data = payload[1:].partition("\n")
+        return Transient(project_id, data) if sep and project_id else None
     head, sep, tail = payload.rpartition(":")
     if not sep or not head or not tail:
         return None

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from server.config import Settings
+    from server.events.siblings import SiblingNotifier
+    from server.runtime.workers import WorkerSlot
     from server.services import Lifecycle
     from server.store.protocol import Store
 
@@ -110,8 +112,12 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterator[Services]:
-    """Store opened and migrated, services built; closed on exit.
+async def open_services(
+    settings: Settings, lifecycle: Lifecycle, worker: WorkerSlot | None = None
+) -> AsyncIterator[Services]:
+    """Store opened and migrated, services built; closed on exit. ``worker`` (one of
+    ``--workers N`` on SQLite): its sibling notifier carries the hub's events and the
+    cancels to the other workers (``start_background`` runs it).
 
     Raises ``StoreUnavailable`` when the store cannot be opened or migrated.
     """
@@ -119,7 +125,11 @@ async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterat
         applied = await store.migrate()
         if applied:
             log.info("applied migrations %s", applied)
+        notifier = _sibling_notifier(store, worker)
         services = build_services(settings, store, lifecycle)
+        if notifier is not None:
+            notifier.attach(services.hub)
+            services.siblings = notifier
         try:
             yield services
         finally:
@@ -127,11 +137,26 @@ async def open_services(settings: Settings, lifecycle: Lifecycle) -> AsyncIterat
                 await services.provider.aclose()
 
 
+def _sibling_notifier(store: Store, worker: WorkerSlot | None) -> SiblingNotifier | None:
+    """SQLite with sibling workers: the notifier, installed as the store's ``RunControl``.
+    Only the first worker (started alone) may take over leases at its first resume."""
+    from server.events.siblings import SiblingNotifier
+    from server.store.sqlite import SqliteStore
+
+    if worker is None or worker.inbox is None or not isinstance(store, SqliteStore):
+        return None
+    notifier = SiblingNotifier(worker.inbox, worker.peers, store)
+    store.share_runs(notifier, takeover=worker.index == 0)
+    return notifier
+
+
 async def start_background(nursery: trio.Nursery, services: Services) -> None:
     """Start the background services in ``nursery`` (each reports ready through
     ``nursery.start``), then resume the runs a previous process left unfinished."""
     settings = services.settings
     await nursery.start(services.hub.run)
+    if services.siblings is not None:
+        await nursery.start(services.siblings.run)
     await nursery.start(services.tokens.run)  # JWKS URL refresher (no-op without one)
     await nursery.start(services.supervisor.run)
     if settings.database_url is not None:
@@ -140,6 +165,7 @@ async def start_background(nursery: trio.Nursery, services: Services) -> None:
         bus = PostgresEventBus(
             database_url=settings.database_url, store=services.store, hub=services.hub
         )
+        services.hub.relay = bus  # step.delta to the other instances and workers
         await nursery.start(bus.run)
     retention = EventRetention.from_settings(settings, services.store, services.hub)
     await nursery.start(retention.run)

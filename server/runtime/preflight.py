@@ -50,9 +50,14 @@ class StartupError(Exception):
         self.exit_code = exit_code
 
 
-def bind_listeners(settings: Settings) -> list[socket.socket]:
+def bind_listeners(
+    settings: Settings, *, reuse_port: bool = False, listen: bool = True
+) -> list[socket.socket]:
     """Bind and listen on ``settings.host:settings.port``: IPv6 when the host has a colon,
     else IPv4 (as hypercorn's own binding does). The caller owns (closes) the sockets.
+    ``reuse_port``: with ``SO_REUSEPORT`` (worker processes share the port, the kernel
+    spreads connections over them); ``listen=False`` only reserves the address (the worker
+    parent: a bound socket that does not listen gets no connections).
 
     Raises ``StartupError``: ``CANNOT_LISTEN`` (in use, not allowed, address not local),
     ``BAD_SETTINGS`` (the host does not resolve).
@@ -72,8 +77,11 @@ def bind_listeners(settings: Settings) -> list[socket.socket]:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(settings.backlog)
+        if listen:
+            sock.listen(settings.backlog)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()

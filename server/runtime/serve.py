@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import socket
 
     from server.config import Settings
+    from server.runtime.workers import WorkerSlot
     from server.services import Services
 
 log = logging.getLogger("stretto")
@@ -60,25 +61,27 @@ async def serve(
     *,
     handle_signals: bool = False,
     lifecycle: Lifecycle | None = None,
+    worker: WorkerSlot | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until shutdown is requested (signal or ``lifecycle.request_shutdown()``).
 
     Reports ``Running`` through ``task_status`` once it listens and is ready. Raises
     ``StartupError`` when the address cannot be bound, the data directory is unusable or
-    the store cannot be opened.
+    the store cannot be opened. ``worker``: this process is one of ``--workers N``
+    (``server.runtime.workers``): it shares the port and tells its siblings its events.
     """
     lifecycle = lifecycle or Lifecycle()
     raise_open_files_limit()
     with ExitStack() as stack:
-        listeners = bind_listeners(settings)
+        listeners = bind_listeners(settings, reuse_port=worker is not None)
         for sock in listeners:
             stack.callback(sock.close)
         check_data_dir(settings)
         async with trio_asyncio.open_loop():
             try:
-                async with open_services(settings, lifecycle) as services:
-                    await _run(services, listeners, handle_signals, task_status)
+                async with open_services(settings, lifecycle, worker) as services:
+                    await _run(services, listeners, handle_signals, worker, task_status)
             except (StoreUnavailable, BaseExceptionGroup) as exc:
                 failure = only_error(exc, StoreUnavailable)
                 if failure is None or lifecycle.ready:
@@ -90,6 +93,7 @@ async def _run(
     services: Services,
     listeners: list[socket.socket],
     handle_signals: bool,
+    worker: WorkerSlot | None,
     task_status: trio.TaskStatus[Running],
 ) -> None:
     settings = services.settings
@@ -114,8 +118,11 @@ async def _run(
         nursery.start_soon(drain, services, stop_http)
         lifecycle.ready = True
         sdnotify.notify("READY=1")
-        log.info("stretto listening on %s (%s)", ", ".join(urls), services.store.backend)
+        where = "" if worker is None else f", worker {worker.index + 1}/{worker.count}"
+        log.info("stretto listening on %s (%s%s)", ", ".join(urls), services.store.backend, where)
         task_status.started(Running(urls, services))
+        if worker is not None:
+            worker.report_ready()
         await stop_http.wait()
         await wait_http_stopped(http_done, urls)
         nursery.cancel_scope.cancel()

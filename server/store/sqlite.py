@@ -51,6 +51,7 @@ class SqliteStore(SqliteRuns):
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self._run_control: RunControl | None = None
 
     @classmethod
     async def open(
@@ -64,7 +65,14 @@ class SqliteStore(SqliteRuns):
         return self._db.pool_usage()
 
     def run_control(self) -> RunControl | None:
-        return None  # one process runs everything: a cancel is always local
+        return self._run_control  # None: one process runs everything, a cancel is local
+
+    def share_runs(self, control: RunControl, *, takeover: bool) -> None:
+        """Sibling processes share this file (``serve --workers N``): cancels reach them
+        through ``control``; ``takeover``: whether the first resume may take over runs whose
+        lease another process holds (only a worker that starts before its siblings)."""
+        self._run_control = control
+        self.single_process = takeover
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def migrate(self) -> list[int]:
