@@ -165,6 +165,7 @@ class StepFields(TypedDict, total=False):
 
     status: StepStatus
     attempts: int
+    args: Mapping[str, Any]  # a fan-out item reset on resume
     output: Any
     error: Mapping[str, Any] | None
     started_at: datetime | None
@@ -183,14 +184,14 @@ STEP_MUTABLE_FIELDS = frozenset(StepFields.__annotations__)
 @dataclass(frozen=True, slots=True)
 class RunChange:
     run_id: str
-    fields: Mapping[str, Any]
+    fields: RunFields
 
 
 @dataclass(frozen=True, slots=True)
 class StepChange:
     run_id: str
     step_id: str
-    fields: Mapping[str, Any]
+    fields: StepFields
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-    from server.store.models import Run
+    from server.store.models import Run, RunFields
     from server.workflow.plan import Plan
 
 
@@ -63,7 +63,7 @@ def awaiting_approval(
 def approved(run: Run, plan: Plan, edited: bool, at: datetime) -> Records:
     """awaiting_approval -> pending; ``edited``: ``plan`` replaces the run's plan and steps."""
     doc = plan.to_json()
-    fields: dict[str, Any] = {
+    fields: RunFields = {
         "status": RunStatus.PENDING,
         "approved_at": at,
         "approval_expires_at": None,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from datetime import datetime
 
+    from server.store.models import StepFields
     from server.workflow.transitions import RunState
 
 _ENDED = frozenset({Slot.SUCCEEDED, Slot.FAILED, Slot.SKIPPED, Slot.CANCELLED})
@@ -108,7 +109,7 @@ def expand(
             state.succeeded += 1
             done.append(item_id)
         else:
-            fields = {"status": StepStatus.PENDING, "args": dict(args), "error": None}
+            fields: StepFields = {"status": StepStatus.PENDING, "args": dict(args), "error": None}
             records.steps.append((item_id, fields))
     return records, done
 

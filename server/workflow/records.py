@@ -6,17 +6,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from server.store.models import Step
+from server.store.models import RunFields, Step, StepFields
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from server.events.model import NewEvent
     from server.workflow.plan import Plan
 
-StepFields = tuple[str, "Mapping[str, Any]"]
+StepUpdate = tuple[str, StepFields]
+"""A step's id and the columns to set on it."""
 
 
 @dataclass
@@ -24,9 +23,9 @@ class Records:
     """What one transition writes: run fields, new step rows, step fields, events, in order.
     ``merge`` joins records written in one transaction (later run fields win)."""
 
-    run: dict[str, Any] = field(default_factory=dict)
+    run: RunFields = field(default_factory=lambda: RunFields())
     new_steps: list[Step] = field(default_factory=list)
-    steps: list[StepFields] = field(default_factory=list)
+    steps: list[StepUpdate] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
 
     def merge(self, other: Records) -> None:

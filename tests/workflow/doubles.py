@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 
 from server.config import Settings
 from server.errors import RunStatusChanged, ToolError
 from server.events.model import NewEvent, StoredEvent
-from server.store.models import Page, Project, Run, RunChange, RunStatus, Step, StepChange
+from server.store.models import (
+    RUN_MUTABLE_FIELDS,
+    STEP_MUTABLE_FIELDS,
+    Page,
+    Project,
+    Run,
+    RunChange,
+    RunStatus,
+    Step,
+    StepChange,
+)
 from server.timeutil import utc_now
 from server.workflow.tools.defaults import default_registry
 from server.workflow.tools.registry import Tool, ToolContext, ToolRegistry
@@ -113,6 +123,12 @@ class MemoryRunStore:
         replace_steps: bool = False,
     ) -> list[StoredEvent]:
         await trio.lowlevel.checkpoint()
+        # The real stores' rule: only the columns of RunFields / StepFields may be set.
+        unknown = set(run.fields if run else ()) - RUN_MUTABLE_FIELDS
+        for change in steps:
+            unknown |= set(change.fields) - STEP_MUTABLE_FIELDS
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)}")
         if run is not None and if_status is not None and self.runs[run.run_id].status != if_status:
             raise RunStatusChanged()
         self.writes += 1
@@ -124,12 +140,14 @@ class MemoryRunStore:
         if run_id is not None:
             current = self.runs[run_id]
             if run is not None:
-                current = replace(current, **dict(run.fields))
+                current = replace(current, **cast("dict[str, Any]", run.fields))
             by_id = {} if replace_steps else {s.id: s for s in current.steps}
             for step in new_steps:
                 by_id[step.id] = step
             for change in steps:
-                by_id[change.step_id] = replace(by_id[change.step_id], **dict(change.fields))
+                by_id[change.step_id] = replace(
+                    by_id[change.step_id], **cast("dict[str, Any]", change.fields)
+                )
             current = replace(
                 current, steps=tuple(sorted(by_id.values(), key=lambda s: s.position))
             )
