@@ -125,7 +125,9 @@ function paintMetrics(el, state, now) {
   const live = state.liveMetrics(now);
   const server = state.terminal && state.metrics && state.metrics.wall_ms != null ? state.metrics : null;
   const wall = server ? server.wall_ms : live.wall;
-  const critical = server ? server.critical_path_ms : live.critical;
+  // The server's critical path counts reused steps' times in the retried run; the live one does not.
+  const reused = [...state.steps.values()].some((s) => s.reused);
+  const critical = server && !reused ? server.critical_path_ms : live.critical;
   const most = server ? server.max_parallelism : live.maxParallelism;
   const rows = [
     ["Wall time", duration(wall), "wall"],

@@ -54,7 +54,8 @@ export class RunState {
       this.steps.set(s.id, {
         id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [],
         status: s.status || "pending", attempt: s.attempts || 0,
-        started: t(s.started_at), finished: t(s.finished_at),
+        // A reused step ran in the retried run: its times are not this run's.
+        started: s.reused ? null : t(s.started_at), finished: s.reused ? null : t(s.finished_at),
         output: s.output ?? null, error: s.error ?? null, reason: null,
         text: previous ? previous.text : "", reused: Boolean(s.reused),
       });
