@@ -332,3 +332,40 @@ async def reused_nodes(browser: Browser) -> list[str]:
     )
     assert isinstance(ids, list)
     return [str(i) for i in ids]
+
+
+# The run model's approval and retry guards, on the console's own module: an awaiting run
+# shows its plan; run.approved with an edited plan replaces the steps once; a snapshot of
+# the approved run ignores the replayed awaiting/approved events (its edited steps stay); a
+# reused step.succeeded marks the step reused without times of this run.
+RUN_STATE_HITL = """
+const done = arguments[arguments.length - 1];
+const { RunState } = await import('/console/runstate.js');
+const at = '2026-01-01T00:00:00Z';
+const plan = (...ids) => ({steps: ids.map((id) => ({id, tool: 'vfs.write', args: {}}))});
+const ev = (type, extra = {}) => ({id: null, type, data: {type, run_id: 'r', at, ...extra}});
+const out = {};
+let s = new RunState({id: 'r', project_id: 'p', status: 'pending', steps: [], plan: null,
+  created_at: at});
+s.apply(ev('run.awaiting_approval', {plan: plan('a', 'b')}));
+out.awaiting = s.status + ':' + [...s.steps.keys()].join(',');
+s.apply(ev('run.approved', {plan: plan('a'), edited: true}));
+out.approved = String(s.approved) + ':' + [...s.steps.keys()].join(',');
+s.apply(ev('run.approved', {plan: plan('a', 'b'), edited: false}));
+out.approvedOnce = [...s.steps.keys()].join(',');
+const step = (id) => ({id, tool: 'vfs.write', args: {}, needs: [], status: 'succeeded',
+  attempts: 1, started_at: at, finished_at: at});
+s = new RunState({id: 'r', project_id: 'p', status: 'succeeded', steps: [step('a')],
+  plan: plan('a'), approval: {mode: 'plan', approved_at: at}, created_at: at});
+s.apply(ev('run.awaiting_approval', {plan: plan('a', 'b')}));
+s.apply(ev('run.approved', {plan: plan('a'), edited: true}));
+out.replay = s.status + ':' + [...s.steps.keys()].join(',');
+s = new RunState({id: 'r', project_id: 'p', status: 'running', plan: plan('a'), created_at: at,
+  steps: [{id: 'a', tool: 'vfs.write', args: {}, needs: [], status: 'pending', attempts: 0}]});
+s.apply(ev('step.succeeded', {step_id: 'a', attempt: 0, reused: true, output: {}}));
+const a = s.steps.get('a');
+out.reused = a.status + ':' + a.reused + ':' + a.started;
+s.apply(ev('run.cancelled', {reason: 'rejected', error: null}));
+out.reason = s.status + ':' + s.reason;
+done(out);
+"""

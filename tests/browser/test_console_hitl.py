@@ -18,6 +18,7 @@ import pytest
 
 from tests.browser.console_page import (
     RUN_BADGE,
+    RUN_STATE_HITL,
     click,
     create_project_in_console,
     dag_states,
@@ -28,6 +29,7 @@ from tests.browser.console_page import (
     put_file,
     register_in_console,
     reused_nodes,
+    run_async,
     run_plan,
     serve,
     shown,
@@ -180,6 +182,15 @@ async def test_console_approves_an_edited_plan_rejects_and_retries_a_failed_run(
         late = next(s for s in retried["steps"] if s["id"] == "late")
         assert late["output"]["content"] == "here now"
 
+        # the run model's guards for approval and retry, on the console's own module
+        assert await run_async(browser, RUN_STATE_HITL) == {
+            "awaiting": "awaiting_approval:a,b",
+            "approved": "true:a",
+            "approvedOnce": "a",
+            "replay": "succeeded:a",
+            "reused": "succeeded:true:null",
+            "reason": "cancelled:rejected",
+        }
         assert await page_errors(browser) == []  # no uncaught error, no CSP violation
     finally:
         server.ensure_dead()
