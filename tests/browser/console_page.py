@@ -275,3 +275,97 @@ s.apply({id: 1, type: 'run.started', data: {type: 'run.started', run_id: 'r', at
 out.runNeverBack = s.status;
 done(out);
 """
+
+
+# -- human in the loop (test_console_hitl.py) ---------------------------------------------
+
+RUN_BADGE = "document.querySelector('#run-status .badge')?.dataset.status"
+
+
+def shown(selector: str) -> str:
+    """JS: whether the first element matching ``selector`` exists and is not hidden."""
+    return f"(({q(selector)}) !== null && !{q(selector)}.closest('[hidden]'))"
+
+
+async def register_in_console(browser: Browser, email: str) -> dict[str, str]:
+    """Register through the sign-in screen; the session's auth headers."""
+    await wait_js(browser, "document.getElementById('auth-form')")
+    await click(browser, "#auth-toggle")
+    await fill(browser, "#email", email)
+    await fill(browser, "#password", PASSWORD)
+    await click(browser, "#auth-submit")
+    await wait_js(browser, "document.getElementById('project-list')")
+    return await session_headers(browser)
+
+
+async def create_project_in_console(browser: Browser, name: str) -> str:
+    """Create a project from the projects screen; its id (the project screen is open)."""
+    await fill(browser, "#new-project", name)
+    await click(browser, "#create-project button[type=submit]")
+    await wait_js(browser, "document.getElementById('file-tree')")
+    return str(await browser.js("return location.hash.split('/')[2]"))
+
+
+async def put_file(
+    server: ServerProcess, headers: dict[str, str], project_id: str, path: str, content: str
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.put(
+            f"/api/projects/{project_id}/files/{path}", content=content.encode(), headers=headers
+        )
+    assert response.status_code in (200, 201), response.text
+
+
+async def file_status(
+    server: ServerProcess, headers: dict[str, str], project_id: str, path: str
+) -> int:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.get(f"/api/projects/{project_id}/files/{path}", headers=headers)
+    return response.status_code
+
+
+async def reused_nodes(browser: Browser) -> list[str]:
+    """The DAG's steps drawn as reused (succeeded in the run this one retries)."""
+    ids = await browser.js(
+        "return [...document.querySelectorAll('#dag .node[data-reused=true]')]"
+        ".map((n) => n.dataset.step).sort()"
+    )
+    assert isinstance(ids, list)
+    return [str(i) for i in ids]
+
+
+# The run model's approval and retry guards, on the console's own module: an awaiting run
+# shows its plan; run.approved with an edited plan replaces the steps once; a snapshot of
+# the approved run ignores the replayed awaiting/approved events (its edited steps stay); a
+# reused step.succeeded marks the step reused without times of this run.
+RUN_STATE_HITL = """
+const done = arguments[arguments.length - 1];
+const { RunState } = await import('/console/runstate.js');
+const at = '2026-01-01T00:00:00Z';
+const plan = (...ids) => ({steps: ids.map((id) => ({id, tool: 'vfs.write', args: {}}))});
+const ev = (type, extra = {}) => ({id: null, type, data: {type, run_id: 'r', at, ...extra}});
+const out = {};
+let s = new RunState({id: 'r', project_id: 'p', status: 'pending', steps: [], plan: null,
+  created_at: at});
+s.apply(ev('run.awaiting_approval', {plan: plan('a', 'b')}));
+out.awaiting = s.status + ':' + [...s.steps.keys()].join(',');
+s.apply(ev('run.approved', {plan: plan('a'), edited: true}));
+out.approved = String(s.approved) + ':' + [...s.steps.keys()].join(',');
+s.apply(ev('run.approved', {plan: plan('a', 'b'), edited: false}));
+out.approvedOnce = [...s.steps.keys()].join(',');
+const step = (id) => ({id, tool: 'vfs.write', args: {}, needs: [], status: 'succeeded',
+  attempts: 1, started_at: at, finished_at: at});
+s = new RunState({id: 'r', project_id: 'p', status: 'succeeded', steps: [step('a')],
+  plan: plan('a'), approval: {mode: 'plan', approved_at: at}, created_at: at});
+s.apply(ev('run.awaiting_approval', {plan: plan('a', 'b')}));
+s.apply(ev('run.approved', {plan: plan('a'), edited: true}));
+out.replay = s.status + ':' + [...s.steps.keys()].join(',');
+s = new RunState({id: 'r', project_id: 'p', status: 'running', plan: plan('a'), created_at: at,
+  steps: [{id: 'a', tool: 'vfs.write', args: {}, needs: [], status: 'pending', attempts: 0}]});
+s.apply(ev('step.succeeded', {step_id: 'a', attempt: 0, reused: true, output: {}}));
+const a = s.steps.get('a');
+out.reused = a.status + ':' + a.reused + ':' + a.started;
+s.apply(ev('run.cancelled', {reason: 'rejected', error: null}));
+out.reason = s.status + ':' + s.reason;
+done(out);
+"""

@@ -315,6 +315,25 @@ export class Stretto {
 
   /** @param {string} runId @returns {Promise<any>} */
   cancelRun(runId) { return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/cancel`); }
+  /**
+   * Start a run awaiting approval (202), optionally with an edited plan (400 invalid_plan).
+   * @param {string} runId @param {Plan} [plan] @returns {Promise<Run>}
+   */
+  approveRun(runId, plan) {
+    const options = plan === undefined ? {} : { json: { plan } };
+    return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/approve`, options);
+  }
+  /** End a run awaiting approval: cancelled, reason `rejected`. @param {string} runId @returns {Promise<Run>} */
+  rejectRun(runId) { return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/reject`); }
+  /**
+   * A new run from a failed or cancelled one, reusing its succeeded steps (202). 409
+   * `conflict` (details.paths) when a file a reused step read has changed, unless `force`.
+   * @param {string} runId @param {{force?: boolean}} [options] @returns {Promise<Run>}
+   */
+  retryRun(runId, options = {}) {
+    return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/retry`,
+      { query: { force: options.force ? "true" : undefined } });
+  }
   /** @param {string} runId @returns {Promise<Run>} */
   getRun(runId) { return this.request("GET", `/api/workflow/runs/${encodeURIComponent(runId)}`); }
   /** @param {{projectId?: string, status?: string, limit?: number, cursor?: string}} [query] @returns {Promise<Page>} */

@@ -81,7 +81,8 @@ export class Dag {
     const node = this.nodes.get(s.id);
     if (!node) return;
     node.setAttribute("data-state", s.status);
-    const label = `${s.id} (${s.tool}): ${s.status}${s.attempt > 1 ? `, attempt ${s.attempt}` : ""}`;
+    if (s.reused) node.setAttribute("data-reused", "true"); else node.removeAttribute("data-reused");
+    const label = `${s.id} (${s.tool}): ${s.status}${s.reused ? " (reused)" : ""}${s.attempt > 1 ? `, attempt ${s.attempt}` : ""}`;
     node.setAttribute("aria-label", label);
     /** @type {Element} */ (node.firstChild).textContent = label;
   }

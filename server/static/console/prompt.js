@@ -1,6 +1,7 @@
 // prompt.js: the prompt box. "Preview plan" asks POST /api/workflow/plan for the intent and
 // the plan (nothing runs) and shows the plan as editable JSON; "Run" starts a run from the
-// plan when one is shown (edited or written by hand), else from the prompt. Errors are
+// plan when one is shown (edited or written by hand), else from the prompt; "Ask for
+// approval" sends options.approval = "plan" (the run waits for Approve). Errors are
 // shown in the box: a server that cannot plan free-form prompts (422 model_required) gets an
 // explanation and the plan editor.
 import { h, mount, errorBox, showError } from "./dom.js";
@@ -28,12 +29,15 @@ export class PromptBox {
     this.error.id = "prompt-error";
     this.runButton = h("button", { type: "button", id: "run", class: "primary", onclick: () => this.run() }, "Run");
     this.previewButton = h("button", { type: "button", id: "preview", onclick: () => this.preview() }, "Preview plan");
+    this.approval = h("input", { type: "checkbox", id: "ask-approval" });
     this.planText.addEventListener("input", () => this.listSteps());
     this.el = h("div", { class: "prompt" },
       this.prompt,
       h("div", { class: "row" }, this.previewButton, this.runButton,
         h("button", { type: "button", id: "write-plan", class: "link", onclick: () => this.writePlan() }, "Write a plan"),
-        h("button", { type: "button", id: "clear-plan", class: "link", onclick: () => this.clearPlan() }, "Clear plan")),
+        h("button", { type: "button", id: "clear-plan", class: "link", onclick: () => this.clearPlan() }, "Clear plan"),
+        h("label", { class: "check small", for: "ask-approval", title: "The run is planned, then waits for you to approve, edit or reject the plan" },
+          this.approval, " Ask for approval before running")),
       this.error, this.planBox);
     this.prompt.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); this.run(); }
@@ -87,6 +91,7 @@ export class PromptBox {
     showError(this.error, null);
     /** @type {Record<string, any>} */
     const request = { projectId: this.projectId, idempotencyKey: crypto.randomUUID() };
+    if (this.approval.checked) request.options = { approval: "plan" };
     if (!this.planBox.hidden && this.planText.value.trim()) {
       try { request.plan = JSON.parse(this.planText.value); } catch (error) {
         showError(this.error, { code: "invalid_json", message: `The plan is not valid JSON: ${error.message}` });

@@ -7,6 +7,7 @@ import { RunState, TERMINAL_STEP } from "./runstate.js";
 import { Dag } from "./dag.js";
 import { Timeline } from "./timeline.js";
 import { EventList } from "./eventlist.js";
+import { ApprovalPanel, RetryPanel } from "./hitl.js";
 
 export const NAME = "run";
 const TICK_MS = 250; // live durations move while steps run
@@ -34,11 +35,20 @@ export async function render(ctx, main, [projectId, runId]) {
   const metrics = h("dl", { class: "metrics", id: "metrics" });
   const panel = h("div", { class: "step-panel", id: "step-panel" });
   const runError = h("p", { class: "error", id: "run-error", hidden: true });
+  const reason = h("span", { id: "run-reason", class: "small muted" });
+  const approval = new ApprovalPanel(ctx, runId, () => refetch());
+  const retry = new RetryPanel(ctx, projectId, runId);
+  const origin = run.retry_of
+    ? h("p", { class: "small muted", id: "retry-of" }, "Retry of ",
+      h("a", { href: `#/p/${encodeURIComponent(projectId)}/runs/${encodeURIComponent(run.retry_of)}` }, `run ${run.retry_of.slice(-8)}`),
+      ": steps that succeeded there are reused (dashed outline).")
+    : null;
 
   mount(main,
     h("section", { class: "card" },
-      h("div", { class: "row" }, h("h1", { class: "grow title" }, run.prompt || `Plan of ${state.steps.size} steps`), status, cancel),
-      error, runError, metrics),
+      h("div", { class: "row" }, h("h1", { class: "grow title" }, run.prompt || `Plan of ${state.steps.size} steps`), status, reason, cancel),
+      origin, error, runError, retry.el, metrics),
+    approval.el,
     h("div", { class: "run-grid" },
       h("section", { class: "card", "aria-label": "Graph" }, h("h2", {}, "Steps"), legend(), h("div", { class: "scroll dag-box" }, dag.el)),
       h("section", { class: "card", "aria-label": "Step" }, h("h2", {}, "Step"), panel)),
@@ -58,9 +68,13 @@ export async function render(ctx, main, [projectId, runId]) {
       }
     }
     mount(status, badge(state.status));
+    reason.textContent = state.reason ? `(${state.reason})` : "";
+    approval.paint(state);
+    retry.paint(state);
     cancel.disabled = state.terminal;
     cancel.hidden = state.terminal;
-    if (state.error) { runError.hidden = false; runError.textContent = `${state.error.code || "error"}: ${state.error.message || ""}`; }
+    runError.hidden = !state.error;
+    if (state.error) runError.textContent = `${state.error.code || "error"}: ${state.error.message || ""}`;
     paintMetrics(metrics, state, now);
     timeline.render(state, now);
     if (!userSelected) {
@@ -111,7 +125,9 @@ function paintMetrics(el, state, now) {
   const live = state.liveMetrics(now);
   const server = state.terminal && state.metrics && state.metrics.wall_ms != null ? state.metrics : null;
   const wall = server ? server.wall_ms : live.wall;
-  const critical = server ? server.critical_path_ms : live.critical;
+  // The server's critical path counts reused steps' times in the retried run; the live one does not.
+  const reused = [...state.steps.values()].some((s) => s.reused);
+  const critical = server && !reused ? server.critical_path_ms : live.critical;
   const most = server ? server.max_parallelism : live.maxParallelism;
   const rows = [
     ["Wall time", duration(wall), "wall"],
@@ -127,14 +143,14 @@ function paintMetrics(el, state, now) {
 /** @param {HTMLElement} el @param {import("./runstate.js").StepView|undefined} step */
 function paintStep(el, step) {
   if (!step) { mount(el, h("p", { class: "muted" }, "Select a step in the graph.")); return; }
-  const key = `${step.id}|${step.status}|${step.attempt}|${step.text.length}`;
+  const key = `${step.id}|${step.status}|${step.attempt}|${step.text.length}|${step.reused}`;
   if (el.dataset.key === key) return; // unchanged: keep the reader's scroll position
   el.dataset.key = key;
   el.dataset.step = step.id;
   const out = step.status === "succeeded" ? outputText(step.output) : step.text;
   mount(el,
     h("div", { class: "row" }, h("h3", { class: "grow" }, step.id), badge(step.status)),
-    h("p", { class: "small muted" }, `${step.tool}${step.attempt ? ` · attempt ${step.attempt}` : ""}${step.needs.length ? ` · after ${step.needs.join(", ")}` : ""}${step.reason ? ` · ${step.reason}` : ""}`),
+    h("p", { class: "small muted" }, `${step.tool}${step.attempt ? ` · attempt ${step.attempt}` : ""}${step.needs.length ? ` · after ${step.needs.join(", ")}` : ""}${step.reason ? ` · ${step.reason}` : ""}${step.reused ? " · reused from the retried run" : ""}`),
     h("details", {}, h("summary", {}, "Arguments"), h("pre", { class: "code small" }, JSON.stringify(step.args, null, 2))),
     step.error ? h("p", { class: "error" }, `${step.error.code || "error"}: ${step.error.message || ""}`) : null,
     h("pre", { class: "code output", id: "step-output", tabIndex: 0, "aria-live": step.status === "running" ? "polite" : "off" },

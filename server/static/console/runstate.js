@@ -9,13 +9,13 @@
 // mid-run; the run resumes elsewhere) puts it back to pending.
 
 export const TERMINAL_STEP = new Set(["succeeded", "failed", "cancelled", "skipped"]);
-const RUN_RANK = { pending: 0, planning: 1, running: 2, succeeded: 3, failed: 3, cancelled: 3 };
+const RUN_RANK = { pending: 0, planning: 1, awaiting_approval: 1.5, running: 2, succeeded: 3, failed: 3, cancelled: 3 };
 const DELTA_KEEP = 64 * 1024; // characters of streamed output kept per step (the tail)
 
 /**
  * @typedef {{id: string, tool: string, args: any, needs: string[], status: string,
  *   attempt: number, started: (number|null), finished: (number|null), output: any,
- *   error: any, reason: (string|null), text: string}} StepView
+ *   error: any, reason: (string|null), text: string, reused: boolean}} StepView
  */
 
 /** @param {string|null|undefined} iso */
@@ -41,6 +41,11 @@ export class RunState {
     this.started = t(run.started_at);
     this.finished = t(run.finished_at);
     this.metrics = run.metrics || null;
+    this.plan = run.plan || null;
+    this.retryOf = run.retry_of || null;
+    /** @type {string|null} why a run ended cancelled (user, rejected, approval_timeout...) */
+    this.reason = (run.error && run.error.reason) || null;
+    this.approved = Boolean(run.approval && run.approval.approved_at);
     const old = this.steps;
     this.steps = new Map();
     const steps = run.steps && run.steps.length ? run.steps : planSteps(run.plan);
@@ -49,9 +54,10 @@ export class RunState {
       this.steps.set(s.id, {
         id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [],
         status: s.status || "pending", attempt: s.attempts || 0,
-        started: t(s.started_at), finished: t(s.finished_at),
+        // A reused step ran in the retried run: its times are not this run's.
+        started: s.reused ? null : t(s.started_at), finished: s.reused ? null : t(s.finished_at),
         output: s.output ?? null, error: s.error ?? null, reason: null,
-        text: previous ? previous.text : "",
+        text: previous ? previous.text : "", reused: Boolean(s.reused),
       });
     }
     this.structureChanged = true;
@@ -74,15 +80,18 @@ export class RunState {
     switch (event.type) {
       case "run.planning": return this.runTo("planning");
       case "run.planned":
-        if (this.steps.size === 0 && d.plan) {
-          for (const s of planSteps(d.plan)) {
-            this.steps.set(s.id, { id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [], status: "pending",
-              attempt: 0, started: null, finished: null, output: null, error: null, reason: null, text: "" });
-          }
-          this.structureChanged = true;
-          return true;
-        }
+        if (this.steps.size === 0 && d.plan) { this.setPlan(d.plan); return true; }
         return false;
+      case "run.awaiting_approval":
+        if (this.steps.size === 0 && d.plan) this.setPlan(d.plan);
+        else if (d.plan && !this.plan) this.plan = d.plan;
+        return this.runTo("awaiting_approval");
+      case "run.approved":
+        // The approved plan (maybe edited) replaces the one shown, unless the run is past it.
+        if (this.status !== "awaiting_approval" || this.approved) return false;
+        this.approved = true;
+        if (d.plan) this.setPlan(d.plan);
+        return true;
       case "run.started":
         if (this.started === null) this.started = at;
         return this.runTo("running");
@@ -91,6 +100,7 @@ export class RunState {
         if (changed) {
           this.finished = at;
           this.error = d.error || null;
+          this.reason = d.reason || (d.error && d.error.reason) || null;
           if (d.metrics) this.metrics = d.metrics;
         }
         return changed;
@@ -123,13 +133,24 @@ export class RunState {
       if (terminal || (attempt && attempt < step.attempt)) return false;
       Object.assign(step, { status: kind, finished: at, reason: d.reason || null });
       if (attempt) step.attempt = Math.max(step.attempt, attempt);
-      if (kind === "succeeded") step.output = d.output ?? null;
+      if (kind === "succeeded") { step.output = d.output ?? null; step.reused = Boolean(d.reused); }
       if (kind === "failed") step.error = d.error || null;
     } else {
       return false;
     }
     this.dirty.add(step.id);
     return true;
+  }
+
+  /** Show a plan's steps, all pending (a new or an approved, maybe edited, plan). @param {any} plan */
+  setPlan(plan) {
+    this.plan = plan;
+    this.steps = new Map();
+    for (const s of planSteps(plan)) {
+      this.steps.set(s.id, { id: s.id, tool: s.tool, args: s.args || {}, needs: s.needs || [], status: "pending",
+        attempt: 0, started: null, finished: null, output: null, error: null, reason: null, text: "", reused: false });
+    }
+    this.structureChanged = true;
   }
 
   /** The dirty step ids since the last call. */
