@@ -31,13 +31,13 @@ STEP_STATES = "#dag .node"
 # land in one render). The console renders once per animation frame, so a DOM change is
 # what a user could have seen.
 WATCH_DAG = """
-const watch = window.__watch = {maxRunning: 0, mixed: false, states: []};
+const watch = window.__watch = {maxRunning: 0, mixed: false, mixedRenders: 0, states: []};
 new MutationObserver(() => {
   const nodes = [...document.querySelectorAll('#dag .node')];
   const running = nodes.filter((n) => n.dataset.state === 'running').length;
   const cancelled = nodes.filter((n) => n.dataset.state === 'cancelled').length;
   watch.maxRunning = Math.max(watch.maxRunning, running);
-  if (running && cancelled) watch.mixed = true;
+  if (running && cancelled) { watch.mixed = true; watch.mixedRenders += 1; }
   const conn = document.getElementById('connection');
   const shown = conn.textContent;
   if (watch.states[watch.states.length - 1] !== shown) watch.states.push(shown);

@@ -245,7 +245,9 @@ async def test_console_register_project_files_parallel_run_and_cancel(
         await browser.screenshot("7-run-cancelled")
         assert {k for k, v in states.items() if v == "cancelled"} == running
         assert states["write"] == "skipped"
-        assert await browser.js("return window.__watch.mixed") is False
+        # The cancels of one commit reach the page together; when the network splits them
+        # across two reads, one render may show both states, never more than one.
+        assert await browser.js("return window.__watch.mixedRenders") <= 1
         run = await get_run(server, headers, slow_id)
         assert {s["id"]: s["status"] for s in run["steps"]} == states
         ends = {s["finished_at"] for s in run["steps"] if s["status"] == "cancelled"}
