@@ -222,9 +222,54 @@ CREATE TABLE steps (
 );
 """
 
+# Migration 4: file history. Every state of every path is a row, the current one included
+# (its bytes are also in ``files``): a NULL ``content`` marks a path that stopped existing
+# (deleted, or moved away). ``run_id`` names the workflow run that wrote the version.
+_V4_SQLITE = """
+CREATE TABLE file_versions (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content BLOB,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    content_type TEXT,
+    run_id TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, path, version)
+);
+CREATE INDEX file_versions_run ON file_versions (project_id, run_id) WHERE run_id IS NOT NULL;
+INSERT INTO file_versions (project_id, path, version, content, size, sha256, content_type,
+    run_id, created_at)
+SELECT project_id, path, version, content, size, sha256, content_type, NULL, updated_at
+FROM files;
+"""
+
+_V4_POSTGRES = """
+CREATE TABLE file_versions (
+    project_id text COLLATE "C" NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    content bytea,
+    size bigint NOT NULL,
+    sha256 text,
+    content_type text,
+    run_id text COLLATE "C",
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (project_id, path, version)
+);
+CREATE INDEX file_versions_run ON file_versions (project_id, run_id) WHERE run_id IS NOT NULL;
+INSERT INTO file_versions (project_id, path, version, content, size, sha256, content_type,
+    run_id, created_at)
+SELECT project_id, path, version, content, size, sha256, content_type, NULL, updated_at
+FROM files;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, refresh tokens, projects, files", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "event log, workflow runs and steps", _V2_SQLITE, _V2_POSTGRES),
+    # 3 is taken by plan approval and retry (branch wt/hitl-approve)
+    Migration(4, "file history: every version of every path", _V4_SQLITE, _V4_POSTGRES),
 )
 
 

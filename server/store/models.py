@@ -56,6 +56,33 @@ class FileLimits:
     max_file_bytes: int
     max_files: int
     max_total_bytes: int
+    history_versions: int = 20
+    """Versions kept per path, the current one included (file history retention)."""
+    history_days: float = 30.0
+    """Older versions than this are dropped (the newest state of a path is always kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """One state of a path in the file history; ``deleted``: the path stopped existing."""
+
+    path: str
+    version: int
+    size: int
+    sha256: str | None
+    content_type: str | None
+    run_id: str | None
+    created_at: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunFileSpan:
+    """The versions a run wrote at one path: its first and its last."""
+
+    path: str
+    first_version: int
+    last_version: int
 
 
 class RefreshOutcome(StrEnum):

@@ -35,3 +35,13 @@ def check_quota(
             "The project's files are larger than the limit.",
             {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_after},
         )
+
+
+def check_stored_total(limits: FileLimits, total_bytes: int) -> None:
+    """Raise ``TooLarge`` when the bytes a project stores, its old file versions included
+    (file history counts against the quota), exceed ``max_total_bytes``."""
+    if total_bytes > limits.max_total_bytes:
+        raise TooLarge(
+            "The project's files and their kept versions are larger than the limit.",
+            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
+        )
