@@ -16,6 +16,7 @@ from werkzeug.routing import PathConverter
 from server import __version__
 from server.api import (
     auth,
+    changes,
     client,
     files,
     health,
@@ -71,7 +72,18 @@ def create_app(services: Services) -> QuartTrio:
     install_request_observability(app, services.metrics)
     install_error_handling(app)
     app.before_request(check_request_target)  # bad %-encoding or NUL: 400 before routes run
-    for module in (health, auth, projects, files, transfer, workflow, sse, client, openapi):
+    for module in (
+        health,
+        auth,
+        projects,
+        files,
+        transfer,
+        workflow,
+        changes,
+        sse,
+        client,
+        openapi,
+    ):
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)
     app.asgi_app = fast  # type: ignore[method-assign,assignment]

@@ -213,22 +213,48 @@ def _operations() -> dict[str, Schema]:
                 errors={404: ["not_found"], 400: ["invalid_path"]},
             ),
         },
+        "/api/projects/{project_id}/files/{path}/restore": {
+            "parameters": [pid, fpath],
+            "post": operation(
+                "restoreFile",
+                "Write a kept version back as the newest version (`file.changed`).",
+                {200: json_body(ref("File"), "Restored.", "ETag")},
+                tag="files",
+                body=files.RESTORE_SCHEMA,
+                errors={
+                    400: ["invalid_path"],
+                    404: ["not_found"],
+                    409: ["conflict"],
+                    413: ["too_large"],
+                },
+            ),
+        },
         "/api/projects/{project_id}/files/{path}": {
             "parameters": [pid, fpath],
             "get": operation(
                 "readFile",
-                "The raw bytes, `Content-Type` by extension.",
+                "The raw bytes, `Content-Type` by extension. With `?versions`: the kept "
+                "versions (a `FileVersionPage`, newest first); with `?version=n`: that "
+                "version's bytes.",
                 {
                     200: {
-                        "description": "The content.",
+                        "description": "The content, or with `?versions` the versions.",
                         "headers": header_refs("ETag"),
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        "content": {
+                            "*/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/json": {"schema": ref("FileVersionPage")},
+                        },
                     },
                     304: empty("Not modified.", "ETag"),
                 },
                 tag="files",
-                params=[param("IfNoneMatchGet")],
-                errors={400: ["invalid_path"], 404: ["not_found"]},
+                params=[
+                    param("IfNoneMatchGet"),
+                    query("versions", {"type": "string"}),
+                    query("version", {"type": "integer", "minimum": 1}),
+                    *page,
+                ],
+                errors={400: ["invalid_path", "validation_failed"], 404: ["not_found"]},
             ),
             "put": {
                 **operation(
@@ -388,6 +414,18 @@ def _operations() -> dict[str, Schema]:
                 {202: json_body(ref("Run"), "Cancelling.")},
                 tag="workflow",
                 errors={404: ["not_found"], 409: ["run_finished"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/revert": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "revertRun",
+                "Undo every file change a finished run made, in one transaction "
+                "(`file.changed` / `file.deleted`); 409 `conflict` with `details.paths` when "
+                "one of those files changed since.",
+                {200: json_body(ref("RevertResult"), "Reverted.")},
+                tag="workflow",
+                errors={404: ["not_found"], 409: ["conflict"], 413: ["too_large"]},
             ),
         },
         "/api/workflow/tools": {

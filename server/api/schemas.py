@@ -171,6 +171,19 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "ProjectPage": page_of("Project"),
     "File": FILE,
     "FilePage": page_of("File"),
+    "FileVersion": closed(
+        {
+            "version": {"type": "integer", "minimum": 1},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": _NULLABLE_STR,
+            "content_type": _NULLABLE_STR,
+            "deleted": {"type": "boolean"},
+            "run_id": _NULLABLE_STR,
+            "created_at": _TIME,
+        }
+    ),
+    "FileVersionPage": page_of("FileVersion"),
+    "RevertResult": closed({"run_id": _STR, "paths": {"type": "array", "items": _STR}}),
     "ImportResult": closed(
         {"imported": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}}
     ),
@@ -242,11 +255,15 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
             "sha256": _STR,
             "content_type": _STR,
             "created": {"type": "boolean"},
+            "run_id": _STR,
         },
         ["path", "version"],
     ),
-    EventType.FILE_MOVED: ({"from": _STR, "to": _STR, "version": _INT}, ["from", "to"]),
-    EventType.FILE_DELETED: ({"path": _STR}, ["path"]),
+    EventType.FILE_MOVED: (
+        {"from": _STR, "to": _STR, "version": _INT, "run_id": _STR},
+        ["from", "to"],
+    ),
+    EventType.FILE_DELETED: ({"path": _STR, "run_id": _STR}, ["path"]),
     EventType.PROJECT_UPDATED: ({"project": ref("Project")}, ["project"]),
     EventType.PROJECT_DELETED: ({}, []),
     EventType.RESET: ({"reason": _STR, "last_event_id": _INT}, ["reason"]),

@@ -61,6 +61,8 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
             max_file_bytes=settings.max_file_bytes,
             max_files=settings.max_files_per_project,
             max_total_bytes=settings.max_project_bytes,
+            history_versions=settings.file_history_versions,
+            history_days=settings.file_history_days,
         ),
     )
     tools = default_registry(ai_tools())

@@ -270,15 +270,6 @@ class PostgresFiles:
 
         return await self._db.run(op, transaction=False)
 
-    async def file_version_before(
-        self, project_id: str, path: str, version: int
-    ) -> tuple[FileVersion, bytes | None] | None:
-        async def op(conn: Conn) -> tuple[FileVersion, bytes | None] | None:
-            row = await conn.fetchrow(sql.FV_BEFORE, project_id, path, version)
-            return None if row is None else (DEC.file_version(row), codec.opt_bytes(row))
-
-        return await self._db.run(op, transaction=False)
-
     async def run_file_spans(self, project_id: str, run_id: str) -> list[RunFileSpan]:
         async def op(conn: Conn) -> list[RunFileSpan]:
             rows = await conn.fetch(sql.FV_OF_RUN, project_id, run_id)

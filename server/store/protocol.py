@@ -225,11 +225,6 @@ class Store(Protocol):
     ) -> tuple[FileVersion, bytes | None] | None:
         """One kept version and its bytes (None bytes: the path was deleted there)."""
 
-    async def file_version_before(
-        self, project_id: str, path: str, version: int
-    ) -> tuple[FileVersion, bytes | None] | None:
-        """The newest kept version older than ``version``."""
-
     async def run_file_spans(self, project_id: str, run_id: str) -> list[RunFileSpan]:
         """Per path the run wrote, the first and last version it wrote, by path."""
 

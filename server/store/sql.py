@@ -198,10 +198,6 @@ FV_GET = (
     f"SELECT {FV_META_COLS}, content FROM file_versions "
     "WHERE project_id = $1 AND path = $2 AND version = $3"
 )
-FV_BEFORE = (  # the state a path was in before a version
-    f"SELECT {FV_META_COLS}, content FROM file_versions "
-    "WHERE project_id = $1 AND path = $2 AND version < $3 ORDER BY version DESC LIMIT 1"
-)
 FV_OF_RUN = (
     "SELECT path, min(version) AS first_version, max(version) AS last_version "
     "FROM file_versions WHERE project_id = $1 AND run_id = $2 GROUP BY path ORDER BY path"

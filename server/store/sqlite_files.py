@@ -259,15 +259,6 @@ class SqliteFiles:
 
         return await self._db.read(op)
 
-    async def file_version_before(
-        self, project_id: str, path: str, version: int
-    ) -> tuple[FileVersion, bytes | None] | None:
-        def op(conn: Conn) -> tuple[FileVersion, bytes | None] | None:
-            row = q(conn, sql.FV_BEFORE, project_id, path, version).fetchone()
-            return None if row is None else (DEC.file_version(row), codec.opt_bytes(row))
-
-        return await self._db.read(op)
-
     async def run_file_spans(self, project_id: str, run_id: str) -> list[RunFileSpan]:
         def op(conn: Conn) -> list[RunFileSpan]:
             rows = q(conn, sql.FV_OF_RUN, project_id, run_id).fetchall()

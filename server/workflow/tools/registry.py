@@ -43,13 +43,22 @@ class FileAccess(Protocol):
         *,
         if_match: int | None = None,
         if_none_match_any: bool = False,
+        run_id: str | None = None,
     ) -> tuple[FileMeta, bool]: ...
 
     async def move(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        src: str,
+        dst: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
     ) -> FileMeta: ...
 
-    async def delete(self, project_id: str, path: str, *, if_match: int | None = None) -> None: ...
+    async def delete(
+        self, project_id: str, path: str, *, if_match: int | None = None, run_id: str | None = None
+    ) -> None: ...
 
     async def list(
         self, project_id: str, prefix: str, limit: int, cursor: str | None
