@@ -213,7 +213,10 @@ class PostgresFiles:
             if await conn.fetchval(sql.FILE_EXISTS, project_id, dst):
                 raise Conflict("A file exists at the target path.", {"path": dst})
             src_next = await _next_version(conn, project_id, src)
-            version = max(int(row["version"]) + 1, await _next_version(conn, project_id, dst))
+            dst_next = await _next_version(conn, project_id, dst)
+            version = max(int(row["version"]) + 1, dst_next)
+            if version > dst_next:  # keep a path's versions gapless: "did not exist" before
+                await conn.execute(sql.FV_TOMBSTONE, project_id, dst, version - 1, None, now)
             moved = await conn.fetchrow(sql.FILE_SET_VERSION, project_id, src, dst, version, now)
             meta = DEC.file_meta(moved)
             await conn.execute(sql.FV_TOMBSTONE, project_id, src, src_next, run_id, now)

@@ -204,8 +204,13 @@ class SqliteFiles:
             codec.check_preconditions(int(row["version"]), if_match, False)
             if q(conn, sql.FILE_EXISTS, project_id, dst).fetchone():
                 raise Conflict("A file exists at the target path.", {"path": dst})
-            src_next = _next_version(conn, project_id, src)
-            version = max(int(row["version"]) + 1, _next_version(conn, project_id, dst))
+            src_next, dst_next = (
+                _next_version(conn, project_id, src),
+                _next_version(conn, project_id, dst),
+            )
+            version = max(int(row["version"]) + 1, dst_next)
+            if version > dst_next:  # keep a path's versions gapless: "did not exist" before
+                q(conn, sql.FV_TOMBSTONE, project_id, dst, version - 1, None, time_text(now))
             meta = DEC.file_meta(q(conn, sql.FILE_SET_VERSION, project_id, src, dst, version,
                                    time_text(now)).fetchone())  # fmt: skip
             q(conn, sql.FV_TOMBSTONE, project_id, src, src_next, run_id, time_text(now))
