@@ -242,6 +242,7 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
         ["reason"],
     ),
     EventType.RUN_SUCCEEDED: ({**_METRICS_FIELD, "wall_ms": _NULLABLE_NUM}, []),
+    EventType.RUN_AWAITING_REVIEW: ({**_METRICS_FIELD, "changes": _INT}, []),
     EventType.RUN_FAILED: ({"error": {"oneOf": [{"type": "null"}, STEP_ERROR]}}, []),
     EventType.RUN_CANCELLED: (
         {"reason": _STR, "error": {"oneOf": [{"type": "null"}, STEP_ERROR]}, **_METRICS_FIELD},

@@ -25,6 +25,7 @@ from server.store.models import (
     Project,
     Run,
     RunStatus,
+    StagedChange,
     Step,
     StepStatus,
     User,
@@ -173,6 +174,18 @@ class RowDecoder:
             run_id=row["run_id"],
             created_at=self.req_time(row["created_at"]),
             deleted=bool(row["deleted"]),
+        )
+
+    def staged(self, row: Row) -> StagedChange:
+        return StagedChange(
+            path=row["path"],
+            content=opt_bytes(row),
+            size=int(row["size"]),
+            sha256=row["sha256"],
+            content_type=row["content_type"],
+            base_version=None if row["base_version"] is None else int(row["base_version"]),
+            moved_from=row["moved_from"],
+            staged_at=self.req_time(row["staged_at"]),
         )
 
     def event(self, row: Row) -> StoredEvent:

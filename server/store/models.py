@@ -77,6 +77,21 @@ class FileVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class StagedChange:
+    """A path's state in a review run's changeset (``content`` None: deleted)."""
+
+    path: str
+    content: bytes | None
+    size: int
+    sha256: str | None
+    content_type: str | None
+    base_version: int | None
+    """The project's newest version of the path when the run first staged it."""
+    moved_from: str | None
+    staged_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RunFileSpan:
     """The versions a run wrote at one path: its first and its last."""
 
@@ -105,10 +120,18 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    AWAITING_REVIEW = "awaiting_review"
+    """Its steps succeeded; its file changes wait to be applied or discarded."""
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+        """No executor works on it (awaiting review included: nothing to resume)."""
+        return self in (
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.AWAITING_REVIEW,
+        )
 
 
 class StepStatus(StrEnum):

@@ -16,7 +16,14 @@ from server.errors import Conflict, NotFound
 from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor
-from server.store.models import FileData, FileMeta, FileVersion, Page, RunFileSpan
+from server.store.models import (
+    FileData,
+    FileMeta,
+    FileVersion,
+    Page,
+    RunFileSpan,
+    StagedChange,
+)
 from server.store.postgres_runs import DEC, allocate, append_in
 from server.timeutil import utc_now
 from server.vfs.quota import check_quota, check_stored_total
@@ -297,6 +304,8 @@ class PostgresFiles:
         expected: Mapping[str, int | None],
         limits: FileLimits,
         run_id: str | None,
+        staged_run: str | None = None,
+        staged_paths: Sequence[str] = (),
     ) -> list[StoredEvent]:
         async def op(conn: Conn) -> list[StoredEvent]:
             now = utc_now()
@@ -316,6 +325,36 @@ class PostgresFiles:
                                             run_id=run_id, now=now)  # fmt: skip
                     datas.append(data)
             await _check_total(conn, project_id, limits, now)
+            for path in staged_paths:
+                await conn.execute(sql.RC_DELETE, staged_run, path)
             return await _events(conn, project_id, datas, now, seq)
 
         return await self._db.run(op)
+
+    # -- review changesets ---------------------------------------------------------------------
+    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(sql.RC_STAGE, run_id, project_id, change.path, change.content,
+                               change.size, change.sha256, change.content_type,
+                               change.moved_from, change.staged_at)  # fmt: skip
+
+        await self._db.run(op)
+
+    async def get_staged(self, run_id: str, path: str) -> StagedChange | None:
+        async def op(conn: Conn) -> StagedChange | None:
+            row = await conn.fetchrow(sql.RC_GET, run_id, path)
+            return None if row is None else DEC.staged(row)
+
+        return await self._db.run(op, transaction=False)
+
+    async def list_staged(self, run_id: str) -> list[StagedChange]:
+        async def op(conn: Conn) -> list[StagedChange]:
+            return [DEC.staged(r) for r in await conn.fetch(sql.RC_LIST, run_id)]
+
+        return await self._db.run(op, transaction=False)
+
+    async def clear_staged(self, run_id: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(sql.RC_CLEAR, run_id)
+
+        await self._db.run(op)

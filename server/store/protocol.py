@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         RunChange,
         RunFileSpan,
         RunStatus,
+        StagedChange,
         Step,
         StepChange,
         User,
@@ -241,11 +242,27 @@ class Store(Protocol):
         expected: Mapping[str, int | None],
         limits: FileLimits,
         run_id: str | None,
+        staged_run: str | None = None,
+        staged_paths: Sequence[str] = (),
     ) -> list[StoredEvent]:
         """One transaction: when every path in ``expected`` is still at its version (the
         newest, as ``latest_file_versions`` says), apply ``ops`` in order, one event each;
         otherwise raise ``Conflict`` with ``details.paths`` (the stale ones), nothing
-        applied. A delete of a missing file raises ``NotFound``; quotas as ``put_files``."""
+        applied. A delete of a missing file raises ``NotFound``; quotas as ``put_files``.
+        ``staged_paths`` of ``staged_run``'s changeset are dropped in the same transaction."""
+
+    # -- review changesets -------------------------------------------------------------
+    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+        """Put a path's new state in the run's changeset (``change.base_version`` is
+        ignored: the project's newest version of the path when first staged is kept)."""
+
+    async def get_staged(self, run_id: str, path: str) -> StagedChange | None: ...
+
+    async def list_staged(self, run_id: str) -> list[StagedChange]:
+        """The run's changeset, by path."""
+
+    async def clear_staged(self, run_id: str) -> None:
+        """Drop the run's changeset."""
 
     # -- event log ---------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:

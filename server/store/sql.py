@@ -206,3 +206,18 @@ FILE_SET_VERSION = (  # a move: the row takes its new path and the version numbe
     "UPDATE files SET path = $3, version = $4, updated_at = $5 "
     f"WHERE project_id = $1 AND path = $2 RETURNING {FILE_META_COLS}"
 )
+
+# -- review changesets (migration 4) -----------------------------------------------------------
+RC_STAGE = (  # the base version is the project's newest when the path is first staged
+    "INSERT INTO run_changes (run_id, path, content, size, sha256, content_type, base_version, "
+    "moved_from, staged_at) SELECT $1, $3, $4, $5, $6, $7, (SELECT max(version) FROM "
+    "file_versions WHERE project_id = $2 AND path = $3), $8, $9 "
+    "ON CONFLICT (run_id, path) DO UPDATE SET content = excluded.content, size = excluded.size, "
+    "sha256 = excluded.sha256, content_type = excluded.content_type, "
+    "moved_from = excluded.moved_from, staged_at = excluded.staged_at"
+)
+RC_COLS = "path, content, size, sha256, content_type, base_version, moved_from, staged_at"
+RC_GET = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 AND path = $2"
+RC_LIST = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 ORDER BY path"
+RC_DELETE = "DELETE FROM run_changes WHERE run_id = $1 AND path = $2"
+RC_CLEAR = "DELETE FROM run_changes WHERE run_id = $1"

@@ -15,7 +15,14 @@ from server.errors import Conflict, NotFound
 from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
-from server.store.models import FileData, FileMeta, FileVersion, Page, RunFileSpan
+from server.store.models import (
+    FileData,
+    FileMeta,
+    FileVersion,
+    Page,
+    RunFileSpan,
+    StagedChange,
+)
 from server.store.sqlite_runs import DEC, Conn, append_in, q
 from server.timeutil import utc_now
 from server.vfs.quota import check_quota, check_stored_total
@@ -288,6 +295,8 @@ class SqliteFiles:
         expected: Mapping[str, int | None],
         limits: FileLimits,
         run_id: str | None,
+        staged_run: str | None = None,
+        staged_paths: Sequence[str] = (),
     ) -> list[StoredEvent]:
         def op(conn: Conn) -> list[StoredEvent]:
             now = utc_now()
@@ -306,9 +315,39 @@ class SqliteFiles:
                                       run_id=run_id, now=now)  # fmt: skip
                     datas.append(data)
             _check_total(conn, project_id, limits, now)
+            for path in staged_paths:
+                q(conn, sql.RC_DELETE, staged_run, path)
             return append_in(conn, [NewEvent(project_id, d["type"], d) for d in datas], now)
 
         return await self._db.write(op)
+
+    # -- review changesets ---------------------------------------------------------------------
+    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+        def op(conn: Conn) -> None:
+            q(conn, sql.RC_STAGE, run_id, project_id, change.path, change.content, change.size,
+              change.sha256, change.content_type, change.moved_from,
+              time_text(change.staged_at))  # fmt: skip
+
+        await self._db.write(op)
+
+    async def get_staged(self, run_id: str, path: str) -> StagedChange | None:
+        def op(conn: Conn) -> StagedChange | None:
+            row = q(conn, sql.RC_GET, run_id, path).fetchone()
+            return None if row is None else DEC.staged(row)
+
+        return await self._db.read(op)
+
+    async def list_staged(self, run_id: str) -> list[StagedChange]:
+        def op(conn: Conn) -> list[StagedChange]:
+            return [DEC.staged(r) for r in q(conn, sql.RC_LIST, run_id).fetchall()]
+
+        return await self._db.read(op)
+
+    async def clear_staged(self, run_id: str) -> None:
+        def op(conn: Conn) -> None:
+            q(conn, sql.RC_CLEAR, run_id)
+
+        await self._db.write(op)
 
 
 def _latest(conn: Conn, project_id: str, path: str) -> int | None:

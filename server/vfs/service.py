@@ -7,14 +7,13 @@ routes and the workflow's vfs tools share it, so both behave identically.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
-
-import trio
 
 from server.errors import NotFound, TooLarge
 from server.timeutil import rfc3339
+from server.vfs.changeset import ChangesetFiles
 from server.vfs.content_types import content_type_for
+from server.vfs.hashing import content_sha256
 from server.vfs.history import FileHistory
 from server.vfs.paths import validate_path, validate_prefix
 from server.vfs.transfer import ProjectTransfer
@@ -23,20 +22,6 @@ if TYPE_CHECKING:
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileLimits, FileMeta, Page
     from server.store.protocol import Store
-
-
-_HASH_INLINE_BYTES = 64 * 1024
-_hash_limiter = trio.CapacityLimiter(2)
-
-
-async def content_sha256(content: bytes) -> str:
-    """The hex SHA-256 of ``content``; large contents are hashed in a worker thread (hashlib
-    releases the GIL), so a 5 MB upload does not hold the event loop."""
-    if len(content) <= _HASH_INLINE_BYTES:
-        return hashlib.sha256(content).hexdigest()
-    return await trio.to_thread.run_sync(
-        lambda: hashlib.sha256(content).hexdigest(), limiter=_hash_limiter
-    )
 
 
 def file_json(meta: FileMeta) -> dict[str, Any]:
@@ -56,6 +41,10 @@ class FileService:
         self._store = store
         self._publisher = publisher
         self.limits = limits
+
+    def changeset(self, run_id: str) -> ChangesetFiles:
+        """The files as a review run sees them: its writes go to its changeset."""
+        return ChangesetFiles(self._store, self.limits, run_id)
 
     def history(self) -> FileHistory:
         """Versions of files, restores and run reverts, with these limits and publisher."""

@@ -126,6 +126,7 @@ class RunExecutor:
         )
         settings = deps.settings
         options = run.options or {}
+        self.state.review = options.get("changes") == "review"
         concurrency = int(options.get("concurrency") or settings.run_concurrency)
         self._run_limiter = trio.CapacityLimiter(max(1, min(concurrency, settings.run_concurrency)))
         timeout = options.get("timeout_s")
@@ -277,7 +278,7 @@ class RunExecutor:
             run_id=self.run_id,
             step_id=step.id,
             attempt=attempt,
-            files=deps.files,
+            files=deps.files.changeset(self.run_id) if self.state.review else deps.files,
             publisher=deps.publisher,
             provider=deps.provider,
             settings=deps.settings,

@@ -16,7 +16,8 @@ MAX_RUN_TIMEOUT_S = 24 * 3600.0
 
 
 def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run options: ``concurrency`` (1..run_concurrency) and ``timeout_s`` (seconds).
+    """Run options: ``concurrency`` (1..run_concurrency), ``timeout_s`` (seconds) and
+    ``changes`` (``direct``, the default, or ``review``: file writes go to a changeset).
 
     Raises ``ValidationFailed`` naming the field.
     """
@@ -34,6 +35,11 @@ def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str
                 problems["options.timeout_s"] = f"must be a number in (0, {MAX_RUN_TIMEOUT_S:g}]"
             else:
                 out[key] = float(value)
+        elif key == "changes":
+            if value not in ("direct", "review"):
+                problems["options.changes"] = 'must be "direct" or "review"'
+            else:
+                out[key] = value
         else:
             problems[f"options.{key}"] = "unknown option"
     if problems:

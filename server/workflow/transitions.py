@@ -88,6 +88,7 @@ class RunState:
         self.started: dict[str, int] = {}  # step id -> attempt whose step.started is recorded
         self.attempts: dict[str, int] = {}  # step id -> last attempt number
         self.succeeded = 0
+        self.review = False  # options.changes == "review": success waits in awaiting_review
 
     # -- event builders --------------------------------------------------------------------
     def _run_event(self, kind: EventType, at: datetime, **fields: Any) -> NewEvent:
@@ -384,6 +385,10 @@ def _end_records(
     extra: dict[str, Any] = {} if metrics is None else {"metrics": _public(metrics)}
     if resumable:
         return records, None
+    if ending is None and state.review:
+        records.run.update(status=RunStatus.AWAITING_REVIEW, finished_at=at)
+        records.events.append(state._run_event(EventType.RUN_AWAITING_REVIEW, at, **extra))
+        return records, RunStatus.AWAITING_REVIEW
     if ending is None:
         records.run.update(status=RunStatus.SUCCEEDED, finished_at=at)
         # ``wall_ms`` at the top too: the shared bench's peers report it there.

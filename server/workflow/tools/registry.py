@@ -64,6 +64,10 @@ class FileAccess(Protocol):
         self, project_id: str, prefix: str, limit: int, cursor: str | None
     ) -> Page[FileMeta]: ...
 
+    def changeset(self, run_id: str) -> FileAccess:
+        """The files as a review run (``changes: "review"``) sees them: writes are staged."""
+        ...
+
 
 @dataclass(frozen=True)
 class ToolContext:
