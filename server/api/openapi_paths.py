@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from server.api import auth, files, projects, sse, transfer, workflow
+from server.api import auth, changes, files, projects, sse, transfer, workflow
 from server.api.openapi_links import add_links
 from server.api.openapi_parts import (
     JSON,
@@ -34,6 +34,7 @@ def _run_body() -> Schema:
         "properties": {
             "concurrency": {"type": "integer", "minimum": 1},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+            "changes": {"enum": ["direct", "review"]},
         },
         "additionalProperties": False,
     }
@@ -414,6 +415,39 @@ def _operations() -> dict[str, Schema]:
                 {202: json_body(ref("Run"), "Cancelling.")},
                 tag="workflow",
                 errors={404: ["not_found"], 409: ["run_finished"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/changes": {
+            "parameters": [param("RunId")],
+            "get": operation(
+                "listRunChanges",
+                "A review run's changeset: each change with its unified diff.",
+                {200: json_body(ref("RunChangePage"), "The changes.")},
+                tag="workflow",
+                errors={404: ["not_found"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/apply": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "applyRunChanges",
+                "Apply all (no body) or some of a run's changes, in one transaction "
+                "(`file.*` with the run id); 409 `conflict` with `details.paths` when one of "
+                "those files changed since the run first touched it.",
+                {200: json_body(ref("ApplyResult"), "Applied.")},
+                tag="workflow",
+                body=changes.APPLY_SCHEMA,
+                errors={404: ["not_found"], 409: ["conflict"], 413: ["too_large"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/discard": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "discardRunChanges",
+                "Drop a run's changeset; the run ends `cancelled` (reason `discarded`).",
+                {200: json_body(ref("Run"), "Discarded.")},
+                tag="workflow",
+                errors={404: ["not_found"], 409: ["conflict"]},
             ),
         },
         "/api/workflow/runs/{run_id}/revert": {

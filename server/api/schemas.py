@@ -183,6 +183,27 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
         }
     ),
     "FileVersionPage": page_of("FileVersion"),
+    "RunChange": closed(
+        {
+            "path": _STR,
+            "kind": {"enum": ["create", "modify", "delete", "move"]},
+            "from": _NULLABLE_STR,
+            "base_version": {"type": ["integer", "null"]},
+            "size_before": {"type": ["integer", "null"]},
+            "size_after": {"type": ["integer", "null"]},
+            "diff": _NULLABLE_STR,
+            "binary": {"type": "boolean"},
+            "diff_truncated": {"type": "boolean"},
+        }
+    ),
+    "RunChangePage": page_of("RunChange"),
+    "ApplyResult": closed(
+        {
+            "run": ref("Run"),
+            "applied": {"type": "array", "items": _STR},
+            "remaining": {"type": "integer", "minimum": 0},
+        }
+    ),
     "RevertResult": closed({"run_id": _STR, "paths": {"type": "array", "items": _STR}}),
     "ImportResult": closed(
         {"imported": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}}

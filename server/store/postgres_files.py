@@ -358,3 +358,14 @@ class PostgresFiles:
             await conn.execute(sql.RC_CLEAR, run_id)
 
         await self._db.run(op)
+
+    async def end_review(
+        self, run_id: str, status: str, events: Sequence[NewEvent]
+    ) -> list[StoredEvent] | None:
+        async def op(conn: Conn) -> list[StoredEvent] | None:
+            if await conn.fetchval(sql.RUN_END_REVIEW, run_id, status) is None:
+                return None
+            await conn.execute(sql.RC_CLEAR, run_id)
+            return await append_in(conn, events, utc_now())
+
+        return await self._db.run(op)

@@ -264,6 +264,12 @@ class Store(Protocol):
     async def clear_staged(self, run_id: str) -> None:
         """Drop the run's changeset."""
 
+    async def end_review(
+        self, run_id: str, status: str, events: Sequence[NewEvent]
+    ) -> list[StoredEvent] | None:
+        """One transaction: a run still ``awaiting_review`` takes ``status``, its changeset is
+        dropped, ``events`` are appended; None (nothing written) when it was not waiting."""
+
     # -- event log ---------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
         """Append events (any projects) in one transaction."""

@@ -221,3 +221,6 @@ RC_GET = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 AND path = $2"
 RC_LIST = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 ORDER BY path"
 RC_DELETE = "DELETE FROM run_changes WHERE run_id = $1 AND path = $2"
 RC_CLEAR = "DELETE FROM run_changes WHERE run_id = $1"
+RUN_END_REVIEW = (  # only a run still awaiting review: one of two racing requests wins
+    "UPDATE runs SET status = $2 WHERE id = $1 AND status = 'awaiting_review' RETURNING id"
+)

@@ -349,6 +349,17 @@ class SqliteFiles:
 
         await self._db.write(op)
 
+    async def end_review(
+        self, run_id: str, status: str, events: Sequence[NewEvent]
+    ) -> list[StoredEvent] | None:
+        def op(conn: Conn) -> list[StoredEvent] | None:
+            if q(conn, sql.RUN_END_REVIEW, run_id, status).fetchone() is None:
+                return None
+            q(conn, sql.RC_CLEAR, run_id)
+            return append_in(conn, events, utc_now())
+
+        return await self._db.write(op)
+
 
 def _latest(conn: Conn, project_id: str, path: str) -> int | None:
     value = q(conn, sql.FV_LATEST, project_id, path).fetchone()[0]

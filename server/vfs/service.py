@@ -16,6 +16,7 @@ from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
 from server.vfs.history import FileHistory
 from server.vfs.paths import validate_path, validate_prefix
+from server.vfs.review import Review
 from server.vfs.transfer import ProjectTransfer
 
 if TYPE_CHECKING:
@@ -45,6 +46,10 @@ class FileService:
     def changeset(self, run_id: str) -> ChangesetFiles:
         """The files as a review run sees them: its writes go to its changeset."""
         return ChangesetFiles(self._store, self.limits, run_id)
+
+    def review(self) -> Review:
+        """A review run's changeset: list with diffs, apply, discard."""
+        return Review(self._store, self._publisher, self.limits)
 
     def history(self) -> FileHistory:
         """Versions of files, restores and run reverts, with these limits and publisher."""
