@@ -165,7 +165,8 @@ async def test_conflict_partial_apply_and_discard(client: httpx.AsyncClient) -> 
 
     bad = await client.post(f"{url}/apply", json={"paths": ["nope.txt"]}, headers=user.headers)
     assert_error(bad, 400, "validation_failed")
-    for body in ({"paths": []}, {"paths": "a.txt"}, {"other": 1}):
+    bodies: list[dict[str, Any]] = [{"paths": []}, {"paths": "a.txt"}, {"other": 1}]
+    for body in bodies:
         response = await client.post(f"{url}/apply", json=body, headers=user.headers)
         assert_error(response, 400, "validation_failed")
 
