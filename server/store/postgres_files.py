@@ -26,7 +26,7 @@ from server.store.models import (
 )
 from server.store.postgres_runs import DEC, allocate, append_in
 from server.timeutil import utc_now
-from server.vfs.quota import check_quota, check_stored_total
+from server.vfs.quota import check_quota, check_staged_totals, check_stored_total
 from server.vfs.writes import FileWrite
 
 if TYPE_CHECKING:
@@ -332,11 +332,15 @@ class PostgresFiles:
         return await self._db.run(op)
 
     # -- review changesets ---------------------------------------------------------------------
-    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+    async def stage_change(
+        self, run_id: str, project_id: str, change: StagedChange, *, limits: FileLimits
+    ) -> None:
         async def op(conn: Conn) -> None:
             await conn.execute(sql.RC_STAGE, run_id, project_id, change.path, change.content,
                                change.size, change.sha256, change.content_type,
                                change.moved_from, change.staged_at)  # fmt: skip
+            count, total = await conn.fetchrow(sql.RC_TOTALS, run_id)
+            check_staged_totals(limits, int(count), int(total))  # raising rolls back
 
         await self._db.run(op)
 

@@ -252,9 +252,13 @@ class Store(Protocol):
         ``staged_paths`` of ``staged_run``'s changeset are dropped in the same transaction."""
 
     # -- review changesets -------------------------------------------------------------
-    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+    async def stage_change(
+        self, run_id: str, project_id: str, change: StagedChange, *, limits: FileLimits
+    ) -> None:
         """Put a path's new state in the run's changeset (``change.base_version`` is
-        ignored: the project's newest version of the path when first staged is kept)."""
+        ignored: the project's newest version of the path when first staged is kept).
+        Raises ``TooLarge`` when the changeset holds more paths or bytes than the project
+        may (``max_files``, ``max_total_bytes``)."""
 
     async def get_staged(self, run_id: str, path: str) -> StagedChange | None: ...
 

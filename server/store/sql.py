@@ -219,6 +219,7 @@ RC_STAGE = (  # the base version is the project's newest when the path is first 
 RC_COLS = "path, content, size, sha256, content_type, base_version, moved_from, staged_at"
 RC_GET = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 AND path = $2"
 RC_LIST = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 ORDER BY path"
+RC_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM run_changes WHERE run_id = $1"
 RC_DELETE = "DELETE FROM run_changes WHERE run_id = $1 AND path = $2"
 RC_CLEAR = "DELETE FROM run_changes WHERE run_id = $1"
 RUN_END_REVIEW = (  # only a run still awaiting review: one of two racing requests wins

@@ -25,7 +25,7 @@ from server.store.models import (
 )
 from server.store.sqlite_runs import DEC, Conn, append_in, q
 from server.timeutil import utc_now
-from server.vfs.quota import check_quota, check_stored_total
+from server.vfs.quota import check_quota, check_staged_totals, check_stored_total
 from server.vfs.writes import FileWrite
 
 if TYPE_CHECKING:
@@ -322,11 +322,15 @@ class SqliteFiles:
         return await self._db.write(op)
 
     # -- review changesets ---------------------------------------------------------------------
-    async def stage_change(self, run_id: str, project_id: str, change: StagedChange) -> None:
+    async def stage_change(
+        self, run_id: str, project_id: str, change: StagedChange, *, limits: FileLimits
+    ) -> None:
         def op(conn: Conn) -> None:
             q(conn, sql.RC_STAGE, run_id, project_id, change.path, change.content, change.size,
               change.sha256, change.content_type, change.moved_from,
               time_text(change.staged_at))  # fmt: skip
+            count, total = q(conn, sql.RC_TOTALS, run_id).fetchone()
+            check_staged_totals(limits, int(count), int(total))  # raising rolls back
 
         await self._db.write(op)
 

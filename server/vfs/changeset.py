@@ -63,7 +63,7 @@ class ChangesetFiles:
         ctype = None if content is None else content_type_for(path)
         size = 0 if content is None else len(content)
         change = StagedChange(path, content, size, sha, ctype, None, moved_from, utc_now())
-        await self._store.stage_change(self.run_id, project_id, change)
+        await self._store.stage_change(self.run_id, project_id, change, limits=self.limits)
         staged = await self._store.get_staged(self.run_id, path)
         assert staged is not None  # just written by this run
         return _staged_meta(project_id, staged)

@@ -45,3 +45,18 @@ def check_stored_total(limits: FileLimits, total_bytes: int) -> None:
             "The project's files and their kept versions are larger than the limit.",
             {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
         )
+
+
+def check_staged_totals(limits: FileLimits, paths: int, total_bytes: int) -> None:
+    """Raise ``TooLarge`` when a review run's changeset holds more paths or bytes than a
+    project may hold files (it is bounded like the project it would land in)."""
+    if paths > limits.max_files:
+        raise TooLarge(
+            "The run's changeset has too many files.",
+            {"limit": "max_files", "max": limits.max_files, "files": paths},
+        )
+    if total_bytes > limits.max_total_bytes:
+        raise TooLarge(
+            "The run's changeset is larger than the limit.",
+            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
+        )

@@ -239,3 +239,36 @@ async def test_options_direct_runs_and_other_users(client: httpx.AsyncClient) ->
     # a run awaiting review cannot be reverted yet
     response = await client.post(f"/api/workflow/runs/{run['id']}/revert", headers=user.headers)
     assert_error(response, 409, "conflict")
+
+
+async def test_ai_edit_is_staged_and_the_changeset_is_bounded(start_server: StartServer) -> None:
+    server = await start_server(max_project_bytes=64)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        user, pid = await seeded(client)
+        plan = {
+            "steps": [
+                {"id": "w", "tool": "vfs.write", "args": {"path": "a.txt", "content": "colour\n"}},
+                {
+                    "id": "edit",
+                    "tool": "ai.edit",
+                    "args": {"path": "a.txt", "instruction": 'replace "colour" with "color"'},
+                    "needs": ["w"],  # ai.edit reads the run's own staged write
+                },
+            ]
+        }
+        run = await review_run(client, user, pid, plan)
+        assert await read(client, user, pid, "a.txt") == b"alpha\n"
+        [change] = await changes(client, user, run["id"])
+        assert (change["path"], change["kind"]) == ("a.txt", "modify")
+        assert "-alpha\n+color\n" in change["diff"]
+
+        # a changeset is bounded like the project it would land in (64 bytes here)
+        write = {"path": "big.txt", "content": "x" * 70}
+        big = {"steps": [{"id": "w", "tool": "vfs.write", "args": write}]}
+        response = await post_run(
+            client, user, {"project_id": pid, "plan": big, "options": {"changes": "review"}}
+        )
+        failed = await wait_settled(client, user, response.json()["id"])
+        assert failed["status"] == "failed"
+        assert failed["steps"][0]["error"]["code"] == "too_large"
+        assert await changes(client, user, failed["id"]) == []
