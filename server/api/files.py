@@ -35,7 +35,9 @@ from server.vfs.service import file_json
 blueprint = Blueprint("files", __name__)
 
 MOVE_SCHEMA = object_schema({"path": {"type": "string", "minLength": 1}}, ("path",))
-RESTORE_SCHEMA = object_schema({"version": {"type": "integer", "minimum": 1}}, ("version",))
+RESTORE_SCHEMA = object_schema(
+    {"version": {"type": "integer", "minimum": 1, "maximum": 10**15}}, ("version",)
+)
 
 
 INLINE_TYPES = frozenset(
@@ -109,7 +111,7 @@ async def list_files(project_id: str) -> Response:
 
 
 def _version_arg(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15 or int(raw) < 1:
         raise ValidationFailed(details={"version": "must be a version number (1, 2, ...)"})
     return int(raw)
 
@@ -196,7 +198,7 @@ async def restore_file(project_id: str, path: str) -> Response:
     """Write a kept version back as the newest one (``file.changed``)."""
     project = await owned_project(project_id)
     body = await read_json(RESTORE_SCHEMA)
-    event = await services().files.history().restore(project.id, path, body["version"])
+    event = await services().files.history().restore(project.id, path, int(body["version"]))
     data = json.loads(event.data)
     meta = {k: data[k] for k in ("path", "size", "version", "sha256", "content_type")}
     return json_response({**meta, "updated_at": data["at"]}, 200, {"ETag": etag(meta["version"])})

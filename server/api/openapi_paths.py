@@ -252,7 +252,7 @@ def _operations() -> dict[str, Schema]:
                 params=[
                     param("IfNoneMatchGet"),
                     query("versions", {"type": "string"}),
-                    query("version", {"type": "integer", "minimum": 1}),
+                    query("version", {"type": "integer", "minimum": 1, "maximum": 10**15}),
                     *page,
                 ],
                 errors={400: ["invalid_path", "validation_failed"], 404: ["not_found"]},

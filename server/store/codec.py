@@ -107,7 +107,7 @@ def int_cursor(cursor: str | None) -> int | None:
     key = decode_cursor(cursor)
     if key is None:
         return None
-    if not key.isdigit() or len(key) > 18:
+    if not (key.isascii() and key.isdigit()) or len(key) > 18:
         raise ValidationFailed("The cursor is not valid.", {"cursor": "invalid cursor"})
     return int(key)
 

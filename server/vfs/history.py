@@ -82,10 +82,10 @@ class FileHistory:
         ops: list[FileOp] = []
         gone: list[str] = []
         for span in spans:
-            op = await self._undo(project_id, span)
-            if op is None:
+            kept, op = await self._undo(project_id, span)
+            if not kept:
                 gone.append(span.path)
-            elif op.path:
+            elif op is not None:
                 ops.append(op)
         if gone:
             raise Conflict(
@@ -98,20 +98,20 @@ class FileHistory:
         self._publisher.publish(events)
         return events
 
-    async def _undo(self, project_id: str, span: RunFileSpan) -> FileOp | None:
-        """The change that undoes ``span``; ``FileOp("", None)`` when none is needed, None
-        when the state before it was pruned."""
+    async def _undo(self, project_id: str, span: RunFileSpan) -> tuple[bool, FileOp | None]:
+        """(whether the state before ``span`` is still kept, the change that restores it or
+        None when none is needed)."""
         before = None
         if span.first_version > 1:  # versions of a path are numbered without gaps
             before = await self._store.get_file_version(
                 project_id, span.path, span.first_version - 1
             )
             if before is None:
-                return None
+                return False, None
         last = await self._store.get_file_version(project_id, span.path, span.last_version)
         exists_now = last is not None and last[1] is not None
         if before is None or before[1] is None:  # the path did not exist before the run
-            return FileOp(span.path, None) if exists_now else FileOp("", None)
+            return True, (FileOp(span.path, None) if exists_now else None)
         meta, content = before[0], before[1]
         write = FileWrite(span.path, content, meta.content_type or "", meta.sha256 or "")
-        return FileOp(span.path, write)
+        return True, FileOp(span.path, write)

@@ -289,3 +289,16 @@ async def test_another_users_history_and_runs_are_not_found(client: httpx.AsyncC
     assert (await client.post(f"{url}/restore", json={"version": 1})).status_code == 401
     # nothing changed for the owner
     assert await read(client, owner, pid, "a.txt") == b"changed twice"
+
+
+async def test_revert_when_the_state_before_the_run_is_gone(start_server: StartServer) -> None:
+    server = await start_server(file_history_versions=2)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        user, pid = await setup(client)
+        run_id = await run_plan(client, user, pid)  # a.txt: v1 seed, v2 and v3 by the run
+        assert [v["version"] for v in await versions(client, user, pid, "a.txt")] == [3, 2]
+        response = await client.post(f"/api/workflow/runs/{run_id}/revert", headers=user.headers)
+        assert_error(response, 409, "conflict")
+        assert response.json()["error"]["details"]["paths"] == ["a.txt"]
+        assert await read(client, user, pid, "a.txt") == b"changed twice"
+        assert await read(client, user, pid, "new.txt") == b"new"  # nothing applied
