@@ -357,12 +357,6 @@ class PostgresFiles:
 
         return await self._db.run(op, transaction=False)
 
-    async def clear_staged(self, run_id: str) -> None:
-        async def op(conn: Conn) -> None:
-            await conn.execute(sql.RC_CLEAR, run_id)
-
-        await self._db.run(op)
-
     async def end_review(
         self, run_id: str, status: str, events: Sequence[NewEvent]
     ) -> list[StoredEvent] | None:

@@ -265,9 +265,6 @@ class Store(Protocol):
     async def list_staged(self, run_id: str) -> list[StagedChange]:
         """The run's changeset, by path."""
 
-    async def clear_staged(self, run_id: str) -> None:
-        """Drop the run's changeset."""
-
     async def end_review(
         self, run_id: str, status: str, events: Sequence[NewEvent]
     ) -> list[StoredEvent] | None:

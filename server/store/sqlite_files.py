@@ -347,12 +347,6 @@ class SqliteFiles:
 
         return await self._db.read(op)
 
-    async def clear_staged(self, run_id: str) -> None:
-        def op(conn: Conn) -> None:
-            q(conn, sql.RC_CLEAR, run_id)
-
-        await self._db.write(op)
-
     async def end_review(
         self, run_id: str, status: str, events: Sequence[NewEvent]
     ) -> list[StoredEvent] | None:

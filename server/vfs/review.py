@@ -1,5 +1,5 @@
-"""Review of a run's changeset: list the changes with unified diffs, apply all or some of
-them atomically, or discard them.
+"""Review of a run's changeset: list the changes with unified diffs, and apply all or some
+of them atomically (discarding is ``Store.end_review``, with the run's status change).
 
 Owns no state: the changeset lives in the store (``run_changes``). Apply goes through
 ``Store.apply_file_ops``, so the conflict check (every chosen path still at the version
@@ -151,6 +151,3 @@ class Review:
         if await self._base(project_id, s.path, s.base_version) is None:
             return None  # it does not exist in the project: nothing to delete
         return FileOp(s.path, None)
-
-    async def discard(self, run_id: str) -> None:
-        await self._store.clear_staged(run_id)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from server.errors import NotFound, TooLarge
 from server.timeutil import rfc3339
-from server.vfs.changeset import ChangesetFiles
 from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
 from server.vfs.history import FileHistory
@@ -42,10 +41,6 @@ class FileService:
         self._store = store
         self._publisher = publisher
         self.limits = limits
-
-    def changeset(self, run_id: str) -> ChangesetFiles:
-        """The files as a review run sees them: its writes go to its changeset."""
-        return ChangesetFiles(self._store, self.limits, run_id)
 
     def review(self) -> Review:
         """A review run's changeset: list with diffs, apply, discard."""

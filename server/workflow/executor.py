@@ -35,6 +35,7 @@ from server.workflow.events import bounded_output
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan
 from server.workflow.templates import TemplateError, render_args
+from server.workflow.tools.changeset import ChangesetFiles
 from server.workflow.tools.registry import ToolContext, args_validator
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned, WritePolicy
@@ -278,7 +279,11 @@ class RunExecutor:
             run_id=self.run_id,
             step_id=step.id,
             attempt=attempt,
-            files=deps.files.changeset(self.run_id) if self.state.review else deps.files,
+            files=(
+                ChangesetFiles(deps.store, deps.files.limits, self.run_id)
+                if self.state.review
+                else deps.files
+            ),
             publisher=deps.publisher,
             provider=deps.provider,
             settings=deps.settings,

@@ -272,3 +272,24 @@ async def test_ai_edit_is_staged_and_the_changeset_is_bounded(start_server: Star
         assert failed["status"] == "failed"
         assert failed["steps"][0]["error"]["code"] == "too_large"
         assert await changes(client, user, failed["id"]) == []
+
+
+async def test_two_racing_discards_one_wins(client: httpx.AsyncClient) -> None:
+    user, pid = await seeded(client)
+    run = await review_run(client, user, pid)
+    statuses: list[int] = []
+
+    async def discard() -> None:
+        response = await client.post(
+            f"/api/workflow/runs/{run['id']}/discard", headers=user.headers
+        )
+        statuses.append(response.status_code)
+        if response.status_code == 409:
+            assert_error(response, 409, "conflict")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(discard)
+        nursery.start_soon(discard)
+    assert sorted(statuses) == [200, 409]
+    response = await client.get(f"/api/workflow/runs/{run['id']}", headers=user.headers)
+    assert response.json()["status"] == "cancelled"

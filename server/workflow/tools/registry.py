@@ -24,7 +24,7 @@ from server.timeutil import rfc3339, utc_now
 if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import FileData, FileMeta, Page
+    from server.store.models import FileData, FileLimits, FileMeta, Page
 
 
 class FileAccess(Protocol):
@@ -32,6 +32,8 @@ class FileAccess(Protocol):
 
     Declared here as a Protocol so tools and tests depend on the behaviour, not the class.
     """
+
+    limits: FileLimits
 
     async def read(self, project_id: str, path: str) -> FileData: ...
 
@@ -63,10 +65,6 @@ class FileAccess(Protocol):
     async def list(
         self, project_id: str, prefix: str, limit: int, cursor: str | None
     ) -> Page[FileMeta]: ...
-
-    def changeset(self, run_id: str) -> FileAccess:
-        """The files as a review run (``changes: "review"``) sees them: writes are staged."""
-        ...
 
 
 @dataclass(frozen=True)

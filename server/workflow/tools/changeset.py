@@ -2,7 +2,9 @@
 
 Writes, moves and deletes go to the run's changeset in the store (``run_changes``), never
 to the project, and publish nothing; reads and lists see the run's own staged changes over
-the project's files. It has the surface of ``FileService`` that tools use (``FileAccess``).
+the project's files. It has the surface of ``FileService`` that tools use (``FileAccess``);
+the executor gives it to the tools of a review run. (It lives here, not in ``server.vfs``,
+because it builds store records: ``vfs`` must not import ``store``.)
 Raises what ``FileService`` raises: ``NotFound``, ``Conflict`` (a move onto an existing
 path), ``VersionMismatch``, ``TooLarge`` (one file over ``max_file_bytes``), ``InvalidPath``.
 """
@@ -44,9 +46,6 @@ class ChangesetFiles:
         self._store = store
         self.limits = limits
         self.run_id = run_id
-
-    def changeset(self, run_id: str) -> ChangesetFiles:
-        return self if run_id == self.run_id else ChangesetFiles(self._store, self.limits, run_id)
 
     async def _visible(self, project_id: str, path: str) -> FileData | None:
         staged = await self._store.get_staged(self.run_id, path)
