@@ -16,6 +16,7 @@ from werkzeug.routing import PathConverter
 from server import __version__
 from server.api import (
     auth,
+    changes,
     client,
     console,
     files,
@@ -72,7 +73,19 @@ def create_app(services: Services) -> QuartTrio:
     install_request_observability(app, services.metrics)
     install_error_handling(app)
     app.before_request(check_request_target)  # bad %-encoding or NUL: 400 before routes run
-    modules = (health, auth, projects, files, transfer, workflow, sse, client, openapi, console)
+    modules = (
+        health,
+        auth,
+        projects,
+        files,
+        transfer,
+        workflow,
+        changes,
+        sse,
+        client,
+        openapi,
+        console,
+    )
     for module in modules:
         app.register_blueprint(module.blueprint)
     fast = health_fast_path(app.asgi_app, services.metrics)

@@ -183,6 +183,12 @@ class Settings:
     )
     max_files_per_project: int = _setting(10_000, "Most files one project may hold.")
     max_project_bytes: int = _setting(200 * MIB, "Most bytes one project's files may total.")
+    file_history_versions: int = _setting(
+        20, "Versions of a file kept (the current one included); old ones count against the quota."
+    )
+    file_history_days: float = _setting(
+        30.0, "File versions older than this many days are dropped (never a file's newest)."
+    )
     max_import_bytes: int = _setting(
         64 * MIB, "Largest archive (tar, tar.gz or zip) accepted by a project import, in bytes."
     )
@@ -426,6 +432,8 @@ def validate(s: Settings) -> None:
         "max_bytes_per_user",
         "max_runs_per_user",
         "max_streams_per_user",
+        "file_history_versions",
+        "file_history_days",
         "sse_heartbeat_s",
         "sse_max_lifetime_s",
         "sse_buffer",

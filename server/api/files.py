@@ -1,4 +1,5 @@
-"""Files of a project's virtual file system: list, read, write, move, delete.
+"""Files of a project's virtual file system: list, read, write, move, delete; the kept
+versions of a file (``?versions``, ``?version=n``) and restoring one.
 
 Conditional requests: ``ETag: "<version>"``; ``If-None-Match`` on GET -> 304;
 ``If-Match: "<version>"`` on PUT/PATCH/DELETE -> 412 when stale; ``If-None-Match: *`` on
@@ -12,6 +13,7 @@ type outside a short list of inert ones (HTML, SVG, XML, PDF, unknown...) is sen
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
@@ -27,11 +29,15 @@ from server.api.deps import (
 from server.api.projects import owned_project
 from server.api.validation import object_schema
 from server.errors import ValidationFailed
+from server.vfs.history import version_json
 from server.vfs.service import file_json
 
 blueprint = Blueprint("files", __name__)
 
 MOVE_SCHEMA = object_schema({"path": {"type": "string", "minLength": 1}}, ("path",))
+RESTORE_SCHEMA = object_schema(
+    {"version": {"type": "integer", "minimum": 1, "maximum": 10**15}}, ("version",)
+)
 
 
 INLINE_TYPES = frozenset(
@@ -104,9 +110,41 @@ async def list_files(project_id: str) -> Response:
     )
 
 
+def _version_arg(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15 or int(raw) < 1:
+        raise ValidationFailed(details={"version": "must be a version number (1, 2, ...)"})
+    return int(raw)
+
+
+async def _history_read(project_id: str, path: str) -> Response:
+    """``?versions`` (the kept versions, a page) or ``?version=n`` (one version's bytes)."""
+    history = services().files.history()
+    raw = request.args.get("version")
+    if raw is None:
+        limit, cursor = page_params()
+        page = await history.versions(project_id, path, limit, cursor)
+        return json_response(
+            {"items": [version_json(v) for v in page.items], "next_cursor": page.next_cursor}
+        )
+    meta, content = await history.read(project_id, path, _version_arg(raw))
+    content_type = meta.content_type or "application/octet-stream"
+    return Response(
+        content,
+        status=200,
+        content_type=content_type,
+        headers={
+            "ETag": etag(meta.version),
+            "Cache-Control": "no-cache",
+            **content_headers(path, content_type),
+        },
+    )
+
+
 @blueprint.get("/api/projects/<project_id>/files/<vfspath:path>")
 async def read_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
+    if "versions" in request.args or "version" in request.args:
+        return await _history_read(project.id, path)
     files = services().files
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
@@ -153,3 +191,14 @@ async def delete_file(project_id: str, path: str) -> Response:
     project = await owned_project(project_id)
     await services().files.delete(project.id, path, if_match=_if_match())
     return empty_response(204)
+
+
+@blueprint.post("/api/projects/<project_id>/files/<vfspath:path>/restore")
+async def restore_file(project_id: str, path: str) -> Response:
+    """Write a kept version back as the newest one (``file.changed``)."""
+    project = await owned_project(project_id)
+    body = await read_json(RESTORE_SCHEMA)
+    event = await services().files.history().restore(project.id, path, int(body["version"]))
+    data = json.loads(event.data)
+    meta = {k: data[k] for k in ("path", "size", "version", "sha256", "content_type")}
+    return json_response({**meta, "updated_at": data["at"]}, 200, {"ETag": etag(meta["version"])})

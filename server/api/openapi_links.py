@@ -1,8 +1,8 @@
 """OpenAPI links between operations: what a response feeds into the next request.
 
 Client generators and schemathesis' stateful phase follow them (register -> refresh ->
-logout; project -> files, runs, tickets; ticket -> stream; file -> read/move/delete;
-run -> get/cancel). Pure.
+logout; project -> files, runs, tickets; ticket -> stream; file -> read/move/delete/
+restore; run -> get/cancel/changes/apply/discard/revert). Pure.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def add_links(paths: dict[str, Schema]) -> None:
     }
     files_path = "/api/projects/{project_id}/files/{path}"
     for status in ("200", "201"):
-        for target in ("readFile", "moveFile", "deleteFile"):
+        for target in ("readFile", "moveFile", "deleteFile", "restoreFile"):
             link(files_path, "put", status, target[0].upper() + target[1:], target, **same_file)
     link(
         files_path, "patch", "200", "ReadMoved", "readFile",
@@ -50,6 +50,8 @@ def add_links(paths: dict[str, Schema]) -> None:
     by_run = {"parameters": {"run_id": "$response.body#/id"}}
     link("/api/workflow/runs", "post", "202", "GetRun", "getRun", **by_run)
     link("/api/workflow/runs", "post", "202", "CancelRun", "cancelRun", **by_run)
+    for target in ("listRunChanges", "applyRunChanges", "discardRunChanges", "revertRun"):
+        link("/api/workflow/runs", "post", "202", target[0].upper() + target[1:], target, **by_run)
     link(
         "/api/sse/tickets", "post", "201", "Stream", "streamProject",
         parameters={

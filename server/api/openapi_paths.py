@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from server.api import auth, files, projects, sse, transfer, workflow
+from server.api import auth, changes, files, projects, sse, transfer, workflow
 from server.api.openapi_links import add_links
 from server.api.openapi_parts import (
     JSON,
@@ -34,6 +34,7 @@ def _run_body() -> Schema:
         "properties": {
             "concurrency": {"type": "integer", "minimum": 1},
             "timeout_s": {"type": "number", "exclusiveMinimum": 0},
+            "changes": {"enum": ["direct", "review"]},
         },
         "additionalProperties": False,
     }
@@ -259,22 +260,48 @@ def _operations() -> dict[str, Schema]:
                 errors={404: ["not_found"], 400: ["invalid_path"]},
             ),
         },
+        "/api/projects/{project_id}/files/{path}/restore": {
+            "parameters": [pid, fpath],
+            "post": operation(
+                "restoreFile",
+                "Write a kept version back as the newest version (`file.changed`).",
+                {200: json_body(ref("File"), "Restored.", "ETag")},
+                tag="files",
+                body=files.RESTORE_SCHEMA,
+                errors={
+                    400: ["invalid_path"],
+                    404: ["not_found"],
+                    409: ["conflict"],
+                    413: ["too_large"],
+                },
+            ),
+        },
         "/api/projects/{project_id}/files/{path}": {
             "parameters": [pid, fpath],
             "get": operation(
                 "readFile",
-                "The raw bytes, `Content-Type` by extension.",
+                "The raw bytes, `Content-Type` by extension. With `?versions`: the kept "
+                "versions (a `FileVersionPage`, newest first); with `?version=n`: that "
+                "version's bytes.",
                 {
                     200: {
-                        "description": "The content.",
+                        "description": "The content, or with `?versions` the versions.",
                         "headers": header_refs("ETag"),
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        "content": {
+                            "*/*": {"schema": {"type": "string", "format": "binary"}},
+                            "application/json": {"schema": ref("FileVersionPage")},
+                        },
                     },
                     304: empty("Not modified.", "ETag"),
                 },
                 tag="files",
-                params=[param("IfNoneMatchGet")],
-                errors={400: ["invalid_path"], 404: ["not_found"]},
+                params=[
+                    param("IfNoneMatchGet"),
+                    query("versions", {"type": "string"}),
+                    query("version", {"type": "integer", "minimum": 1, "maximum": 10**15}),
+                    *page,
+                ],
+                errors={400: ["invalid_path", "validation_failed"], 404: ["not_found"]},
             ),
             "put": {
                 **operation(
@@ -494,6 +521,51 @@ def _operations() -> dict[str, Schema]:
                         503: ["shutting_down"],
                     },
                 )
+            ),
+        },
+        "/api/workflow/runs/{run_id}/changes": {
+            "parameters": [param("RunId")],
+            "get": operation(
+                "listRunChanges",
+                "A review run's changeset: each change with its unified diff.",
+                {200: json_body(ref("RunChangePage"), "The changes.")},
+                tag="workflow",
+                errors={404: ["not_found"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/apply": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "applyRunChanges",
+                "Apply all (no body) or some of a run's changes, in one transaction "
+                "(`file.*` with the run id); 409 `conflict` with `details.paths` when one of "
+                "those files changed since the run first touched it.",
+                {200: json_body(ref("ApplyResult"), "Applied.")},
+                tag="workflow",
+                body=changes.APPLY_SCHEMA,
+                errors={404: ["not_found"], 409: ["conflict"], 413: ["too_large"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/discard": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "discardRunChanges",
+                "Drop a run's changeset; the run ends `cancelled` (reason `discarded`).",
+                {200: json_body(ref("Run"), "Discarded.")},
+                tag="workflow",
+                errors={404: ["not_found"], 409: ["conflict"]},
+            ),
+        },
+        "/api/workflow/runs/{run_id}/revert": {
+            "parameters": [param("RunId")],
+            "post": operation(
+                "revertRun",
+                "Undo every file change a finished run made, in one transaction "
+                "(`file.changed` / `file.deleted`); 409 `conflict` with `details.paths` when "
+                "one of those files changed since.",
+                {200: json_body(ref("RevertResult"), "Reverted.")},
+                tag="workflow",
+                errors={404: ["not_found"], 409: ["conflict"], 413: ["too_large"]},
             ),
         },
         "/api/workflow/tools": {

@@ -191,6 +191,40 @@ RESPONSE_SCHEMAS: dict[str, Schema] = {
     "ProjectPage": page_of("Project"),
     "File": FILE,
     "FilePage": page_of("File"),
+    "FileVersion": closed(
+        {
+            "version": {"type": "integer", "minimum": 1},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": _NULLABLE_STR,
+            "content_type": _NULLABLE_STR,
+            "deleted": {"type": "boolean"},
+            "run_id": _NULLABLE_STR,
+            "created_at": _TIME,
+        }
+    ),
+    "FileVersionPage": page_of("FileVersion"),
+    "RunChange": closed(
+        {
+            "path": _STR,
+            "kind": {"enum": ["create", "modify", "delete", "move"]},
+            "from": _NULLABLE_STR,
+            "base_version": {"type": ["integer", "null"]},
+            "size_before": {"type": ["integer", "null"]},
+            "size_after": {"type": ["integer", "null"]},
+            "diff": _NULLABLE_STR,
+            "binary": {"type": "boolean"},
+            "diff_truncated": {"type": "boolean"},
+        }
+    ),
+    "RunChangePage": page_of("RunChange"),
+    "ApplyResult": closed(
+        {
+            "run": ref("Run"),
+            "applied": {"type": "array", "items": _STR},
+            "remaining": {"type": "integer", "minimum": 0},
+        }
+    ),
+    "RevertResult": closed({"run_id": _STR, "paths": {"type": "array", "items": _STR}}),
     "ImportResult": closed(
         {"imported": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}}
     ),
@@ -289,6 +323,7 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
         ["reason"],
     ),
     EventType.RUN_SUCCEEDED: ({**_METRICS_FIELD, "wall_ms": _NULLABLE_NUM}, []),
+    EventType.RUN_AWAITING_REVIEW: ({**_METRICS_FIELD, "changes": _INT}, []),
     EventType.RUN_FAILED: ({"error": {"oneOf": [{"type": "null"}, STEP_ERROR]}}, []),
     EventType.RUN_CANCELLED: (
         {"reason": _STR, "error": {"oneOf": [{"type": "null"}, STEP_ERROR]}, **_METRICS_FIELD},
@@ -302,11 +337,15 @@ _EVENT_FIELDS: dict[EventType, tuple[dict[str, Any], list[str]]] = {
             "sha256": _STR,
             "content_type": _STR,
             "created": {"type": "boolean"},
+            "run_id": _STR,
         },
         ["path", "version"],
     ),
-    EventType.FILE_MOVED: ({"from": _STR, "to": _STR, "version": _INT}, ["from", "to"]),
-    EventType.FILE_DELETED: ({"path": _STR}, ["path"]),
+    EventType.FILE_MOVED: (
+        {"from": _STR, "to": _STR, "version": _INT, "run_id": _STR},
+        ["from", "to"],
+    ),
+    EventType.FILE_DELETED: ({"path": _STR, "run_id": _STR}, ["path"]),
     EventType.PROJECT_UPDATED: ({"project": ref("Project")}, ["project"]),
     EventType.PROJECT_DELETED: ({}, []),
     EventType.RESET: ({"reason": _STR, "last_event_id": _INT}, ["reason"]),

@@ -60,6 +60,7 @@ class EventType(StrEnum):
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    RUN_AWAITING_REVIEW = "run.awaiting_review"
     FILE_CHANGED = "file.changed"
     FILE_MOVED = "file.moved"
     FILE_DELETED = "file.deleted"

@@ -65,6 +65,8 @@ def build_services(settings: Settings, store: Store, lifecycle: Lifecycle) -> Se
             max_files=settings.max_files_per_project,
             max_total_bytes=settings.max_project_bytes,
             max_user_bytes=settings.max_bytes_per_user,
+            history_versions=settings.file_history_versions,
+            history_days=settings.file_history_days,
         ),
     )
     tools = default_registry(ai_tools())

@@ -21,9 +21,11 @@ from server.store.models import (
     RUN_MUTABLE_FIELDS,
     STEP_MUTABLE_FIELDS,
     FileMeta,
+    FileVersion,
     Project,
     Run,
     RunStatus,
+    StagedChange,
     Step,
     StepStatus,
     User,
@@ -103,6 +105,22 @@ def page_cursor(keys: Sequence[str], limit: int) -> str | None:
     return encode_cursor(keys[limit - 1]) if len(keys) > limit else None
 
 
+def int_cursor(cursor: str | None) -> int | None:
+    """The integer sort key in a cursor (file versions); ``ValidationFailed`` when malformed."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    if not (key.isascii() and key.isdigit()) or len(key) > 18:
+        raise ValidationFailed("The cursor is not valid.", {"cursor": "invalid cursor"})
+    return int(key)
+
+
+def opt_bytes(row: Row) -> bytes | None:
+    """A row's ``content``: None for a version at which the path stopped existing."""
+    value = row["content"]
+    return None if value is None else bytes(value)
+
+
 # -- row decoding ----------------------------------------------------------------------------
 class RowDecoder:
     """Turns rows into records. ``time`` decodes one time column (overridden per dialect)."""
@@ -147,6 +165,30 @@ class RowDecoder:
             sha256=row["sha256"],
             content_type=row["content_type"],
             updated_at=self.req_time(row["updated_at"]),
+        )
+
+    def file_version(self, row: Row) -> FileVersion:
+        return FileVersion(
+            path=row["path"],
+            version=int(row["version"]),
+            size=int(row["size"]),
+            sha256=row["sha256"],
+            content_type=row["content_type"],
+            run_id=row["run_id"],
+            created_at=self.req_time(row["created_at"]),
+            deleted=bool(row["deleted"]),
+        )
+
+    def staged(self, row: Row) -> StagedChange:
+        return StagedChange(
+            path=row["path"],
+            content=opt_bytes(row),
+            size=int(row["size"]),
+            sha256=row["sha256"],
+            content_type=row["content_type"],
+            base_version=None if row["base_version"] is None else int(row["base_version"]),
+            moved_from=row["moved_from"],
+            staged_at=self.req_time(row["staged_at"]),
         )
 
     def event(self, row: Row) -> StoredEvent:
@@ -281,7 +323,13 @@ def check_preconditions(
 
 
 # -- event bodies the store builds itself ----------------------------------------------------
-def file_changed_data(meta: FileMeta, created: bool, at: datetime) -> dict[str, Any]:
+def _run_field(run_id: str | None) -> dict[str, Any]:
+    return {} if run_id is None else {"run_id": run_id}
+
+
+def file_changed_data(
+    meta: FileMeta, created: bool, at: datetime, run_id: str | None = None
+) -> dict[str, Any]:
     return event_data(
         EventType.FILE_CHANGED,
         meta.project_id,
@@ -292,16 +340,22 @@ def file_changed_data(meta: FileMeta, created: bool, at: datetime) -> dict[str, 
         sha256=meta.sha256,
         content_type=meta.content_type,
         created=created,
+        **_run_field(run_id),
     )
 
 
-def file_moved_data(meta: FileMeta, src: str, at: datetime) -> dict[str, Any]:
-    fields = {"from": src, "to": meta.path, "version": meta.version}
+def file_moved_data(
+    meta: FileMeta, src: str, at: datetime, run_id: str | None = None
+) -> dict[str, Any]:
+    fields = {"from": src, "to": meta.path, "version": meta.version, **_run_field(run_id)}
     return event_data(EventType.FILE_MOVED, meta.project_id, at=rfc3339(at), **fields)
 
 
-def file_deleted_data(project_id: str, path: str, at: datetime) -> dict[str, Any]:
-    return event_data(EventType.FILE_DELETED, project_id, at=rfc3339(at), path=path)
+def file_deleted_data(
+    project_id: str, path: str, at: datetime, run_id: str | None = None
+) -> dict[str, Any]:
+    fields = {"path": path, **_run_field(run_id)}
+    return event_data(EventType.FILE_DELETED, project_id, at=rfc3339(at), **fields)
 
 
 def project_updated_data(project: Project, at: datetime) -> dict[str, Any]:

@@ -222,8 +222,7 @@ CREATE TABLE steps (
 );
 """
 
-# Issue 17 (plan approval, retry): self-contained; renumber at merge if another branch
-# took 3 first.
+# Migration 3 (issue 17): plan approval and retry.
 _V3_SQLITE = """
 ALTER TABLE runs ADD COLUMN retry_of TEXT;
 ALTER TABLE runs ADD COLUMN approved_at TEXT;
@@ -242,10 +241,80 @@ CREATE INDEX runs_awaiting_approval ON runs (approval_expires_at)
     WHERE status = 'awaiting_approval';
 """
 
+# Migration 4: file history. Every state of every path is a row, the current one included
+# (its bytes are also in ``files``): a NULL ``content`` marks a path that stopped existing
+# (deleted, or moved away). ``run_id`` names the workflow run that wrote the version.
+# ``run_changes``: the changeset of a run with ``changes: "review"``, one row per path
+# (NULL content: deleted), with the project's newest version of the path when first staged.
+_V4_SQLITE = """
+CREATE TABLE file_versions (
+    project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content BLOB,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    content_type TEXT,
+    run_id TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, path, version)
+);
+CREATE INDEX file_versions_run ON file_versions (project_id, run_id) WHERE run_id IS NOT NULL;
+INSERT INTO file_versions (project_id, path, version, content, size, sha256, content_type,
+    run_id, created_at)
+SELECT project_id, path, version, content, size, sha256, content_type, NULL, updated_at
+FROM files;
+CREATE TABLE run_changes (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    content BLOB,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    content_type TEXT,
+    base_version INTEGER,
+    moved_from TEXT,
+    staged_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
+"""
+
+_V4_POSTGRES = """
+CREATE TABLE file_versions (
+    project_id text COLLATE "C" NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    path text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    content bytea,
+    size bigint NOT NULL,
+    sha256 text,
+    content_type text,
+    run_id text COLLATE "C",
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (project_id, path, version)
+);
+CREATE INDEX file_versions_run ON file_versions (project_id, run_id) WHERE run_id IS NOT NULL;
+INSERT INTO file_versions (project_id, path, version, content, size, sha256, content_type,
+    run_id, created_at)
+SELECT project_id, path, version, content, size, sha256, content_type, NULL, updated_at
+FROM files;
+CREATE TABLE run_changes (
+    run_id text COLLATE "C" NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    path text COLLATE "C" NOT NULL,
+    content bytea,
+    size bigint NOT NULL,
+    sha256 text,
+    content_type text,
+    base_version bigint,
+    moved_from text,
+    staged_at timestamptz NOT NULL,
+    PRIMARY KEY (run_id, path)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, refresh tokens, projects, files", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "event log, workflow runs and steps", _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "plan approval and retry: runs, files steps read", _V3_SQLITE, _V3_POSTGRES),
+    Migration(4, "file history; review changesets of runs", _V4_SQLITE, _V4_POSTGRES),
 )
 
 

@@ -57,6 +57,48 @@ class FileLimits:
     max_files: int
     max_total_bytes: int
     max_user_bytes: int | None = None  # across all the owner's projects
+    history_versions: int = 20
+    """Versions kept per path, the current one included (file history retention)."""
+    history_days: float = 30.0
+    """Older versions than this are dropped (the newest state of a path is always kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """One state of a path in the file history; ``deleted``: the path stopped existing."""
+
+    path: str
+    version: int
+    size: int
+    sha256: str | None
+    content_type: str | None
+    run_id: str | None
+    created_at: datetime
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StagedChange:
+    """A path's state in a review run's changeset (``content`` None: deleted)."""
+
+    path: str
+    content: bytes | None
+    size: int
+    sha256: str | None
+    content_type: str | None
+    base_version: int | None
+    """The project's newest version of the path when the run first staged it."""
+    moved_from: str | None
+    staged_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunFileSpan:
+    """The versions a run wrote at one path: its first and its last."""
+
+    path: str
+    first_version: int
+    last_version: int
 
 
 class RefreshOutcome(StrEnum):
@@ -80,10 +122,18 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    AWAITING_REVIEW = "awaiting_review"
+    """Its steps succeeded; its file changes wait to be applied or discarded."""
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+        """No executor works on it (awaiting review included: nothing to resume)."""
+        return self in (
+            RunStatus.SUCCEEDED,
+            RunStatus.FAILED,
+            RunStatus.CANCELLED,
+            RunStatus.AWAITING_REVIEW,
+        )
 
 
 class StepStatus(StrEnum):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from server.errors import Conflict, EmailTaken, NotFound
+from server.errors import EmailTaken, NotFound
 from server.events.model import NewEvent, StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
@@ -21,9 +21,6 @@ from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
 from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
-    FileData,
-    FileLimits,
-    FileMeta,
     Page,
     Project,
     RefreshOutcome,
@@ -32,21 +29,20 @@ from server.store.models import (
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, allocate, append_in
+from server.store.postgres_files import PostgresFiles
+from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, append_in
 from server.timeutil import new_id, utc_now
-from server.vfs.quota import check_quota
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
     from server.events.pgchannel import RunControl
-    from server.vfs.writes import FileWrite
 
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 
-class PostgresStore(PostgresRuns):
+class PostgresStore(PostgresFiles, PostgresRuns):
     """The ``Store`` on PostgreSQL. Open with ``await PostgresStore.open(url)`` inside a
     trio-asyncio loop."""
 
@@ -279,144 +275,6 @@ class PostgresStore(PostgresRuns):
             return None if owner is None else str(owner)
 
         return await self._db.run(op, transaction=False)
-
-    # -- files -------------------------------------------------------------------------------
-    async def list_files(
-        self, project_id: str, prefix: str, limit: int, cursor: str | None
-    ) -> Page[FileMeta]:
-        after = decode_cursor(cursor) or ""
-
-        async def op(conn: Conn) -> Page[FileMeta]:
-            rows = await conn.fetch(sql.FILE_LIST, project_id, after, prefix, limit + 1)
-            items = [DEC.file_meta(r) for r in rows[:limit]]
-            return Page(items, page_cursor([r["path"] for r in rows], limit))
-
-        return await self._db.run(op, transaction=False)
-
-    async def get_file(self, project_id: str, path: str) -> FileData | None:
-        async def op(conn: Conn) -> FileData | None:
-            row = await conn.fetchrow(sql.FILE_GET, project_id, path)
-            return None if row is None else FileData(DEC.file_meta(row), bytes(row["content"]))
-
-        return await self._db.run(op, transaction=False)
-
-    async def get_file_meta(self, project_id: str, path: str) -> FileMeta | None:
-        async def op(conn: Conn) -> FileMeta | None:
-            row = await conn.fetchrow(sql.FILE_META, project_id, path)
-            return None if row is None else DEC.file_meta(row)
-
-        return await self._db.run(op, transaction=False)
-
-    async def put_file(
-        self,
-        project_id: str,
-        path: str,
-        content: bytes,
-        *,
-        content_type: str,
-        sha256: str,
-        limits: FileLimits,
-        if_match: int | None = None,
-        if_none_match_any: bool = False,
-    ) -> tuple[FileMeta, bool, StoredEvent]:
-        async def op(conn: Conn) -> tuple[FileMeta, bool, StoredEvent]:
-            now = utc_now()
-            user_bytes = 0
-            if limits.max_user_bytes is not None:  # lock order: the user's row, then the project's
-                owner = await conn.fetchval(sql.PROJECT_OWNER, project_id)
-                if owner is None or await conn.fetchval(USER_LOCK, owner) is None:
-                    raise NotFound("Project not found.")
-                user_bytes = int(await conn.fetchval(sql.USER_FILE_BYTES, owner))
-            seq = await allocate(conn, project_id, 1)  # locks the project row
-            row = await conn.fetchrow(sql.FILE_QUOTA_STATE, project_id, path)
-            old_version = None if row["version"] is None else int(row["version"])
-            old_size = None if row["size"] is None else int(row["size"])
-            codec.check_preconditions(old_version, if_match, if_none_match_any)
-            check_quota(limits, len(content), old_size=old_size, file_count=int(row["count"]),
-                        total_bytes=int(row["total"]), user_bytes=user_bytes)  # fmt: skip
-            version = 1 if old_version is None else old_version + 1
-            await conn.execute(sql.FILE_UPSERT, project_id, path, content, len(content), version,
-                               sha256, content_type, now)  # fmt: skip
-            meta = FileMeta(project_id, path, len(content), version, sha256, content_type, now)
-            created = old_version is None
-            data = codec.file_changed_data(meta, created, now)
-            [event] = await append_in(
-                conn, [NewEvent(project_id, data["type"], data)], now, {project_id: seq}
-            )
-            return meta, created, event
-
-        return await self._db.run(op)
-
-    async def put_files(
-        self, project_id: str, files: Sequence[FileWrite], *, limits: FileLimits
-    ) -> list[tuple[FileMeta, bool, StoredEvent]]:
-        if not files:
-            return []
-
-        async def op(conn: Conn) -> list[tuple[FileMeta, bool, StoredEvent]]:
-            now = utc_now()
-            seq = await allocate(conn, project_id, len(files))  # locks the project
-            written: list[tuple[FileMeta, bool]] = []
-            for f in files:  # each quota read sees the writes before it: checked cumulatively
-                row = await conn.fetchrow(sql.FILE_QUOTA_STATE, project_id, f.path)
-                old_version = None if row["version"] is None else int(row["version"])
-                old_size = None if row["size"] is None else int(row["size"])
-                count, total = int(row["count"]), int(row["total"])
-                check_quota(
-                    limits, len(f.content), old_size=old_size, file_count=count, total_bytes=total
-                )
-                version = 1 if old_version is None else old_version + 1
-                await conn.execute(sql.FILE_UPSERT, project_id, f.path, f.content, len(f.content),
-                                   version, f.sha256, f.content_type, now)  # fmt: skip
-                meta = FileMeta(project_id, f.path, len(f.content), version, f.sha256,
-                                f.content_type, now)  # fmt: skip
-                written.append((meta, old_version is None))
-            datas = [codec.file_changed_data(meta, created, now) for meta, created in written]
-            events = await append_in(
-                conn, [NewEvent(project_id, d["type"], d) for d in datas], now, {project_id: seq}
-            )
-            return [(m, c, e) for (m, c), e in zip(written, events, strict=True)]
-
-        return await self._db.run(op)
-
-    async def move_file(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
-    ) -> tuple[FileMeta, StoredEvent]:
-        async def op(conn: Conn) -> tuple[FileMeta, StoredEvent]:
-            now = utc_now()
-            seq = await allocate(conn, project_id, 1)
-            row = await conn.fetchrow(sql.FILE_META, project_id, src)
-            if row is None:
-                raise NotFound("File not found.", {"path": src})
-            codec.check_preconditions(int(row["version"]), if_match, False)
-            if await conn.fetchval(sql.FILE_EXISTS, project_id, dst):
-                raise Conflict("A file exists at the target path.", {"path": dst})
-            meta = DEC.file_meta(await conn.fetchrow(sql.FILE_MOVE, project_id, src, dst, now))
-            data = codec.file_moved_data(meta, src, now)
-            [event] = await append_in(
-                conn, [NewEvent(project_id, data["type"], data)], now, {project_id: seq}
-            )
-            return meta, event
-
-        return await self._db.run(op)
-
-    async def delete_file(
-        self, project_id: str, path: str, *, if_match: int | None = None
-    ) -> StoredEvent:
-        async def op(conn: Conn) -> StoredEvent:
-            now = utc_now()
-            seq = await allocate(conn, project_id, 1)
-            version = await conn.fetchval(sql.FILE_DELETE, project_id, path)
-            if version is None:
-                raise NotFound("File not found.", {"path": path})
-            codec.check_preconditions(int(version), if_match, False)  # raising rolls back
-            data = codec.file_deleted_data(project_id, path, now)
-            [event] = await append_in(
-                conn, [NewEvent(project_id, data["type"], data)], now, {project_id: seq}
-            )
-            return event
-
-        return await self._db.run(op)
 
     # -- event log ---------------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:

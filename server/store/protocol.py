@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
     from server.events.model import NewEvent, StoredEvent
@@ -37,17 +37,20 @@ if TYPE_CHECKING:
         FileData,
         FileLimits,
         FileMeta,
+        FileVersion,
         Page,
         Project,
         RefreshUse,
         Run,
         RunChange,
+        RunFileSpan,
         RunStatus,
+        StagedChange,
         Step,
         StepChange,
         User,
     )
-    from server.vfs.writes import FileWrite
+    from server.vfs.writes import FileOp, FileWrite
 
 
 class Store(Protocol):
@@ -165,8 +168,12 @@ class Store(Protocol):
         limits: FileLimits,
         if_match: int | None = None,
         if_none_match_any: bool = False,
+        run_id: str | None = None,
     ) -> tuple[FileMeta, bool, StoredEvent]:
         """Create or atomically replace; returns (meta, created, ``file.changed`` event).
+
+        Every write keeps a version (``run_id``: the run that wrote it) and applies the
+        history retention of ``limits``; kept versions count against the byte quota.
 
         Raises ``VersionMismatch`` when ``if_match`` is stale (or the file is missing),
         or when ``if_none_match_any`` and the file exists; ``TooLarge`` over a quota
@@ -174,7 +181,12 @@ class Store(Protocol):
         """
 
     async def put_files(
-        self, project_id: str, files: Sequence[FileWrite], *, limits: FileLimits
+        self,
+        project_id: str,
+        files: Sequence[FileWrite],
+        *,
+        limits: FileLimits,
+        run_id: str | None = None,
     ) -> list[tuple[FileMeta, bool, StoredEvent]]:
         """Write every file in one transaction (an import): all or none. Quotas are checked
         as the files accumulate; one ``file.changed`` event each, in order. Raises
@@ -182,14 +194,85 @@ class Store(Protocol):
         ...
 
     async def move_file(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        src: str,
+        dst: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
+        limits: FileLimits | None = None,
     ) -> tuple[FileMeta, StoredEvent]:
-        """Raises ``NotFound`` (no src), ``Conflict`` (dst exists), ``VersionMismatch``."""
+        """Raises ``NotFound`` (no src), ``Conflict`` (dst exists), ``VersionMismatch``.
+        History: src gets a deleted version, dst a new version (retention with ``limits``)."""
 
     async def delete_file(
-        self, project_id: str, path: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        path: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
+        limits: FileLimits | None = None,
     ) -> StoredEvent:
-        """Raises ``NotFound``, ``VersionMismatch``. Appends ``file.deleted``."""
+        """Raises ``NotFound``, ``VersionMismatch``. Appends ``file.deleted``; the history
+        keeps the old versions and a deleted one."""
+
+    # -- file history ------------------------------------------------------------------
+    async def list_file_versions(
+        self, project_id: str, path: str, limit: int, cursor: str | None
+    ) -> Page[FileVersion]:
+        """The kept versions of a path (deleted ones included), newest first."""
+
+    async def get_file_version(
+        self, project_id: str, path: str, version: int
+    ) -> tuple[FileVersion, bytes | None] | None:
+        """One kept version and its bytes (None bytes: the path was deleted there)."""
+
+    async def run_file_spans(self, project_id: str, run_id: str) -> list[RunFileSpan]:
+        """Per path the run wrote, the first and last version it wrote, by path."""
+
+    async def latest_file_versions(
+        self, project_id: str, paths: Sequence[str]
+    ) -> dict[str, int | None]:
+        """The newest version number (a deleted one included) of each path; None: never."""
+
+    async def apply_file_ops(
+        self,
+        project_id: str,
+        ops: Sequence[FileOp],
+        *,
+        expected: Mapping[str, int | None],
+        limits: FileLimits,
+        run_id: str | None,
+        staged_run: str | None = None,
+        staged_paths: Sequence[str] = (),
+    ) -> list[StoredEvent]:
+        """One transaction: when every path in ``expected`` is still at its version (the
+        newest, as ``latest_file_versions`` says), apply ``ops`` in order, one event each;
+        otherwise raise ``Conflict`` with ``details.paths`` (the stale ones), nothing
+        applied. A delete of a missing file raises ``NotFound``; quotas as ``put_files``.
+        ``staged_paths`` of ``staged_run``'s changeset are dropped in the same transaction."""
+
+    # -- review changesets -------------------------------------------------------------
+    async def stage_change(
+        self, run_id: str, project_id: str, change: StagedChange, *, limits: FileLimits
+    ) -> None:
+        """Put a path's new state in the run's changeset (``change.base_version`` is
+        ignored: the project's newest version of the path when first staged is kept).
+        Raises ``TooLarge`` when the changeset holds more paths or bytes than the project
+        may (``max_files``, ``max_total_bytes``)."""
+
+    async def get_staged(self, run_id: str, path: str) -> StagedChange | None: ...
+
+    async def list_staged(self, run_id: str) -> list[StagedChange]:
+        """The run's changeset, by path."""
+
+    async def end_review(
+        self, run_id: str, status: str, events: Sequence[NewEvent]
+    ) -> list[StoredEvent] | None:
+        """One transaction: a run still ``awaiting_review`` takes ``status``, its changeset is
+        dropped, ``events`` are appended; None (nothing written) when it was not waiting."""
 
     # -- event log ---------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:

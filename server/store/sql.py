@@ -173,3 +173,70 @@ def run_update(columns: Iterable[str], *, if_status: bool = False) -> str:
 def step_update(columns: Iterable[str]) -> str:
     """UPDATE of a step's columns: ``$1`` run id, ``$2`` step id, values from ``$3``."""
     return f"UPDATE steps SET {assignments(columns, 3)} WHERE run_id = $1 AND id = $2 RETURNING id"
+
+
+# -- file history (migration 4): every state of every path, the current one included --------
+FV_COLS = "project_id, path, version, content, size, sha256, content_type, run_id, created_at"
+FV_META_COLS = (
+    "path, version, size, sha256, content_type, run_id, created_at, "
+    "CASE WHEN content IS NULL THEN 1 ELSE 0 END AS deleted"
+)
+FV_NEXT = (
+    "SELECT coalesce(max(version), 0) + 1 FROM file_versions WHERE project_id = $1 AND path = $2"
+)
+FV_LATEST = "SELECT max(version) FROM file_versions WHERE project_id = $1 AND path = $2"
+FV_INSERT = f"INSERT INTO file_versions ({FV_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+FV_INSERT_FROM_FILE = (  # the file's current row becomes a version (a move's target)
+    f"INSERT INTO file_versions ({FV_COLS}) SELECT project_id, path, version, content, size, "
+    "sha256, content_type, $3::text, updated_at FROM files WHERE project_id = $1 AND path = $2"
+)
+FV_TOMBSTONE = (  # the path stopped existing at this version (deleted, or moved away)
+    f"INSERT INTO file_versions ({FV_COLS}) VALUES ($1, $2, $3, NULL, 0, NULL, NULL, $4, $5)"
+)
+FV_PRUNE = (  # retention of one path: the newest $3, none older than $4; never the newest one
+    "DELETE FROM file_versions WHERE project_id = $1 AND path = $2 AND version < "
+    "(SELECT max(version) FROM file_versions WHERE project_id = $1 AND path = $2) AND "
+    "(created_at < $4 OR version NOT IN (SELECT version FROM file_versions "
+    "WHERE project_id = $1 AND path = $2 ORDER BY version DESC LIMIT $3))"
+)
+FV_PRUNE_AGED = (  # age retention over the whole project (when its quota is short)
+    "DELETE FROM file_versions WHERE project_id = $1 AND created_at < $2 AND version < "
+    "(SELECT max(v.version) FROM file_versions v WHERE v.project_id = $1 "
+    "AND v.path = file_versions.path)"
+)
+FV_TOTAL = "SELECT coalesce(sum(size), 0) FROM file_versions WHERE project_id = $1"
+FV_LIST = (
+    f"SELECT {FV_META_COLS} FROM file_versions WHERE project_id = $1 AND path = $2 "
+    "AND ($3::bigint IS NULL OR version < $3) ORDER BY version DESC LIMIT $4"
+)
+FV_GET = (
+    f"SELECT {FV_META_COLS}, content FROM file_versions "
+    "WHERE project_id = $1 AND path = $2 AND version = $3"
+)
+FV_OF_RUN = (
+    "SELECT path, min(version) AS first_version, max(version) AS last_version "
+    "FROM file_versions WHERE project_id = $1 AND run_id = $2 GROUP BY path ORDER BY path"
+)
+FILE_SET_VERSION = (  # a move: the row takes its new path and the version numbered for it
+    "UPDATE files SET path = $3, version = $4, updated_at = $5 "
+    f"WHERE project_id = $1 AND path = $2 RETURNING {FILE_META_COLS}"
+)
+
+# -- review changesets (migration 4) -----------------------------------------------------------
+RC_STAGE = (  # the base version is the project's newest when the path is first staged
+    "INSERT INTO run_changes (run_id, path, content, size, sha256, content_type, base_version, "
+    "moved_from, staged_at) SELECT $1, $3, $4, $5, $6, $7, (SELECT max(version) FROM "
+    "file_versions WHERE project_id = $2 AND path = $3), $8, $9 "
+    "ON CONFLICT (run_id, path) DO UPDATE SET content = excluded.content, size = excluded.size, "
+    "sha256 = excluded.sha256, content_type = excluded.content_type, "
+    "moved_from = excluded.moved_from, staged_at = excluded.staged_at"
+)
+RC_COLS = "path, content, size, sha256, content_type, base_version, moved_from, staged_at"
+RC_GET = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 AND path = $2"
+RC_LIST = f"SELECT {RC_COLS} FROM run_changes WHERE run_id = $1 ORDER BY path"
+RC_TOTALS = "SELECT count(*), coalesce(sum(size), 0) FROM run_changes WHERE run_id = $1"
+RC_DELETE = "DELETE FROM run_changes WHERE run_id = $1 AND path = $2"
+RC_CLEAR = "DELETE FROM run_changes WHERE run_id = $1"
+RUN_END_REVIEW = (  # only a run still awaiting review: one of two racing requests wins
+    "UPDATE runs SET status = $2 WHERE id = $1 AND status = 'awaiting_review' RETURNING id"
+)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from server.errors import Conflict, EmailTaken, NotFound
+from server.errors import EmailTaken, NotFound
 from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
@@ -20,9 +20,6 @@ from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
 from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
-    FileData,
-    FileLimits,
-    FileMeta,
     Page,
     Project,
     RefreshOutcome,
@@ -30,9 +27,9 @@ from server.store.models import (
     User,
 )
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
+from server.store.sqlite_files import SqliteFiles
 from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, q
 from server.timeutil import new_id, utc_now
-from server.vfs.quota import check_quota
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -40,10 +37,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from server.events.pgchannel import RunControl
-    from server.vfs.writes import FileWrite
 
 
-class SqliteStore(SqliteRuns):
+class SqliteStore(SqliteFiles, SqliteRuns):
     """The ``Store`` on one SQLite file. Open with ``await SqliteStore.open(path)``."""
 
     backend = "sqlite"
@@ -282,135 +278,6 @@ class SqliteStore(SqliteRuns):
             return None if row is None else str(row[0])
 
         return await self._db.read(op)
-
-    # -- files -------------------------------------------------------------------------------
-    async def list_files(
-        self, project_id: str, prefix: str, limit: int, cursor: str | None
-    ) -> Page[FileMeta]:
-        after = decode_cursor(cursor) or ""
-
-        def op(conn: Conn) -> Page[FileMeta]:
-            rows = q(conn, sql.FILE_LIST, project_id, after, prefix, limit + 1).fetchall()
-            items = [DEC.file_meta(r) for r in rows[:limit]]
-            return Page(items, page_cursor([r["path"] for r in rows], limit))
-
-        return await self._db.read(op)
-
-    async def get_file(self, project_id: str, path: str) -> FileData | None:
-        def op(conn: Conn) -> FileData | None:
-            row = q(conn, sql.FILE_GET, project_id, path).fetchone()
-            return None if row is None else FileData(DEC.file_meta(row), bytes(row["content"]))
-
-        return await self._db.read(op)
-
-    async def get_file_meta(self, project_id: str, path: str) -> FileMeta | None:
-        def op(conn: Conn) -> FileMeta | None:
-            row = q(conn, sql.FILE_META, project_id, path).fetchone()
-            return None if row is None else DEC.file_meta(row)
-
-        return await self._db.read(op)
-
-    async def put_file(
-        self,
-        project_id: str,
-        path: str,
-        content: bytes,
-        *,
-        content_type: str,
-        sha256: str,
-        limits: FileLimits,
-        if_match: int | None = None,
-        if_none_match_any: bool = False,
-    ) -> tuple[FileMeta, bool, StoredEvent]:
-        def op(conn: Conn) -> tuple[FileMeta, bool, StoredEvent]:
-            now = utc_now()
-            owner = q(conn, sql.PROJECT_OWNER, project_id).fetchone()
-            if owner is None:
-                raise NotFound("Project not found.")
-            user_bytes = 0
-            if limits.max_user_bytes is not None:
-                user_bytes = int(q(conn, sql.USER_FILE_BYTES, owner[0]).fetchone()[0])
-            row = q(conn, sql.FILE_QUOTA_STATE, project_id, path).fetchone()
-            old_version = None if row["version"] is None else int(row["version"])
-            old_size = None if row["size"] is None else int(row["size"])
-            codec.check_preconditions(old_version, if_match, if_none_match_any)
-            check_quota(limits, len(content), old_size=old_size, file_count=int(row["count"]),
-                        total_bytes=int(row["total"]), user_bytes=user_bytes)  # fmt: skip
-            version = 1 if old_version is None else old_version + 1
-            q(conn, sql.FILE_UPSERT, project_id, path, content, len(content), version, sha256,
-              content_type, time_text(now))  # fmt: skip
-            meta = FileMeta(project_id, path, len(content), version, sha256, content_type, now)
-            created = old_version is None
-            data = codec.file_changed_data(meta, created, now)
-            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
-            return meta, created, event
-
-        return await self._db.write(op)
-
-    async def put_files(
-        self, project_id: str, files: Sequence[FileWrite], *, limits: FileLimits
-    ) -> list[tuple[FileMeta, bool, StoredEvent]]:
-        if not files:
-            return []
-
-        def op(conn: Conn) -> list[tuple[FileMeta, bool, StoredEvent]]:
-            now = utc_now()
-            if q(conn, sql.PROJECT_OWNER, project_id).fetchone() is None:
-                raise NotFound("Project not found.")
-            written: list[tuple[FileMeta, bool]] = []
-            for f in files:  # each quota read sees the writes before it: checked cumulatively
-                row = q(conn, sql.FILE_QUOTA_STATE, project_id, f.path).fetchone()
-                old_version = None if row["version"] is None else int(row["version"])
-                old_size = None if row["size"] is None else int(row["size"])
-                count, total = int(row["count"]), int(row["total"])
-                check_quota(
-                    limits, len(f.content), old_size=old_size, file_count=count, total_bytes=total
-                )
-                version = 1 if old_version is None else old_version + 1
-                q(conn, sql.FILE_UPSERT, project_id, f.path, f.content, len(f.content), version,
-                  f.sha256, f.content_type, time_text(now))  # fmt: skip
-                meta = FileMeta(project_id, f.path, len(f.content), version, f.sha256,
-                                f.content_type, now)  # fmt: skip
-                written.append((meta, old_version is None))
-            datas = [codec.file_changed_data(meta, created, now) for meta, created in written]
-            events = append_in(conn, [NewEvent(project_id, d["type"], d) for d in datas], now)
-            return [(m, c, e) for (m, c), e in zip(written, events, strict=True)]
-
-        return await self._db.write(op)
-
-    async def move_file(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
-    ) -> tuple[FileMeta, StoredEvent]:
-        def op(conn: Conn) -> tuple[FileMeta, StoredEvent]:
-            now = utc_now()
-            row = q(conn, sql.FILE_META, project_id, src).fetchone()
-            if row is None:
-                raise NotFound("File not found.", {"path": src})
-            codec.check_preconditions(int(row["version"]), if_match, False)
-            if q(conn, sql.FILE_EXISTS, project_id, dst).fetchone():
-                raise Conflict("A file exists at the target path.", {"path": dst})
-            meta = DEC.file_meta(q(conn, sql.FILE_MOVE, project_id, src, dst,
-                                   time_text(now)).fetchone())  # fmt: skip
-            data = codec.file_moved_data(meta, src, now)
-            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
-            return meta, event
-
-        return await self._db.write(op)
-
-    async def delete_file(
-        self, project_id: str, path: str, *, if_match: int | None = None
-    ) -> StoredEvent:
-        def op(conn: Conn) -> StoredEvent:
-            now = utc_now()
-            row = q(conn, sql.FILE_DELETE, project_id, path).fetchone()
-            if row is None:
-                raise NotFound("File not found.", {"path": path})
-            codec.check_preconditions(int(row[0]), if_match, False)  # raising rolls back
-            data = codec.file_deleted_data(project_id, path, now)
-            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
-            return event
-
-        return await self._db.write(op)
 
     # -- event log ---------------------------------------------------------------------------
     async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:

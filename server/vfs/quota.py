@@ -48,3 +48,28 @@ def check_quota(
             "The user's files, across projects, are larger than the limit.",
             {"limit": "max_bytes_per_user", "max": limits.max_user_bytes, "total": user_after},
         )
+
+
+def check_stored_total(limits: FileLimits, total_bytes: int) -> None:
+    """Raise ``TooLarge`` when the bytes a project stores, its old file versions included
+    (file history counts against the quota), exceed ``max_total_bytes``."""
+    if total_bytes > limits.max_total_bytes:
+        raise TooLarge(
+            "The project's files and their kept versions are larger than the limit.",
+            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
+        )
+
+
+def check_staged_totals(limits: FileLimits, paths: int, total_bytes: int) -> None:
+    """Raise ``TooLarge`` when a review run's changeset holds more paths or bytes than a
+    project may hold files (it is bounded like the project it would land in)."""
+    if paths > limits.max_files:
+        raise TooLarge(
+            "The run's changeset has too many files.",
+            {"limit": "max_files", "max": limits.max_files, "files": paths},
+        )
+    if total_bytes > limits.max_total_bytes:
+        raise TooLarge(
+            "The run's changeset is larger than the limit.",
+            {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
+        )

@@ -7,35 +7,21 @@ routes and the workflow's vfs tools share it, so both behave identically.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
-
-import trio
 
 from server.errors import NotFound, TooLarge
 from server.timeutil import rfc3339
 from server.vfs.content_types import content_type_for
+from server.vfs.hashing import content_sha256
+from server.vfs.history import FileHistory
 from server.vfs.paths import validate_path, validate_prefix
+from server.vfs.review import Review
 from server.vfs.transfer import ProjectTransfer
 
 if TYPE_CHECKING:
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileLimits, FileMeta, Page
     from server.store.protocol import Store
-
-
-_HASH_INLINE_BYTES = 64 * 1024
-_hash_limiter = trio.CapacityLimiter(2)
-
-
-async def content_sha256(content: bytes) -> str:
-    """The hex SHA-256 of ``content``; large contents are hashed in a worker thread (hashlib
-    releases the GIL), so a 5 MB upload does not hold the event loop."""
-    if len(content) <= _HASH_INLINE_BYTES:
-        return hashlib.sha256(content).hexdigest()
-    return await trio.to_thread.run_sync(
-        lambda: hashlib.sha256(content).hexdigest(), limiter=_hash_limiter
-    )
 
 
 def file_json(meta: FileMeta) -> dict[str, Any]:
@@ -55,6 +41,14 @@ class FileService:
         self._store = store
         self._publisher = publisher
         self.limits = limits
+
+    def review(self) -> Review:
+        """A review run's changeset: list with diffs, apply, discard."""
+        return Review(self._store, self._publisher, self.limits)
+
+    def history(self) -> FileHistory:
+        """Versions of files, restores and run reverts, with these limits and publisher."""
+        return FileHistory(self._store, self._publisher, self.limits)
 
     def transfer(self) -> ProjectTransfer:
         """Whole-project import and export, with these limits and this publisher."""
@@ -82,7 +76,9 @@ class FileService:
         *,
         if_match: int | None = None,
         if_none_match_any: bool = False,
+        run_id: str | None = None,
     ) -> tuple[FileMeta, bool]:
+        """Create or replace; ``run_id`` names the workflow run writing (file history)."""
         validate_path(path)
         if len(content) > self.limits.max_file_bytes:
             raise TooLarge(
@@ -98,22 +94,40 @@ class FileService:
             limits=self.limits,
             if_match=if_match,
             if_none_match_any=if_none_match_any,
+            run_id=run_id,
         )
         self._publisher.publish([event])
         return meta, created
 
     async def move(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        src: str,
+        dst: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
     ) -> FileMeta:
         validate_path(src)
         validate_path(dst, "to")
-        meta, event = await self._store.move_file(project_id, src, dst, if_match=if_match)
+        meta, event = await self._store.move_file(
+            project_id, src, dst, if_match=if_match, run_id=run_id, limits=self.limits
+        )
         self._publisher.publish([event])
         return meta
 
-    async def delete(self, project_id: str, path: str, *, if_match: int | None = None) -> None:
+    async def delete(
+        self,
+        project_id: str,
+        path: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
         validate_path(path)
-        event = await self._store.delete_file(project_id, path, if_match=if_match)
+        event = await self._store.delete_file(
+            project_id, path, if_match=if_match, run_id=run_id, limits=self.limits
+        )
         self._publisher.publish([event])
 
     async def list(

@@ -48,6 +48,7 @@ from server.workflow.file_log import FileLog, RecordingFiles
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan, split_item_id
 from server.workflow.templates import NO_ITEM, TemplateError, render_args
+from server.workflow.tools.changeset import ChangesetFiles
 from server.workflow.tools.registry import ToolContext, args_validator
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
@@ -107,6 +108,7 @@ class RunExecutor:
         )
         settings = deps.settings
         options = run.options or {}
+        self.state.review = options.get("changes") == "review"
         concurrency = int(options.get("concurrency") or settings.run_concurrency)
         self._run_limiter = trio.CapacityLimiter(max(1, min(concurrency, settings.run_concurrency)))
         timeout = options.get("timeout_s")
@@ -356,7 +358,14 @@ class RunExecutor:
             run_id=self.run_id,
             step_id=step.id,
             attempt=attempt,
-            files=RecordingFiles(deps.files, self._files.setdefault(step.id, FileLog())),
+            files=RecordingFiles(
+                (
+                    ChangesetFiles(deps.store, deps.files.limits, self.run_id)
+                    if self.state.review
+                    else deps.files
+                ),
+                self._files.setdefault(step.id, FileLog()),
+            ),
             publisher=deps.publisher,
             provider=deps.provider,
             settings=deps.settings,

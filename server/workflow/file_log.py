@@ -56,6 +56,7 @@ class RecordingFiles:
     def __init__(self, inner: FileAccess, log: FileLog) -> None:
         self._inner = inner
         self.log = log
+        self.limits = inner.limits
 
     async def read(self, project_id: str, path: str) -> FileData:
         try:
@@ -74,23 +75,37 @@ class RecordingFiles:
         *,
         if_match: int | None = None,
         if_none_match_any: bool = False,
+        run_id: str | None = None,
     ) -> tuple[FileMeta, bool]:
         meta, created = await self._inner.write(
-            project_id, path, content, if_match=if_match, if_none_match_any=if_none_match_any
+            project_id,
+            path,
+            content,
+            if_match=if_match,
+            if_none_match_any=if_none_match_any,
+            run_id=run_id,
         )
         self.log.note("write", path, meta)
         return meta, created
 
     async def move(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        src: str,
+        dst: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
     ) -> FileMeta:
-        meta = await self._inner.move(project_id, src, dst, if_match=if_match)
+        meta = await self._inner.move(project_id, src, dst, if_match=if_match, run_id=run_id)
         self.log.note("write", src, None)
         self.log.note("write", dst, meta)
         return meta
 
-    async def delete(self, project_id: str, path: str, *, if_match: int | None = None) -> None:
-        await self._inner.delete(project_id, path, if_match=if_match)
+    async def delete(
+        self, project_id: str, path: str, *, if_match: int | None = None, run_id: str | None = None
+    ) -> None:
+        await self._inner.delete(project_id, path, if_match=if_match, run_id=run_id)
         self.log.note("write", path, None)
 
     async def list(

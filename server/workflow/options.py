@@ -16,8 +16,9 @@ MAX_RUN_TIMEOUT_S = 24 * 3600.0
 
 
 def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run options: ``concurrency`` (1..run_concurrency), ``timeout_s`` (seconds) and
-    ``approval`` (``"plan"``: the planned run waits for ``POST .../approve``).
+    """Run options: ``concurrency`` (1..run_concurrency), ``timeout_s`` (seconds),
+    ``approval`` (``"plan"``: the planned run waits for ``POST .../approve``) and
+    ``changes`` (``direct``, the default, or ``review``: file writes go to a changeset).
 
     Raises ``ValidationFailed`` naming the field.
     """
@@ -38,6 +39,11 @@ def validate_options(options: Mapping[str, Any], settings: Settings) -> dict[str
         elif key == "approval":
             if value != "plan":
                 problems["options.approval"] = 'must be "plan"'
+            else:
+                out[key] = value
+        elif key == "changes":
+            if value not in ("direct", "review"):
+                problems["options.changes"] = 'must be "direct" or "review"'
             else:
                 out[key] = value
         else:

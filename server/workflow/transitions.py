@@ -73,6 +73,7 @@ class RunState:
         self.items: dict[str, list[str]] = {}  # fan-out step -> its items' step ids
         self.item_parent: dict[str, str] = {}  # item step id -> its fan-out step
         self.stored_items: dict[str, Step] = {}  # item rows an earlier process wrote
+        self.review = False  # options.changes == "review": success waits in awaiting_review
 
     # -- event builders --------------------------------------------------------------------
     def _run_event(self, kind: EventType, at: datetime, **fields: Any) -> NewEvent:
@@ -427,6 +428,10 @@ def _end_records(
     extra: dict[str, Any] = {} if metrics is None else {"metrics": _public(metrics)}
     if resumable:
         return records, None
+    if ending is None and state.review:
+        records.run.update({"status": RunStatus.AWAITING_REVIEW, "finished_at": at})
+        records.events.append(state._run_event(EventType.RUN_AWAITING_REVIEW, at, **extra))
+        return records, RunStatus.AWAITING_REVIEW
     if ending is None:
         records.run.update({"status": RunStatus.SUCCEEDED, "finished_at": at})
         # ``wall_ms`` at the top too: the shared bench's peers report it there.

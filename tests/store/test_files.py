@@ -96,11 +96,21 @@ async def test_file_count_quota(store: Store, project: Project) -> None:
 
 
 async def test_total_bytes_counts_replacement_once(store: Store, project: Project) -> None:
-    limits = FileLimits(max_file_bytes=100, max_files=10, max_total_bytes=10)
+    # history keeps only the current version: a replacement frees the old bytes
+    limits = FileLimits(max_file_bytes=100, max_files=10, max_total_bytes=10, history_versions=1)
     await put(store, project.id, "a", b"12345", limits=limits)
     await put(store, project.id, "a", b"1234567890", limits=limits)  # 10 total, not 15
     with pytest.raises(TooLarge):
         await put(store, project.id, "b", b"1", limits=limits)
+
+
+async def test_kept_versions_count_against_the_quota(store: Store, project: Project) -> None:
+    limits = FileLimits(max_file_bytes=100, max_files=10, max_total_bytes=12, history_versions=2)
+    await put(store, project.id, "a", b"12345", limits=limits)
+    with pytest.raises(TooLarge) as info:  # 5 kept + 10 new = 15 > 12
+        await put(store, project.id, "a", b"1234567890", limits=limits)
+    assert info.value.details["total"] == 15
+    assert (await store.get_file(project.id, "a")).content == b"12345"  # type: ignore[union-attr]
 
 
 async def test_move(store: Store, project: Project) -> None:

@@ -130,7 +130,9 @@ async def _edit(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
     if new == content:
         return {"path": path, "version": version, "size": data.meta.size, "changed": False}
     try:
-        meta, _ = await ctx.files.write(ctx.project_id, path, new.encode(), if_match=version)
+        meta, _ = await ctx.files.write(
+            ctx.project_id, path, new.encode(), if_match=version, run_id=ctx.run_id
+        )
     except (VersionMismatch, NotFound):
         raise ToolError(
             "version_mismatch",

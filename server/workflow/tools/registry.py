@@ -24,7 +24,7 @@ from server.timeutil import rfc3339, utc_now
 if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
-    from server.store.models import FileData, FileMeta, Page
+    from server.store.models import FileData, FileLimits, FileMeta, Page
 
 
 class FileAccess(Protocol):
@@ -32,6 +32,8 @@ class FileAccess(Protocol):
 
     Declared here as a Protocol so tools and tests depend on the behaviour, not the class.
     """
+
+    limits: FileLimits
 
     async def read(self, project_id: str, path: str) -> FileData: ...
 
@@ -43,13 +45,22 @@ class FileAccess(Protocol):
         *,
         if_match: int | None = None,
         if_none_match_any: bool = False,
+        run_id: str | None = None,
     ) -> tuple[FileMeta, bool]: ...
 
     async def move(
-        self, project_id: str, src: str, dst: str, *, if_match: int | None = None
+        self,
+        project_id: str,
+        src: str,
+        dst: str,
+        *,
+        if_match: int | None = None,
+        run_id: str | None = None,
     ) -> FileMeta: ...
 
-    async def delete(self, project_id: str, path: str, *, if_match: int | None = None) -> None: ...
+    async def delete(
+        self, project_id: str, path: str, *, if_match: int | None = None, run_id: str | None = None
+    ) -> None: ...
 
     async def list(
         self, project_id: str, prefix: str, limit: int, cursor: str | None

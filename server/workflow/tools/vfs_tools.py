@@ -71,7 +71,9 @@ async def _read(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _write(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
-    meta, created = await ctx.files.write(ctx.project_id, args["path"], args["content"].encode())
+    meta, created = await ctx.files.write(
+        ctx.project_id, args["path"], args["content"].encode(), run_id=ctx.run_id
+    )
     return {**file_json(meta), "created": created}
 
 
@@ -94,12 +96,12 @@ async def _list(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def _delete(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
-    await ctx.files.delete(ctx.project_id, args["path"])
+    await ctx.files.delete(ctx.project_id, args["path"], run_id=ctx.run_id)
     return {"path": args["path"], "deleted": True}
 
 
 async def _move(ctx: ToolContext, args: Mapping[str, Any]) -> dict[str, Any]:
-    meta = await ctx.files.move(ctx.project_id, args["from"], args["to"])
+    meta = await ctx.files.move(ctx.project_id, args["from"], args["to"], run_id=ctx.run_id)
     return {"from": args["from"], **file_json(meta)}
 
 
