@@ -17,7 +17,8 @@ from quart import Blueprint, Response
 from server import __version__
 from server.api.deps import json_response, services
 from server.api.openapi_parts import OPENAPI_PATH, PARAMETERS, RESPONSE_HEADERS
-from server.api.openapi_paths import paths, sse_frame_schema
+from server.api.openapi_paths import paths
+from server.api.openapi_paths_runs import sse_frame_schema
 from server.api.schemas import RESPONSE_SCHEMAS, Schema, event_component_name, event_schemas, ref
 from server.events.model import EventType
 
