@@ -56,7 +56,6 @@ class RecordingFiles:
     def __init__(self, inner: FileAccess, log: FileLog) -> None:
         self._inner = inner
         self.log = log
-        self.limits = inner.limits
 
     async def read(self, project_id: str, path: str) -> FileData:
         try:
