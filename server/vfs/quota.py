@@ -73,3 +73,13 @@ def check_staged_totals(limits: FileLimits, paths: int, total_bytes: int) -> Non
             "The run's changeset is larger than the limit.",
             {"limit": "max_total_bytes", "max": limits.max_total_bytes, "total": total_bytes},
         )
+
+
+def check_file_size(limits: FileLimits, size: int) -> None:
+    """Raise ``TooLarge`` before a write of ``size`` bytes when one file may not be that large
+    (checked before hashing or storing: the store checks every quota again)."""
+    if size > limits.max_file_bytes:
+        raise TooLarge(
+            f"The file is larger than {limits.max_file_bytes} bytes.",
+            {"size": size, "max_file_bytes": limits.max_file_bytes},
+        )

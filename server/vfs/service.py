@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from server.errors import NotFound, TooLarge
+from server.errors import NotFound
 from server.timeutil import rfc3339
 from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
 from server.vfs.history import FileHistory
 from server.vfs.paths import validate_path, validate_prefix
+from server.vfs.quota import check_file_size
 from server.vfs.review import Review
 from server.vfs.transfer import ProjectTransfer
 
@@ -80,11 +81,7 @@ class FileService:
     ) -> tuple[FileMeta, bool]:
         """Create or replace; ``run_id`` names the workflow run writing (file history)."""
         validate_path(path)
-        if len(content) > self.limits.max_file_bytes:
-            raise TooLarge(
-                f"The file is larger than {self.limits.max_file_bytes} bytes.",
-                {"size": len(content), "max_file_bytes": self.limits.max_file_bytes},
-            )
+        check_file_size(self.limits, len(content))
         meta, created, event = await self._store.put_file(
             project_id,
             path,

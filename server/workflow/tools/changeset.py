@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from server.errors import Conflict, NotFound, TooLarge
+from server.errors import Conflict, NotFound
 from server.store.codec import check_preconditions, decode_cursor, page_cursor
 from server.store.models import FileData, FileMeta, Page, StagedChange
 from server.timeutil import utc_now
 from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
 from server.vfs.paths import validate_path, validate_prefix
+from server.vfs.quota import check_file_size
 
 if TYPE_CHECKING:
     from server.store.models import FileLimits
@@ -85,11 +86,7 @@ class ChangesetFiles:
         run_id: str | None = None,
     ) -> tuple[FileMeta, bool]:
         validate_path(path)
-        if len(content) > self.limits.max_file_bytes:
-            raise TooLarge(
-                f"The file is larger than {self.limits.max_file_bytes} bytes.",
-                {"size": len(content), "max_file_bytes": self.limits.max_file_bytes},
-            )
+        check_file_size(self.limits, len(content))
         current = await self._visible(project_id, path)
         check_preconditions(
             None if current is None else current.meta.version, if_match, if_none_match_any
