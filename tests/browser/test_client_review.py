@@ -86,7 +86,7 @@ async def test_client_reviews_applies_discards_reverts_and_restores(
         "applied": ["a.txt", "c.txt"], "remaining": 1, "status": "awaiting_review",
     }  # fmt: skip
     assert steps["left_to_review"] == ["b.txt"]
-    assert steps["discarded_rest"] == "cancelled:discarded"
+    assert steps["discarded_rest"] == "cancelled"
     assert chosen == {"a.txt": "a2\n", "b.txt": "b1\n", "c.txt": "c\n"}
     # discard: nothing of the run reached the project; a second discard is refused
     assert steps["discarded"] == "cancelled"

@@ -129,6 +129,8 @@ export class RunState {
       case "run.succeeded": case "run.failed": case "run.cancelled": {
         const reviewed = this.status === "awaiting_review";
         const changed = this.runTo(event.type.slice(4));
+        // A snapshot does not say why a run was discarded or rejected; its event does.
+        if (!changed && this.status === event.type.slice(4) && !this.reason && d.reason) this.reason = d.reason;
         if (changed) {
           if (!reviewed || this.finished === null) this.finished = at; // the steps' end, not the review's
           this.error = d.error || null;
