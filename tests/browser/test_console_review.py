@@ -6,7 +6,8 @@ each change with its diff (the right lines added and removed); Apply chosen appl
 the ticked paths; Discard ends the run and leaves the rest of the files as they were; Undo
 reverts what the run applied. A second review run is discarded whole (nothing changes). A
 third meets a file changed by hand: Apply all is refused (409) and the conflict shows what
-changed; "Apply the other 2" applies the rest. In the file viewer, Versions lists the kept
+changed; "Apply the other 2" applies the rest, and its Undo, after a file it wrote was
+changed by hand, is refused with what changed. In the file viewer, Versions lists the kept
 versions and Restore writes one back. Every outcome is judged by the files' contents read
 through the API.
 """
@@ -187,7 +188,21 @@ async def test_console_reviews_applies_discards_undoes_and_restores(
             "a.txt": "by hand\n", "b.txt": "two\n", "c.txt": "new\n",
         }  # fmt: skip
         await click(browser, "#discard")
-        await wait_js(browser, f"{RUN_BADGE} === 'cancelled'")
+        await wait_js(browser, f"{RUN_BADGE} === 'cancelled' && {shown('#undo')}")
+        # its undo meets b.txt changed by hand since the run wrote it: refused, shown
+        await put_file(server, headers, pid, "b.txt", "hand b\n")
+        await click(browser, "#undo")
+        await wait_js(browser, shown("#undo-conflict"))
+        assert "b.txt" in await browser.js("return " + text("#undo-conflict"))
+        changed = await browser.js(
+            "return [...document.querySelectorAll('#undo-conflict .dl:is(.add, .del) .tx')]"
+            ".map((e) => e.lastChild.textContent)"
+        )
+        assert changed == ["two", "hand b"]  # removed, then added
+        assert await contents(server, headers, pid, *FILES) == {
+            "a.txt": "by hand\n", "b.txt": "hand b\n", "c.txt": "new\n",
+        }  # fmt: skip
+        await browser.screenshot("review-4-undo-conflict")
 
         # 7. the file viewer's versions: view one, restore it as the newest
         await browser.open(f"{server.url}/#/p/{pid}")
