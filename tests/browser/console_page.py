@@ -367,5 +367,65 @@ const a = s.steps.get('a');
 out.reused = a.status + ':' + a.reused + ':' + a.started;
 s.apply(ev('run.cancelled', {reason: 'rejected', error: null}));
 out.reason = s.status + ':' + s.reason;
+// the refetch after Approve answers after the step's events, with the run as it was mid-step:
+// the events received so far are folded over it again, so the step does not go back
+s = new RunState({id: 'r', project_id: 'p', status: 'awaiting_approval', steps: [],
+  plan: plan('a', 'b'), created_at: at});
+s.apply(ev('run.approved', {plan: plan('a'), edited: true}));
+s.apply(ev('run.started'));
+s.apply(ev('step.started', {step_id: 'a', attempt: 1}));
+s.apply(ev('step.succeeded', {step_id: 'a', attempt: 1, output: {}}));
+s.load({id: 'r', project_id: 'p', status: 'running', plan: plan('a'), created_at: at,
+  approval: {mode: 'plan', approved_at: at}, started_at: at,
+  steps: [{id: 'a', tool: 'vfs.write', args: {}, needs: [], status: 'running', attempts: 1,
+    started_at: at}]});
+s.apply(ev('run.succeeded'));
+out.staleSnapshot = s.status + ':' + [...s.steps.values()].map((x) => x.status).join(',');
 done(out);
 """
+
+# Installed before the console loads (CDP, so the page's CSP does not apply): while
+# ``window.__delayRunReads`` is set, every answer to ``GET /api/workflow/runs/{id}`` reaches
+# the console that many ms late. The refetch after Approve then lands after the run's first
+# events: the race of issue 15, made to happen on every run instead of one in three.
+DELAY_RUN_READS = """
+(() => {
+  const real = window.fetch;
+  window.__delayRunReads = 0;
+  window.__delayedReads = {pending: 0, delivered: 0};
+  window.fetch = async function (input, init) {
+    const response = await real.call(this, input, init);
+    const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+    const method = (init && init.method) || 'GET';
+    const delay = window.__delayRunReads;
+    if (delay && method === 'GET' && /^\\/api\\/workflow\\/runs\\/[^/]+$/.test(url.pathname)) {
+      window.__delayedReads.pending += 1;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      window.__delayedReads.pending -= 1;
+      window.__delayedReads.delivered += 1;
+    }
+    return response;
+  };
+})();
+"""
+
+
+# Resolves after the delayed run reads were delivered and the console rendered them.
+DELAYED_READS_LANDED = """
+const done = arguments[arguments.length - 1];
+const wait = () => {
+  const reads = window.__delayedReads;
+  if (reads.pending || !reads.delivered) { setTimeout(wait, 50); return; }
+  requestAnimationFrame(() => requestAnimationFrame(() => done(reads.delivered)));
+};
+wait();
+"""
+
+
+async def delay_run_reads(browser: Browser) -> None:
+    """Install DELAY_RUN_READS in every document the browser opens from now on."""
+    await trio.to_thread.run_sync(
+        browser.driver.execute_cdp_cmd,
+        "Page.addScriptToEvaluateOnNewDocument",
+        {"source": DELAY_RUN_READS},
+    )

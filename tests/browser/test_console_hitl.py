@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser.console_page import (
+    DELAYED_READS_LANDED,
     RUN_BADGE,
     RUN_STATE_HITL,
     click,
     create_project_in_console,
     dag_states,
+    delay_run_reads,
     file_status,
     fill,
     get_run,
@@ -70,18 +72,13 @@ FAILING = {
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known console race (issue 15): after an edited plan is approved, the graph is "
-    "sometimes redrawn after the step's events and its node stays 'running' (about 1 run "
-    "in 3); the API run is right",
-)
 async def test_console_approves_an_edited_plan_rejects_and_retries_a_failed_run(
     backend: BackendConfig, tmp_path: Path, nursery: trio.Nursery, browsers: LaunchBrowser
 ) -> None:
     server = await serve(nursery, backend, tmp_path)
     try:
         browser = await browsers(f"hitl-{backend.name}")
+        await delay_run_reads(browser)
         await browser.open(server.url + "/")
         headers = await register_in_console(browser, f"hitl-{backend.name}@example.com")
         pid = await create_project_in_console(browser, "hitl")
@@ -113,10 +110,16 @@ async def test_console_approves_an_edited_plan_rejects_and_retries_a_failed_run(
         await browser.screenshot("hitl-2-invalid-edit")
         assert (await get_run(server, headers, approved_id))["status"] == "awaiting_approval"
 
-        # the edited plan (a step removed) is approved and runs as edited
+        # the edited plan (a step removed) is approved and runs as edited; the console's
+        # refetch after Approve is answered late (after the run's events, with the run as
+        # it was then): the graph still ends as the events left it (issue 15's race)
         await fill(browser, "#approval-plan", json.dumps(EDITED, indent=2))
+        await browser.js("window.__delayRunReads = 1500")
         await click(browser, "#approve-edited")
         await wait_js(browser, f"{RUN_BADGE} === 'succeeded'")
+        assert await run_async(browser, DELAYED_READS_LANDED) >= 1
+        await browser.js("window.__delayRunReads = 0")
+        assert await browser.js(f"return {RUN_BADGE}") == "succeeded"
         assert await dag_states(browser) == {"keep": "succeeded"}
         assert not await browser.js(f"return {shown('#approval')}")
         done = await get_run(server, headers, approved_id)
@@ -196,6 +199,7 @@ async def test_console_approves_an_edited_plan_rejects_and_retries_a_failed_run(
             "replay": "succeeded:a",
             "reused": "succeeded:true:null",
             "reason": "cancelled:rejected",
+            "staleSnapshot": "succeeded:succeeded",
         }
         assert await page_errors(browser) == []  # no uncaught error, no CSP violation
     finally:

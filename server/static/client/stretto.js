@@ -21,6 +21,13 @@
  * @typedef {{items: Array<any>, next_cursor: (string|null)}} Page
  * @typedef {{id: string, project_id: string, status: string, prompt: (string|null), plan: (object|null), steps: Array<object>, error: (object|null)}} Run
  * @typedef {{steps: Array<{id: string, tool: string, args: object, needs?: Array<string>, timeout_s?: number, retries?: number, continue_on_error?: boolean}>}} Plan
+ * @typedef {{path: string, kind: ("create"|"modify"|"delete"|"move"), from: (string|null),
+ *   base_version: (number|null), size_before: (number|null), size_after: (number|null),
+ *   diff: (string|null), binary: boolean, diff_truncated: boolean}} RunChange
+ *   One change of a review run's changeset; `diff` is a unified diff (null when binary).
+ * @typedef {{version: number, size: number, sha256: (string|null), content_type: (string|null),
+ *   deleted: boolean, run_id: (string|null), created_at: string}} FileVersion
+ *   A kept version of a file, newest first; `run_id` names the run that wrote it (null: by hand).
  * @typedef {{id: (number|null), type: string, data: any}} StreamEvent
  *   id: the project's event sequence number (null for live-only events such as step.delta).
  * @typedef {"connecting"|"open"|"reconnecting"|"closed"} StreamState
@@ -35,7 +42,7 @@ export const EVENT_TYPES = Object.freeze([
   "run.started",
   "step.started", "step.delta", "step.retrying", "step.succeeded", "step.failed",
   "step.cancelled", "step.skipped", "run.succeeded", "run.failed", "run.cancelled",
-  "file.changed", "file.moved", "file.deleted", "project.updated", "project.deleted",
+  "run.awaiting_review", "file.changed", "file.moved", "file.deleted", "project.updated", "project.deleted",
   "reset",
 ]);
 
@@ -344,6 +351,59 @@ export class Stretto {
   }
   /** The tool catalog. @returns {Promise<any>} */
   tools() { return this.request("GET", "/api/workflow/tools"); }
+
+  // -- review, file history and undo ----------------------------------------------------
+  // A run started with `options: {changes: "review"}` writes to its changeset and ends in
+  // `awaiting_review`. Conflicts answer 409 `conflict` with `details.paths`: the files that
+  // changed since the run read them (nothing is changed then).
+
+  /** A review run's changes, each with its unified diff. @param {string} runId @returns {Promise<{items: RunChange[], next_cursor: null}>} */
+  runChanges(runId) { return this.request("GET", `/api/workflow/runs/${encodeURIComponent(runId)}/changes`); }
+  /**
+   * Apply all of a review run's changes, or only `paths`, in one transaction. When none
+   * remain the run ends `succeeded`; 409 `conflict` (details.paths) applies nothing.
+   * @param {string} runId @param {string[]} [paths]
+   * @returns {Promise<{run: Run, applied: string[], remaining: number}>}
+   */
+  applyChanges(runId, paths) {
+    const options = paths === undefined ? {} : { json: { paths } };
+    return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/apply`, options);
+  }
+  /** Drop a review run's changes: it ends `cancelled` (reason `discarded`). @param {string} runId @returns {Promise<Run>} */
+  discardChanges(runId) { return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/discard`); }
+  /**
+   * Undo every file change a finished run made (its files back to their state before it),
+   * in one transaction; 409 `conflict` (details.paths) when one changed since.
+   * @param {string} runId @returns {Promise<{run_id: string, paths: string[]}>}
+   */
+  revertRun(runId) { return this.request("POST", `/api/workflow/runs/${encodeURIComponent(runId)}/revert`); }
+  /**
+   * A file's kept versions, newest first (the current one included).
+   * @param {string} projectId @param {string} path @param {{limit?: number, cursor?: string}} [page]
+   * @returns {Promise<{items: FileVersion[], next_cursor: (string|null)}>}
+   */
+  fileVersions(projectId, path, page = {}) {
+    return this.request("GET", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}?versions`, { query: page });
+  }
+  /**
+   * One kept version's content (404 for a version at which the file was deleted).
+   * @param {string} projectId @param {string} path @param {number} version
+   * @returns {Promise<{body: Blob, text: function(): Promise<string>, contentType: (string|null)}>}
+   */
+  async readFileVersion(projectId, path, version) {
+    const response = await this.request("GET", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}`, { query: { version }, raw: true });
+    const body = await response.blob();
+    return { body, contentType: response.headers.get("Content-Type"), text: () => body.text() };
+  }
+  /**
+   * Write a kept version back as the file's newest one.
+   * @param {string} projectId @param {string} path @param {number} version
+   * @returns {Promise<FileMeta & {etag: (string|null)}>}
+   */
+  async restoreFile(projectId, path, version) {
+    const response = await this.request("POST", `/api/projects/${encodeURIComponent(projectId)}/files/${filePath(path)}/restore`, { json: { version }, raw: true });
+    return { ...(await response.json()), etag: response.headers.get("ETag") };
+  }
 
   // -- streams ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 // files.js: a project's file tree with a viewer and editor. Saving sends If-Match with the
 // ETag that was read; a 412 (someone else saved first) shows both versions side by side
-// with "keep mine" (save over theirs, If-Match their ETag) and "take theirs".
+// with "keep mine" (save over theirs, If-Match their ETag) and "take theirs". "Versions"
+// lists the file's kept versions with Restore (versions.js).
 import { h, mount, errorBox, showError } from "./dom.js";
+import { VersionList } from "./versions.js";
 
 const TEXT_LIMIT = 1024 * 1024; // larger or binary files are shown as metadata only
 
@@ -12,6 +14,7 @@ export class FilePane {
     this.projectId = projectId;
     /** @type {any[]} */ this.items = [];
     /** @type {string|null} */ this.open = null;
+    this.versionsOpen = false;
     this.tree = h("nav", { class: "tree", id: "file-tree", "aria-label": "File tree" });
     this.viewer = h("div", { class: "viewer", id: "file-viewer" }, h("p", { class: "muted" }, "Pick a file, or upload one."));
     this.error = errorBox();
@@ -90,11 +93,23 @@ export class FilePane {
         mount(this.viewer, h("h3", {}, path), h("p", { class: "muted" }, `${body.size} bytes, ${file.contentType}: not shown.`));
         return;
       }
+      const versions = new VersionList(this.api, this.projectId, path, text, async () => { await this.load(); await this.view(path); });
+      const toggle = h("button", { type: "button", id: "show-versions", "aria-expanded": String(this.versionsOpen),
+        onclick: () => {
+          this.versionsOpen = !this.versionsOpen;
+          toggle.setAttribute("aria-expanded", String(this.versionsOpen));
+          versions.el.hidden = !this.versionsOpen;
+          if (this.versionsOpen) versions.load();
+        } }, "Versions");
+      versions.el.hidden = !this.versionsOpen;
       mount(this.viewer,
         h("div", { class: "row" }, h("h3", { class: "grow" }, path),
-          h("span", { class: "muted small" }, meta ? `version ${meta.version}` : ""),
+          h("span", { class: "muted small", id: "file-version" }, meta ? `version ${meta.version}` : ""),
+          toggle,
           h("button", { type: "button", id: "edit-file", onclick: () => this.edit(path, text, file.etag) }, "Edit")),
-        h("pre", { class: "code", id: "file-content", tabIndex: 0 }, text));
+        h("pre", { class: "code", id: "file-content", tabIndex: 0 }, text),
+        versions.el);
+      if (this.versionsOpen) await versions.load();
     } catch (error) { showError(this.error, error); }
   }
 

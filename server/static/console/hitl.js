@@ -109,7 +109,10 @@ export class RetryPanel {
   }
 
   /** @param {import("./runstate.js").RunState} state */
-  paint(state) { this.el.hidden = !(state.status === "failed" || state.status === "cancelled"); }
+  paint(state) {
+    // A run discarded in review succeeded in every step: there is nothing to retry.
+    this.el.hidden = !(state.status === "failed" || state.status === "cancelled") || state.reason === "discarded";
+  }
 
   /** @param {boolean} force */
   async retry(force) {

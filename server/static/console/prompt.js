@@ -1,7 +1,8 @@
 // prompt.js: the prompt box. "Preview plan" asks POST /api/workflow/plan for the intent and
 // the plan (nothing runs) and shows the plan as editable JSON; "Run" starts a run from the
 // plan when one is shown (edited or written by hand), else from the prompt; "Ask for
-// approval" sends options.approval = "plan" (the run waits for Approve). Errors are
+// approval" sends options.approval = "plan" (the run waits for Approve); "Review changes"
+// sends options.changes = "review" (its file writes wait for Apply or Discard). Errors are
 // shown in the box: a server that cannot plan free-form prompts (422 model_required) gets an
 // explanation and the plan editor.
 import { h, mount, errorBox, showError } from "./dom.js";
@@ -30,6 +31,7 @@ export class PromptBox {
     this.runButton = h("button", { type: "button", id: "run", class: "primary", onclick: () => this.run() }, "Run");
     this.previewButton = h("button", { type: "button", id: "preview", onclick: () => this.preview() }, "Preview plan");
     this.approval = h("input", { type: "checkbox", id: "ask-approval" });
+    this.review = h("input", { type: "checkbox", id: "ask-review" });
     this.planText.addEventListener("input", () => this.listSteps());
     this.el = h("div", { class: "prompt" },
       this.prompt,
@@ -37,7 +39,9 @@ export class PromptBox {
         h("button", { type: "button", id: "write-plan", class: "link", onclick: () => this.writePlan() }, "Write a plan"),
         h("button", { type: "button", id: "clear-plan", class: "link", onclick: () => this.clearPlan() }, "Clear plan"),
         h("label", { class: "check small", for: "ask-approval", title: "The run is planned, then waits for you to approve, edit or reject the plan" },
-          this.approval, " Ask for approval before running")),
+          this.approval, " Ask for approval before running"),
+        h("label", { class: "check small", for: "ask-review", title: "The run's file writes wait for you to review, apply or discard them" },
+          this.review, " Review changes before applying")),
       this.error, this.planBox);
     this.prompt.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); this.run(); }
@@ -91,7 +95,11 @@ export class PromptBox {
     showError(this.error, null);
     /** @type {Record<string, any>} */
     const request = { projectId: this.projectId, idempotencyKey: crypto.randomUUID() };
-    if (this.approval.checked) request.options = { approval: "plan" };
+    /** @type {Record<string, string>} */
+    const options = {};
+    if (this.approval.checked) options.approval = "plan";
+    if (this.review.checked) options.changes = "review";
+    if (Object.keys(options).length) request.options = options;
     if (!this.planBox.hidden && this.planText.value.trim()) {
       try { request.plan = JSON.parse(this.planText.value); } catch (error) {
         showError(this.error, { code: "invalid_json", message: `The plan is not valid JSON: ${error.message}` });

@@ -1,13 +1,15 @@
 // run.js: one run, live. The run's events (replayed from its first, then live) move a
 // RunState forward; rendering is batched per animation frame: the DAG touches only changed
 // nodes, the timeline and metrics redraw, the event list renders only the rows in view.
-// `ai.generate` output streams into the step panel from `step.delta`.
+// `ai.generate` output streams into the step panel from `step.delta`. A run awaiting
+// review shows its changes (review.js); a finished run offers Undo (run revert).
 import { h, mount, badge, duration, errorBox, showError, perFrame } from "./dom.js";
 import { RunState, TERMINAL_STEP } from "./runstate.js";
 import { Dag } from "./dag.js";
 import { Timeline } from "./timeline.js";
 import { EventList } from "./eventlist.js";
 import { ApprovalPanel, RetryPanel } from "./hitl.js";
+import { ReviewPanel, UndoPanel } from "./review.js";
 
 export const NAME = "run";
 const TICK_MS = 250; // live durations move while steps run
@@ -38,6 +40,8 @@ export async function render(ctx, main, [projectId, runId]) {
   const reason = h("span", { id: "run-reason", class: "small muted" });
   const approval = new ApprovalPanel(ctx, runId, () => refetch());
   const retry = new RetryPanel(ctx, projectId, runId);
+  const undo = new UndoPanel(ctx, projectId, runId);
+  const review = new ReviewPanel(ctx, projectId, runId, (paths) => undo.applied(paths));
   const origin = run.retry_of
     ? h("p", { class: "small muted", id: "retry-of" }, "Retry of ",
       h("a", { href: `#/p/${encodeURIComponent(projectId)}/runs/${encodeURIComponent(run.retry_of)}` }, `run ${run.retry_of.slice(-8)}`),
@@ -47,8 +51,9 @@ export async function render(ctx, main, [projectId, runId]) {
   mount(main,
     h("section", { class: "card" },
       h("div", { class: "row" }, h("h1", { class: "grow title" }, run.prompt || `Plan of ${state.steps.size} steps`), status, reason, cancel),
-      origin, error, runError, retry.el, metrics),
+      origin, error, runError, retry.el, undo.el, metrics),
     approval.el,
+    review.el,
     h("div", { class: "run-grid" },
       h("section", { class: "card", "aria-label": "Graph" }, h("h2", {}, "Steps"), legend(), h("div", { class: "scroll dag-box" }, dag.el)),
       h("section", { class: "card", "aria-label": "Step" }, h("h2", {}, "Step"), panel)),
@@ -71,8 +76,10 @@ export async function render(ctx, main, [projectId, runId]) {
     reason.textContent = state.reason ? `(${state.reason})` : "";
     approval.paint(state);
     retry.paint(state);
-    cancel.disabled = state.terminal;
-    cancel.hidden = state.terminal;
+    review.paint(state);
+    undo.paint(state);
+    cancel.disabled = state.settled;
+    cancel.hidden = state.settled;
     runError.hidden = !state.error;
     if (state.error) runError.textContent = `${state.error.code || "error"}: ${state.error.message || ""}`;
     paintMetrics(metrics, state, now);
@@ -101,16 +108,16 @@ export async function render(ctx, main, [projectId, runId]) {
       if (event.type === "reset") { ctx.connection.reset(); refetch(); return; }
       if (event.type === "project.deleted") { ctx.go("#/projects"); return; }
       if (event.type !== "step.delta") events.push(event);
-      const wasTerminal = state.terminal;
+      const wasSettled = state.settled;
       state.apply(event);
-      if (!wasTerminal && state.terminal) {
+      if (!wasSettled && state.settled) {
         ctx.api.getRun(runId).then((final) => { state.metrics = final.metrics; schedule(); }, () => {});
       }
       schedule();
     },
   });
   ctx.connection.attach(stream);
-  const ticker = setInterval(() => { if (!state.terminal) schedule(); }, TICK_MS);
+  const ticker = setInterval(() => { if (!state.settled) schedule(); }, TICK_MS);
   paint();
   return () => { stream.close(); clearInterval(ticker); };
 }
@@ -123,7 +130,7 @@ function legend() {
 /** @param {HTMLElement} el @param {RunState} state @param {number} now */
 function paintMetrics(el, state, now) {
   const live = state.liveMetrics(now);
-  const server = state.terminal && state.metrics && state.metrics.wall_ms != null ? state.metrics : null;
+  const server = state.settled && state.metrics && state.metrics.wall_ms != null ? state.metrics : null;
   const wall = server ? server.wall_ms : live.wall;
   // The server's critical path counts reused steps' times in the retried run; the live one does not.
   const reused = [...state.steps.values()].some((s) => s.reused);

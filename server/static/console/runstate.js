@@ -4,12 +4,22 @@
 //
 // Events may repeat what the snapshot already shows (the stream replays the run's events
 // from the start), so every change is guarded: a run never moves back (pending < planning
-// < running < terminal); a step ignores events of an older attempt and never leaves a
-// terminal state, except that `step.cancelled` with reason `shutdown` (a server stopped
-// mid-run; the run resumes elsewhere) puts it back to pending.
+// < running < awaiting_review < terminal); a step ignores events of an older attempt and
+// never leaves a terminal state, except that `step.cancelled` with reason `shutdown` (a
+// server stopped mid-run; the run resumes elsewhere) puts it back to pending.
+//
+// The state is a fold: snapshot, then every event received, in order. A snapshot can be
+// older than events already applied (a GET answered after the stream delivered what
+// followed it: the refetch after Approve races the run's first steps), so load() keeps the
+// events received so far (not `step.delta`) and folds them again over the new snapshot. The
+// guards make that a no-op for what the snapshot already shows, and bring it forward for
+// what it missed; the snapshot carries no event sequence number to cut the log at.
 
 export const TERMINAL_STEP = new Set(["succeeded", "failed", "cancelled", "skipped"]);
-const RUN_RANK = { pending: 0, planning: 1, awaiting_approval: 1.5, running: 2, succeeded: 3, failed: 3, cancelled: 3 };
+const RUN_RANK = {
+  pending: 0, planning: 1, awaiting_approval: 1.5, running: 2, awaiting_review: 2.5,
+  succeeded: 3, failed: 3, cancelled: 3,
+};
 const DELTA_KEEP = 64 * 1024; // characters of streamed output kept per step (the tail)
 
 /**
@@ -26,11 +36,17 @@ export class RunState {
   constructor(run) {
     /** @type {Map<string, StepView>} */ this.steps = new Map();
     /** @type {Set<string>} */ this.dirty = new Set();
+    /** @type {Array<{type: string, data: any}>} the events folded so far (not step.delta) */
+    this.log = [];
     this.structureChanged = true;
     this.load(run);
   }
 
-  /** Replace everything with a fresh snapshot (first load, or after a `reset`). @param {any} run */
+  /**
+   * A fresh snapshot (first load, a refetch, or after a `reset`), with the events received
+   * so far folded over it again: a snapshot older than them does not take the run back.
+   * @param {any} run
+   */
   load(run) {
     this.id = run.id;
     this.projectId = run.project_id;
@@ -60,11 +76,15 @@ export class RunState {
         text: previous ? previous.text : "", reused: Boolean(s.reused),
       });
     }
+    for (const event of this.log) this.fold(event);
     this.structureChanged = true;
     for (const id of this.steps.keys()) this.dirty.add(id);
   }
 
   get terminal() { return RUN_RANK[this.status] === 3; }
+
+  /** No executor works on it any more: terminal, or its changes wait for review. */
+  get settled() { return this.terminal || this.status === "awaiting_review"; }
 
   /** @param {string} status */
   runTo(status) {
@@ -73,8 +93,14 @@ export class RunState {
     return true;
   }
 
-  /** @param {{type: string, data: any}} event @returns {boolean} changed */
+  /** Fold one event in (and keep it for later snapshots). @param {{type: string, data: any}} event @returns {boolean} changed */
   apply(event) {
+    if (event.type !== "step.delta") this.log.push(event);
+    return this.fold(event);
+  }
+
+  /** @param {{type: string, data: any}} event @returns {boolean} changed */
+  fold(event) {
     const d = event.data || {};
     const at = t(d.at);
     switch (event.type) {
@@ -95,10 +121,18 @@ export class RunState {
       case "run.started":
         if (this.started === null) this.started = at;
         return this.runTo("running");
+      case "run.awaiting_review": {
+        const changed = this.runTo("awaiting_review");
+        if (changed) { this.finished = at; if (d.metrics) this.metrics = d.metrics; }
+        return changed;
+      }
       case "run.succeeded": case "run.failed": case "run.cancelled": {
+        const reviewed = this.status === "awaiting_review";
         const changed = this.runTo(event.type.slice(4));
+        // A snapshot does not say why a run was discarded or rejected; its event does.
+        if (!changed && this.status === event.type.slice(4) && !this.reason && d.reason) this.reason = d.reason;
         if (changed) {
-          this.finished = at;
+          if (!reviewed || this.finished === null) this.finished = at; // the steps' end, not the review's
           this.error = d.error || null;
           this.reason = d.reason || (d.error && d.error.reason) || null;
           if (d.metrics) this.metrics = d.metrics;
