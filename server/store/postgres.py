@@ -8,7 +8,7 @@ cross-instance cancel (the ``RunControl`` capability) in ``pg_runcontrol``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -18,6 +18,7 @@ from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.files import FileStore
 from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
@@ -29,8 +30,8 @@ from server.store.models import (
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_files import PostgresFiles
-from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, append_in
+from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, append_in, drive
+from server.store.program import Access
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
@@ -38,11 +39,13 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from server.events.pgchannel import RunControl
+    from server.store.program import Make
 
+T = TypeVar("T")
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 
-class PostgresStore(PostgresFiles, PostgresRuns):
+class PostgresStore(FileStore, PostgresRuns):
     """The ``Store`` on PostgreSQL. Open with ``await PostgresStore.open(url)`` inside a
     trio-asyncio loop."""
 
@@ -59,6 +62,17 @@ class PostgresStore(PostgresFiles, PostgresRuns):
     ) -> PostgresStore:
         """Raises ``StoreUnavailable`` naming the address and the cause."""
         return cls(await PostgresDatabase.open(url, pool_size=pool_size, timeout_s=timeout_s))
+
+    async def _unit(self, make: Make[T], access: Access) -> T:
+        """A program (``server.store.program``) on one pooled connection: in a transaction
+        unless it is one statement, a read-only snapshot for several reads."""
+        snapshot = access is Access.SNAPSHOT
+
+        async def unit(conn: Conn) -> T:
+            return await drive(conn, make())
+
+        transaction = snapshot or access is Access.WRITE
+        return await self._db.run(unit, transaction=transaction, readonly=snapshot)
 
     # -- capabilities ------------------------------------------------------------------------
     def pool_usage(self) -> tuple[int, int, int]:

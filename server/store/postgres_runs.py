@@ -10,7 +10,8 @@ Statements come from ``server.store.sql`` (shared with SQLite) unless noted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -21,16 +22,18 @@ from server.store import codec, sql
 from server.store.codec import aware, decode_cursor, page_cursor
 from server.store.limits import check_runs_in_flight
 from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
+from server.store.program import Append, Call, Reserve
 from server.timeutil import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from server.events.model import NewEvent
     from server.store.postgres_db import Conn, PostgresDatabase
+    from server.store.program import Program, Request
 
 DEC = codec.RowDecoder()
+T = TypeVar("T")
 
 # PostgreSQL only: the allocation notifies; events go in with one unnest.
 _PAYLOAD = committed_payload_sql("$1", "last_event_seq")
@@ -50,6 +53,45 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::times
 # foreign-key share locks of other inserts alone: it never waits on (or deadlocks with) them.
 # Lock order: the user's row, then the project's.
 USER_LOCK = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
+
+
+async def drive(conn: Conn, program: Program[T]) -> T:
+    """Run a program (``server.store.program``) on one asyncpg connection."""
+    answer: Any = None
+    reserved: dict[str, int] = {}  # first seq of each project's allocated seqs
+    try:
+        while True:
+            try:
+                request = program.send(answer)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            answer = await _answer(conn, request, reserved)
+    finally:
+        program.close()
+
+
+async def _answer(conn: Conn, request: Request, reserved: dict[str, int]) -> Any:
+    if isinstance(request, Call):
+        args = [aware(a) if isinstance(a, datetime) else a for a in request.args]
+        if request.fetch == "val":
+            return await conn.fetchval(request.statement, *args)
+        if request.fetch == "row":
+            return await conn.fetchrow(request.statement, *args)
+        if request.fetch == "rows":
+            return await conn.fetch(request.statement, *args)
+        await conn.execute(request.statement, *args)
+        return None
+    if isinstance(request, Reserve):
+        if request.lock_owner:  # the user's row before the project's: one lock order
+            owner = await conn.fetchval(sql.PROJECT_OWNER, request.project_id)
+            if owner is None or await conn.fetchval(USER_LOCK, owner) is None:
+                raise NotFound("Project not found.")
+        reserved[request.project_id] = await allocate(conn, request.project_id, request.events)
+        return None
+    if isinstance(request, Append):
+        return await append_in(conn, request.events, request.now, reserved)
+    return await _runs_with_steps(conn, request.rows)
 
 
 async def allocate(conn: Conn, project_id: str, n: int) -> int:

@@ -10,13 +10,14 @@ appends live in ``sqlite_runs``.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import EmailTaken, NotFound
 from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
+from server.store.files import FileStore
 from server.store.limits import check_project_count
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
@@ -26,9 +27,9 @@ from server.store.models import (
     RefreshUse,
     User,
 )
+from server.store.program import Access
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
-from server.store.sqlite_files import SqliteFiles
-from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, q
+from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, drive, q
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
@@ -37,9 +38,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from server.events.pgchannel import RunControl
+    from server.store.program import Make
+
+T = TypeVar("T")
 
 
-class SqliteStore(SqliteFiles, SqliteRuns):
+class SqliteStore(FileStore, SqliteRuns):
     """The ``Store`` on one SQLite file. Open with ``await SqliteStore.open(path)``."""
 
     backend = "sqlite"
@@ -55,6 +59,12 @@ class SqliteStore(SqliteFiles, SqliteRuns):
     ) -> SqliteStore:
         """Raises ``StoreCorrupt`` (damaged file) or ``StoreUnavailable``."""
         return cls(await SqliteDatabase.open(path, readers, timeout_s=timeout_s))
+
+    async def _unit(self, make: Make[T], access: Access) -> T:
+        """A program (``server.store.program``) as one read or write unit of work."""
+        if access in (Access.READ, Access.SNAPSHOT):
+            return await self._db.read(lambda conn: drive(conn, make()))
+        return await self._db.write(lambda conn: drive(conn, make()))
 
     # -- capabilities ------------------------------------------------------------------------
     def pool_usage(self) -> tuple[int, int, int]:

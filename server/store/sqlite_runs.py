@@ -9,7 +9,8 @@ Statements come from ``server.store.sql`` (shared with PostgreSQL) unless noted.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import NotFound, RunStatusChanged
 from server.events.model import StoredEvent
@@ -17,22 +18,58 @@ from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor, time_text
 from server.store.limits import check_runs_in_flight
 from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
+from server.store.program import Append, Call, Reserve
 from server.timeutil import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from datetime import datetime
 
     from server.events.model import NewEvent
+    from server.store.program import Program, Request
     from server.store.sqlite_db import SqliteDatabase
 
 Conn = sqlite3.Connection
 DEC = codec.RowDecoder()
+T = TypeVar("T")
 
 
 def q(conn: Conn, statement: str, *args: Any) -> sqlite3.Cursor:
     """Run a shared statement (``server.store.sql``) on SQLite."""
     return conn.execute(sql.sqlite(statement), args)
+
+
+def drive(conn: Conn, program: Program[T]) -> T:
+    """Run a program (``server.store.program``) in the caller's transaction on SQLite."""
+    answer: Any = None
+    try:
+        while True:
+            try:
+                request = program.send(answer)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            answer = _answer(conn, request)
+    finally:
+        program.close()
+
+
+def _answer(conn: Conn, request: Request) -> Any:
+    if isinstance(request, Call):
+        args = [time_text(a) if isinstance(a, datetime) else a for a in request.args]
+        cursor = conn.execute(sql.sqlite(request.statement), args)
+        if request.fetch == "rows":
+            return cursor.fetchall()
+        if request.fetch == "none":
+            return None
+        found = cursor.fetchone()
+        return found if request.fetch == "row" or found is None else found[0]
+    if isinstance(request, Reserve):  # one writer: seqs are taken at the append
+        if q(conn, sql.PROJECT_OWNER, request.project_id).fetchone() is None:
+            raise NotFound("Project not found.")
+        return None
+    if isinstance(request, Append):
+        return append_in(conn, request.events, request.now)
+    return _runs_with_steps(conn, request.rows)
 
 
 def append_in(conn: Conn, events: Sequence[NewEvent], now: datetime) -> list[StoredEvent]:

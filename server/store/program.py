@@ -1,0 +1,102 @@
+"""Units of work written once for both backends: programs that yield requests.
+
+A *program* is a generator: it yields requests, is sent each answer, and returns the unit's
+result. Its logic (what to read, what to check, what to write, in which order) is shared;
+the backend's driver only answers requests: ``sqlite_runs.drive`` (sqlite3, in the worker
+thread) and ``postgres_runs.drive`` (asyncpg). Requests:
+
+- ``Call``: a shared statement (``server.store.sql``'s ``$n`` form), its arguments and what
+  to fetch. Times are passed as ``datetime``; the SQLite driver encodes them as text.
+- ``Reserve``: a write that will append ``events`` events of one project begins. PostgreSQL
+  locks the owner's row (``lock_owner``: a per-user quota is checked) and then allocates the
+  seqs, which locks the project row so writers of one project queue; SQLite (one writer)
+  only checks the project exists. Both raise ``NotFound`` for a missing project.
+- ``Append``: insert events with gap-free seqs (those reserved, if any); answers the
+  ``StoredEvent`` list.
+- ``RunsWithSteps``: the ``Run`` records of run rows, each with its steps.
+
+A program is made anew for every unit (``Make``), so a unit that runs again starts afresh.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Generator, Sequence
+    from datetime import datetime
+
+    from server.events.model import NewEvent
+
+T = TypeVar("T")
+
+Fetch = Literal["none", "val", "row", "rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Run ``statement`` with ``args``; answer by ``fetch``: nothing, the first column of the
+    first row (None without a row), the first row (None) or every row."""
+
+    statement: str
+    args: tuple[Any, ...]
+    fetch: Fetch
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """A write appending ``events`` events of ``project_id`` begins (answers None)."""
+
+    project_id: str
+    events: int
+    lock_owner: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """Insert ``events`` (their seqs reserved or allocated now); answers ``list[StoredEvent]``."""
+
+    events: Sequence[NewEvent]
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunsWithSteps:
+    """The runs of ``rows`` (rows of ``runs``) with their steps; answers ``list[Run]``."""
+
+    rows: Sequence[Any]
+
+
+Request = Call | Reserve | Append | RunsWithSteps
+
+if TYPE_CHECKING:
+    Program = Generator[Request, Any, T]
+    Make = Callable[[], Program[T]]
+
+
+class Access(Enum):
+    """How a unit touches the database, so that each backend picks its cheapest way."""
+
+    READ = "read"  # one reading statement
+    SNAPSHOT = "snapshot"  # several reading statements that must see one state
+    WRITE = "write"  # a transaction that writes
+    WRITE_ONE = "write_one"  # one writing statement (atomic by itself)
+
+
+def execute(statement: str, *args: Any) -> Call:
+    return Call(statement, args, "none")
+
+
+def value(statement: str, *args: Any) -> Call:
+    return Call(statement, args, "val")
+
+
+def row(statement: str, *args: Any) -> Call:
+    return Call(statement, args, "row")
+
+
+def rows(statement: str, *args: Any) -> Call:
+    return Call(statement, args, "rows")
