@@ -30,8 +30,9 @@ from server.store.models import (
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, append_in, drive
+from server.store.postgres_runs import DEC, USER_LOCK, append_in, drive
 from server.store.program import Access
+from server.store.runs import RunStore
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ T = TypeVar("T")
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 
-class PostgresStore(FileStore, PostgresRuns):
+class PostgresStore(FileStore, RunStore):
     """The ``Store`` on PostgreSQL. Open with ``await PostgresStore.open(url)`` inside a
     trio-asyncio loop."""
 

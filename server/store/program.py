@@ -11,6 +11,7 @@ thread) and ``postgres_runs.drive`` (asyncpg). Requests:
   locks the owner's row (``lock_owner``: a per-user quota is checked) and then allocates the
   seqs, which locks the project row so writers of one project queue; SQLite (one writer)
   only checks the project exists. Both raise ``NotFound`` for a missing project.
+- ``LockUser``: serialize one user's limit checks (PostgreSQL; SQLite has one writer).
 - ``Append``: insert events with gap-free seqs (those reserved, if any); answers the
   ``StoredEvent`` list.
 - ``RunsWithSteps``: the ``Run`` records of run rows, each with its steps.
@@ -33,17 +34,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-Fetch = Literal["none", "val", "row", "rows"]
+Fetch = Literal["none", "val", "row", "rows", "many"]
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     """Run ``statement`` with ``args``; answer by ``fetch``: nothing, the first column of the
-    first row (None without a row), the first row (None) or every row."""
+    first row (None without a row), the first row (None) or every row; ``many``: run it
+    once per argument tuple in ``args`` (answers None). ``missing``: when the statement
+    breaks a foreign key, raise ``NotFound`` with this message."""
 
     statement: str
     args: tuple[Any, ...]
     fetch: Fetch
+    missing: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,14 @@ class Reserve:
     project_id: str
     events: int
     lock_owner: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LockUser:
+    """PostgreSQL: lock the user's row, which serializes the user's limit checks (answers
+    None; ``NotFound`` for a missing user). SQLite (one writer) needs no lock."""
+
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +82,7 @@ class RunsWithSteps:
     rows: Sequence[Any]
 
 
-Request = Call | Reserve | Append | RunsWithSteps
+Request = Call | Reserve | LockUser | Append | RunsWithSteps
 
 if TYPE_CHECKING:
     Program = Generator[Request, Any, T]

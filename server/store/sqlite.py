@@ -28,8 +28,9 @@ from server.store.models import (
     User,
 )
 from server.store.program import Access
+from server.store.runs import RunStore
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
-from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, drive, q
+from server.store.sqlite_runs import DEC, Conn, append_in, drive, q
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class SqliteStore(FileStore, SqliteRuns):
+class SqliteStore(FileStore, RunStore):
     """The ``Store`` on one SQLite file. Open with ``await SqliteStore.open(path)``."""
 
     backend = "sqlite"
