@@ -46,11 +46,12 @@ STEP_JSON_COLUMNS = frozenset({"args", "needs", "output", "error", "reads"})
 STEP_TIME_COLUMNS = frozenset({"started_at", "finished_at"})
 FINISHED_RUN_STATUSES = tuple(s.value for s in RunStatus if s.finished)
 
-RUN_COLUMNS = (
+RUN_COLUMNS = (  # of the runs table; the lease is in run_leases (migration 5)
     "id", "project_id", "owner_id", "status", "prompt", "intent", "plan", "options", "error",
-    "metrics", "created_at", "started_at", "finished_at", "idempotency_key", "lease_owner",
-    "lease_expires_at", "retry_of", "approved_at", "approval_expires_at",
+    "metrics", "created_at", "started_at", "finished_at", "idempotency_key", "retry_of",
+    "approved_at", "approval_expires_at",
 )  # fmt: skip
+LEASE_FIELDS = frozenset({"lease_owner", "lease_expires_at"})
 STEP_COLUMNS = (
     "run_id", "id", "position", "tool", "args", "needs", "status", "attempts", "output", "error",
     "started_at", "finished_at", "duration_ms", "queue_ms", "reads",

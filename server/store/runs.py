@@ -49,6 +49,17 @@ def _one_with_steps(found: Any) -> Program[Run]:
     return run
 
 
+def _write_lease(run_id: str, fields: dict[str, Any]) -> Program[None]:
+    """Apply a run change's lease fields (encoded) to the run's ``run_leases`` row."""
+    if "lease_owner" in fields and fields["lease_owner"] is None:
+        yield execute(sql.LEASE_DROP, run_id)
+    elif "lease_owner" in fields:
+        expires = fields.get("lease_expires_at")
+        yield execute(sql.LEASE_SET, run_id, fields["lease_owner"], expires)
+    elif "lease_expires_at" in fields:
+        yield execute(sql.LEASE_EXPIRES, run_id, fields["lease_expires_at"])
+
+
 def _upsert_steps(steps: Sequence[Step], missing: str | None = None) -> Program[None]:
     if steps:
         values = tuple(codec.step_values(s, time_as_text=False) for s in steps)
@@ -79,6 +90,9 @@ class RunStore:
             if inserted is None:  # a run with the same owner and idempotency key exists
                 found = yield row(sql.RUN_BY_KEY, run.owner_id, run.idempotency_key)
                 return (yield from _one_with_steps(found)), False, []
+            if run.lease_owner is not None:
+                lease = {"lease_owner": run.lease_owner, "lease_expires_at": run.lease_expires_at}
+                yield from _write_lease(run.id, lease)
             yield from _upsert_steps(run.steps)
             stored: list[StoredEvent] = yield Append(events, utc_now())
             created = yield from _one_with_steps((yield row(sql.RUN_BY_ID, run.id)))
@@ -126,17 +140,19 @@ class RunStore:
         if run_fields is not None and run_fields.get("status") == RunStatus.SUCCEEDED:
             run_fields.setdefault("error", None)  # drop a cancel request that came too late
         run_sets = (
-            None if run_fields is None else codec.run_change_values(run_fields, time_as_text=False)
+            {} if run_fields is None else codec.run_change_values(run_fields, time_as_text=False)
         )
+        lease = {k: run_sets.pop(k) for k in codec.LEASE_FIELDS & run_sets.keys()}  # run_leases
         step_sets = [codec.step_change_values(s.fields, time_as_text=False) for s in steps]
 
         def program() -> Program[list[StoredEvent]]:
-            if run is not None and run_sets:
+            if run is not None and (run_sets or lease):
                 statement = sql.run_update(run_sets, if_status=bool(guard))
                 if (yield value(statement, run.run_id, *run_sets.values(), *guard)) is None:
                     if guard:
                         raise RunStatusChanged(details={"run_id": run.run_id})
                     raise NotFound("Run not found.", {"run_id": run.run_id})
+                yield from _write_lease(run.run_id, lease)
                 if replace_steps:
                     yield execute(sql.STEPS_DELETE, run.run_id)
             yield from _upsert_steps(new_steps, "Run not found.")
