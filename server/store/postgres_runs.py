@@ -13,6 +13,7 @@ Statements come from ``server.store.sql`` (shared with SQLite) unless noted.
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +24,7 @@ from server.events.model import StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, committed_payload_sql
 from server.store import codec, sql
 from server.store.codec import aware
-from server.store.program import Append, Call, LockUser, Reserve
+from server.store.program import Append, Call, Done, LockUser, Reserve, step
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,18 +59,12 @@ USER_LOCK = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE"
 
 async def drive(conn: Conn, program: Program[T]) -> T:
     """Run a program (``server.store.program``) on one asyncpg connection."""
-    answer: Any = None
     reserved: dict[str, int] = {}  # first seq of each project's allocated seqs
-    try:
-        while True:
-            try:
-                request = program.send(answer)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            answer = await _answer(conn, request, reserved)
-    finally:
-        program.close()
+    with closing(program):
+        request = step(program, None)
+        while not isinstance(request, Done):
+            request = step(program, await _answer(conn, request, reserved))
+    return request.value
 
 
 def _encoded(args: Sequence[Any]) -> list[Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Sequence
@@ -87,6 +87,21 @@ Request = Call | Reserve | LockUser | Append | RunsWithSteps
 if TYPE_CHECKING:
     Program = Generator[Request, Any, T]
     Make = Callable[[], Program[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Generic[T]):
+    """What ``step`` gives back when the program returned ``value``."""
+
+    value: T
+
+
+def step(program: Program[T], answer: Any) -> Request | Done[T]:
+    """Send ``answer`` to ``program``: its next request, or ``Done`` with its result."""
+    try:
+        return program.send(answer)
+    except StopIteration as done:
+        return Done(done.value)
 
 
 class Access(Enum):

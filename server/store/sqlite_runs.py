@@ -10,6 +10,7 @@ with PostgreSQL) unless noted.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +18,7 @@ from server.errors import NotFound
 from server.events.model import StoredEvent
 from server.store import codec, sql
 from server.store.codec import time_text
-from server.store.program import Append, Call, LockUser, Reserve
+from server.store.program import Append, Call, Done, LockUser, Reserve, step
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,17 +39,11 @@ def q(conn: Conn, statement: str, *args: Any) -> sqlite3.Cursor:
 
 def drive(conn: Conn, program: Program[T]) -> T:
     """Run a program (``server.store.program``) in the caller's transaction on SQLite."""
-    answer: Any = None
-    try:
-        while True:
-            try:
-                request = program.send(answer)
-            except StopIteration as done:
-                result: T = done.value
-                return result
-            answer = _answer(conn, request)
-    finally:
-        program.close()
+    with closing(program):
+        request = step(program, None)
+        while not isinstance(request, Done):
+            request = step(program, _answer(conn, request))
+    return request.value
 
 
 def _encoded(args: Sequence[Any]) -> list[Any]:

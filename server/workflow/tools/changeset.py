@@ -18,15 +18,15 @@ from server.errors import Conflict, NotFound
 from server.store.codec import check_preconditions, decode_cursor, page_cursor
 from server.store.models import FileData, FileMeta, Page, StagedChange
 from server.timeutil import utc_now
-from server.vfs.access import CheckedFileAccess
 from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
+from server.vfs.service import CheckedFileAccess
 from server.vfs.writes import FileWrite
 
 if TYPE_CHECKING:
     from server.store.models import FileLimits
     from server.store.protocol import Store
-    from server.vfs.access import Expect
+    from server.vfs.service import Expect
 
 _LIST_PAGE = 200
 
