@@ -8,7 +8,7 @@ statements in ``server.store.sql``. What each method raises is in ``server.store
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from server.errors import Conflict
 from server.store import codec, file_writes
@@ -16,7 +16,7 @@ from server.store import sql as s
 from server.store.codec import decode_cursor, page_cursor
 from server.store.file_writes import DEC, new_events
 from server.store.models import FileData, FileMeta, FileVersion, Page, RunFileSpan, StagedChange
-from server.store.program import Access, Append, Reserve, execute, row, rows, value
+from server.store.program import Access, Append, Reserve, UnitRunner, execute, row, rows, value
 from server.timeutil import utc_now
 from server.vfs.quota import check_staged_totals
 from server.vfs.writes import FileWrite
@@ -26,23 +26,16 @@ if TYPE_CHECKING:
 
     from server.events.model import NewEvent, StoredEvent
     from server.store.models import FileLimits
-    from server.store.program import Make, Program
+    from server.store.program import Program
     from server.vfs.writes import FileOp
-
-
-T = TypeVar("T")
 
 
 def _locks_owner(limits: FileLimits) -> bool:
     return limits.max_user_bytes is not None
 
 
-class FileStore:
+class FileStore(UnitRunner):
     """File operations of the ``Store`` protocol; the backend provides ``_unit``."""
-
-    async def _unit(self, make: Make[T], access: Access) -> T:
-        """Run ``make()``'s program as one unit of work (overridden by each backend)."""
-        raise NotImplementedError
 
     async def list_files(
         self, project_id: str, prefix: str, limit: int, cursor: str | None

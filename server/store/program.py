@@ -113,6 +113,15 @@ class Access(Enum):
     WRITE_ONE = "write_one"  # one writing statement (atomic by itself)
 
 
+class UnitRunner:
+    """The base of the shared operations (``AccountStore``, ``FileStore``, ``RunStore``):
+    each backend's store class provides ``_unit``."""
+
+    async def _unit(self, make: Make[T], access: Access) -> T:
+        """Run ``make()``'s program as one unit of work, as ``access`` says."""
+        raise NotImplementedError
+
+
 def execute(statement: str, *args: Any) -> Call:
     return Call(statement, args, "none")
 

@@ -9,7 +9,7 @@ is in ``server.store.protocol``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from server.errors import NotFound, RunStatusChanged
 from server.store import codec, sql
@@ -22,6 +22,7 @@ from server.store.program import (
     Call,
     LockUser,
     RunsWithSteps,
+    UnitRunner,
     execute,
     row,
     rows,
@@ -34,9 +35,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from server.events.model import NewEvent, StoredEvent
-    from server.store.program import Make, Program
-
-T = TypeVar("T")
+    from server.store.program import Program
 
 
 def _with_steps(found: Sequence[Any]) -> Program[list[Run]]:
@@ -66,12 +65,8 @@ def _upsert_steps(steps: Sequence[Step], missing: str | None = None) -> Program[
         yield Call(sql.STEP_UPSERT, values, "many", missing)
 
 
-class RunStore:
+class RunStore(UnitRunner):
     """Run operations of the ``Store`` protocol; the backend provides ``_unit``."""
-
-    async def _unit(self, make: Make[T], access: Access) -> T:
-        """Run ``make()``'s program as one unit of work (overridden by each backend)."""
-        raise NotImplementedError
 
     async def create_run(
         self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None

@@ -67,6 +67,10 @@ REFRESH_REVOKE_FAMILY_OF = (
     "UPDATE refresh_tokens SET revoked_at = $3 WHERE revoked_at IS NULL AND "
     "family_id = (SELECT family_id FROM refresh_tokens WHERE id = $1 AND user_id = $2)"
 )
+REFRESH_FAMILY_ACTIVE = (  # the session lives: an unrevoked, unexpired token of the family
+    "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 "
+    "AND revoked_at IS NULL AND expires_at > $3 LIMIT 1"
+)
 
 # -- projects ----------------------------------------------------------------------------------
 PROJECT_INSERT = (
