@@ -19,17 +19,7 @@ from server.store.codec import decode_cursor, page_cursor
 from server.store.file_writes import DEC
 from server.store.limits import check_project_count
 from server.store.models import Page, Project, RefreshOutcome, RefreshUse
-from server.store.program import (
-    Access,
-    Append,
-    Call,
-    LockUser,
-    UnitRunner,
-    execute,
-    row,
-    rows,
-    value,
-)
+from server.store.program import Access, Append, LockUser, UnitRunner, execute, row, rows, value
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
@@ -113,7 +103,7 @@ class AccountStore(UnitRunner):
                 count = yield value(sql.PROJECT_COUNT, owner_id)
                 check_project_count(int(count), max_projects)
             values = (project.id, owner_id, name, description, now)
-            yield Call(sql.PROJECT_INSERT, values, "none", "User not found.")
+            yield execute(sql.PROJECT_INSERT, *values, missing="User not found.")
             return project
 
         limited = max_projects is not None

@@ -122,12 +122,16 @@ class UnitRunner:
         raise NotImplementedError
 
 
-def execute(statement: str, *args: Any) -> Call:
-    return Call(statement, args, "none")
+def execute(statement: str, *args: Any, missing: str | None = None) -> Call:
+    return Call(statement, args, "none", missing)
 
 
-def value(statement: str, *args: Any) -> Call:
-    return Call(statement, args, "val")
+def many(statement: str, arg_rows: Sequence[Sequence[Any]], missing: str | None = None) -> Call:
+    return Call(statement, tuple(arg_rows), "many", missing)
+
+
+def value(statement: str, *args: Any, missing: str | None = None) -> Call:
+    return Call(statement, args, "val", missing)
 
 
 def row(statement: str, *args: Any) -> Call:

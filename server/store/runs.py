@@ -19,11 +19,11 @@ from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChang
 from server.store.program import (
     Access,
     Append,
-    Call,
     LockUser,
     RunsWithSteps,
     UnitRunner,
     execute,
+    many,
     row,
     rows,
     value,
@@ -61,8 +61,8 @@ def _write_lease(run_id: str, fields: dict[str, Any]) -> Program[None]:
 
 def _upsert_steps(steps: Sequence[Step], missing: str | None = None) -> Program[None]:
     if steps:
-        values = tuple(codec.step_values(s, time_as_text=False) for s in steps)
-        yield Call(sql.STEP_UPSERT, values, "many", missing)
+        yield many(sql.STEP_UPSERT, [codec.step_values(s, time_as_text=False) for s in steps],
+                   missing)  # fmt: skip
 
 
 class RunStore(UnitRunner):
@@ -80,8 +80,8 @@ class RunStore(UnitRunner):
                         return (yield from _one_with_steps(found)), False, []
                 in_flight = yield value(sql.RUNS_IN_FLIGHT, run.owner_id)
                 check_runs_in_flight(int(in_flight), max_in_flight)
-            values = tuple(codec.run_values(run, time_as_text=False))
-            inserted = yield Call(sql.RUN_INSERT, values, "val", "Project not found.")
+            values = codec.run_values(run, time_as_text=False)
+            inserted = yield value(sql.RUN_INSERT, *values, missing="Project not found.")
             if inserted is None:  # a run with the same owner and idempotency key exists
                 found = yield row(sql.RUN_BY_KEY, run.owner_id, run.idempotency_key)
                 return (yield from _one_with_steps(found)), False, []
