@@ -33,7 +33,9 @@ from server.store.models import (
 from server.timeutil import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from server.events.model import NewEvent
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 
@@ -220,6 +222,13 @@ class RowDecoder:
             reads=loads_or_none(row["reads"]),
         )
 
+    def runs(self, rows: Sequence[Row], step_rows: Iterable[Row]) -> list[Run]:
+        """Runs of ``rows``, each with its steps from ``step_rows`` (rows of ``steps``)."""
+        steps: dict[str, list[Step]] = {row["id"]: [] for row in rows}
+        for row in step_rows:
+            steps[row["run_id"]].append(self.step(row))
+        return [self.run(row, steps[row["id"]]) for row in rows]
+
     def run(self, row: Row, steps: Sequence[Step] = ()) -> Run:
         return Run(
             id=row["id"],
@@ -243,6 +252,28 @@ class RowDecoder:
             approved_at=self.time(row["approved_at"]),
             approval_expires_at=self.time(row["approval_expires_at"]),
         )
+
+
+# -- event seqs ------------------------------------------------------------------------------
+def event_counts(events: Sequence[NewEvent]) -> dict[str, int]:
+    """How many of ``events`` each project gets (the seqs to allocate), in first-seen order."""
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.project_id] = counts.get(event.project_id, 0) + 1
+    return counts
+
+
+def numbered(
+    events: Sequence[NewEvent], first_seqs: Mapping[str, int], now: datetime
+) -> list[StoredEvent]:
+    """``events`` as stored: each project's numbered on from its first allocated seq."""
+    next_seq = dict(first_seqs)
+    stored: list[StoredEvent] = []
+    for event in events:
+        seq = next_seq[event.project_id]
+        next_seq[event.project_id] = seq + 1
+        stored.append(StoredEvent(event.project_id, seq, event.type, dumps(dict(event.data)), now))
+    return stored
 
 
 # -- encoding runs and steps for writing -----------------------------------------------------

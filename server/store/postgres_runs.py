@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from server.errors import NotFound
-from server.events.model import StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, committed_payload_sql
 from server.store import codec, sql
 from server.store.codec import aware
@@ -29,8 +28,8 @@ from server.store.program import Append, Call, Done, LockUser, Reserve, step
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from server.events.model import NewEvent
-    from server.store.models import Run, Step
+    from server.events.model import NewEvent, StoredEvent
+    from server.store.models import Run
     from server.store.postgres_db import Conn
     from server.store.program import Program, Request
 
@@ -125,19 +124,11 @@ async def append_in(
     if not events:
         return []
     next_seq = dict(first_seqs or {})
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event.project_id] = counts.get(event.project_id, 0) + 1
+    counts = codec.event_counts(events)
     for project_id in sorted(counts):  # one lock order: no deadlock between writers
         if project_id not in next_seq:
             next_seq[project_id] = await allocate(conn, project_id, counts[project_id])
-    stored: list[StoredEvent] = []
-    for event in events:
-        seq = next_seq[event.project_id]
-        next_seq[event.project_id] = seq + 1
-        stored.append(
-            StoredEvent(event.project_id, seq, event.type, codec.dumps(dict(event.data)), now)
-        )
+    stored = codec.numbered(events, next_seq, now)
     await conn.execute(
         _INSERT_EVENTS_SQL,
         [e.project_id for e in stored],
@@ -151,11 +142,9 @@ async def append_in(
 
 async def _runs_with_steps(conn: Conn, rows: Sequence[Any]) -> list[Run]:
     run_ids = [row["id"] for row in rows]
-    steps: dict[str, list[Step]] = {run_id: [] for run_id in run_ids}
-    if run_ids:
-        for row in await conn.fetch(  # PostgreSQL only: SQLite spells it IN (?, ...)
-            "SELECT * FROM steps WHERE run_id = ANY($1::text[]) ORDER BY run_id, position, id",
-            run_ids,
-        ):
-            steps[row["run_id"]].append(DEC.step(row))
-    return [DEC.run(row, steps[row["id"]]) for row in rows]
+    if not run_ids:
+        return []
+    step_rows = await conn.fetch(  # PostgreSQL only: SQLite spells it IN (?, ...)
+        "SELECT * FROM steps WHERE run_id = ANY($1::text[]) ORDER BY run_id, position, id", run_ids
+    )
+    return DEC.runs(rows, step_rows)

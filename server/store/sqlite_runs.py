@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import NotFound
-from server.events.model import StoredEvent
 from server.store import codec, sql
 from server.store.codec import time_text
 from server.store.program import Append, Call, Done, LockUser, Reserve, step
@@ -23,8 +22,8 @@ from server.store.program import Append, Call, Done, LockUser, Reserve, step
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from server.events.model import NewEvent
-    from server.store.models import Run, Step
+    from server.events.model import NewEvent, StoredEvent
+    from server.store.models import Run
     from server.store.program import Program, Request
 
 Conn = sqlite3.Connection
@@ -85,11 +84,8 @@ def _answer(conn: Conn, request: Request) -> Any:
 
 def append_in(conn: Conn, events: Sequence[NewEvent], now: datetime) -> list[StoredEvent]:
     """Assign gap-free seqs per project and insert; raises ``NotFound`` for a missing project."""
-    counts: dict[str, int] = {}
-    for event in events:
-        counts[event.project_id] = counts.get(event.project_id, 0) + 1
     next_seq: dict[str, int] = {}
-    for project_id, n in counts.items():
+    for project_id, n in codec.event_counts(events).items():
         rows = conn.execute(  # SQLite only: PostgreSQL's also notifies
             "UPDATE projects SET last_event_seq = last_event_seq + ? WHERE id = ? "
             "RETURNING last_event_seq",
@@ -98,13 +94,7 @@ def append_in(conn: Conn, events: Sequence[NewEvent], now: datetime) -> list[Sto
         if not rows:
             raise NotFound("Project not found.", {"project_id": project_id})
         next_seq[project_id] = int(rows[0][0]) - n + 1
-    stored: list[StoredEvent] = []
-    for event in events:
-        seq = next_seq[event.project_id]
-        next_seq[event.project_id] = seq + 1
-        stored.append(
-            StoredEvent(event.project_id, seq, event.type, codec.dumps(dict(event.data)), now)
-        )
+    stored = codec.numbered(events, next_seq, now)
     conn.executemany(
         "INSERT INTO events (project_id, seq, type, data, created_at) VALUES (?, ?, ?, ?, ?)",
         [(e.project_id, e.seq, e.type, e.data, time_text(now)) for e in stored],
@@ -114,12 +104,10 @@ def append_in(conn: Conn, events: Sequence[NewEvent], now: datetime) -> list[Sto
 
 def _runs_with_steps(conn: Conn, rows: Sequence[sqlite3.Row]) -> list[Run]:
     run_ids = [row["id"] for row in rows]
-    steps: dict[str, list[Step]] = {run_id: [] for run_id in run_ids}
-    if run_ids:
-        marks = ", ".join("?" for _ in run_ids)
-        for row in conn.execute(  # SQLite only: PostgreSQL takes an array (= ANY)
-            f"SELECT * FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, position, id",
-            run_ids,
-        ):
-            steps[row["run_id"]].append(DEC.step(row))
-    return [DEC.run(row, steps[row["id"]]) for row in rows]
+    if not run_ids:
+        return []
+    marks = ", ".join("?" for _ in run_ids)
+    step_rows = conn.execute(  # SQLite only: PostgreSQL takes an array (= ANY)
+        f"SELECT * FROM steps WHERE run_id IN ({marks}) ORDER BY run_id, position, id", run_ids
+    )
+    return DEC.runs(rows, step_rows)
