@@ -1,9 +1,12 @@
 """``PostgresStore``: the ``Store`` protocol on PostgreSQL (asyncpg through trio-asyncio).
 
 Every method is one unit of work on one pooled connection (``PostgresDatabase.run``, with
-its deadline). Statements come from ``server.store.sql`` (shared with SQLite) unless
-noted; runs and the event log's appends (with their NOTIFY) live in ``postgres_runs``, and
-cross-instance cancel (the ``RunControl`` capability) in ``pg_runcontrol``.
+its deadline). Most operations are written once for both backends (``accounts``,
+``files``, ``runs``: programs that ``_unit`` runs with ``postgres_runs.drive``, which also
+appends events with their NOTIFY); what stays here is PostgreSQL's own: migrations under an
+advisory lock, user creation, project deletion (it notifies other instances), the event
+trim. Cross-instance cancel (the ``RunControl`` capability) is in ``pg_runcontrol``.
+Statements come from ``server.store.sql`` (shared with SQLite) unless noted.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Every method is one unit of work on ``SqliteDatabase`` (worker threads, one writer at a
 time). Because writes are serialized, per-project event ``seq`` numbers taken from
-``projects.last_event_seq`` inside the write transaction are gap-free. Statements come
-from ``server.store.sql`` (shared with PostgreSQL) unless noted; runs and the event log's
-appends live in ``sqlite_runs``.
+``projects.last_event_seq`` inside the write transaction are gap-free. Most operations
+are written once for both backends (``accounts``, ``files``, ``runs``: programs that
+``_unit`` runs with ``sqlite_runs.drive``); what stays here is SQLite's own: migrations,
+backup, user creation, project deletion, the event trim. Statements come from
+``server.store.sql`` (shared with PostgreSQL) unless noted.
 """
 
 from __future__ import annotations
