@@ -33,7 +33,9 @@ from server.store.models import (
 from server.timeutil import parse_rfc3339, rfc3339
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from server.events.model import NewEvent
 
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by column name
 
@@ -46,11 +48,12 @@ STEP_JSON_COLUMNS = frozenset({"args", "needs", "output", "error", "reads"})
 STEP_TIME_COLUMNS = frozenset({"started_at", "finished_at"})
 FINISHED_RUN_STATUSES = tuple(s.value for s in RunStatus if s.finished)
 
-RUN_COLUMNS = (
+RUN_COLUMNS = (  # of the runs table; the lease is in run_leases (migration 5)
     "id", "project_id", "owner_id", "status", "prompt", "intent", "plan", "options", "error",
-    "metrics", "created_at", "started_at", "finished_at", "idempotency_key", "lease_owner",
-    "lease_expires_at", "retry_of", "approved_at", "approval_expires_at",
+    "metrics", "created_at", "started_at", "finished_at", "idempotency_key", "retry_of",
+    "approved_at", "approval_expires_at",
 )  # fmt: skip
+LEASE_FIELDS = frozenset({"lease_owner", "lease_expires_at"})
 STEP_COLUMNS = (
     "run_id", "id", "position", "tool", "args", "needs", "status", "attempts", "output", "error",
     "started_at", "finished_at", "duration_ms", "queue_ms", "reads",
@@ -219,6 +222,13 @@ class RowDecoder:
             reads=loads_or_none(row["reads"]),
         )
 
+    def runs(self, rows: Sequence[Row], step_rows: Iterable[Row]) -> list[Run]:
+        """Runs of ``rows``, each with its steps from ``step_rows`` (rows of ``steps``)."""
+        steps: dict[str, list[Step]] = {row["id"]: [] for row in rows}
+        for row in step_rows:
+            steps[row["run_id"]].append(self.step(row))
+        return [self.run(row, steps[row["id"]]) for row in rows]
+
     def run(self, row: Row, steps: Sequence[Step] = ()) -> Run:
         return Run(
             id=row["id"],
@@ -242,6 +252,28 @@ class RowDecoder:
             approved_at=self.time(row["approved_at"]),
             approval_expires_at=self.time(row["approval_expires_at"]),
         )
+
+
+# -- event seqs ------------------------------------------------------------------------------
+def event_counts(events: Sequence[NewEvent]) -> dict[str, int]:
+    """How many of ``events`` each project gets (the seqs to allocate), in first-seen order."""
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.project_id] = counts.get(event.project_id, 0) + 1
+    return counts
+
+
+def numbered(
+    events: Sequence[NewEvent], first_seqs: Mapping[str, int], now: datetime
+) -> list[StoredEvent]:
+    """``events`` as stored: each project's numbered on from its first allocated seq."""
+    next_seq = dict(first_seqs)
+    stored: list[StoredEvent] = []
+    for event in events:
+        seq = next_seq[event.project_id]
+        next_seq[event.project_id] = seq + 1
+        stored.append(StoredEvent(event.project_id, seq, event.type, dumps(dict(event.data)), now))
+    return stored
 
 
 # -- encoding runs and steps for writing -----------------------------------------------------

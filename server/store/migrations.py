@@ -310,11 +310,40 @@ CREATE TABLE run_changes (
 );
 """
 
+# Migration 5: run leases in their own narrow table. A renewal (every third of a lease, for
+# every run an instance holds) then writes a small row instead of rewriting the whole run
+# row with its prompt, plan and metrics. No row: nobody holds the run.
+_V5_SQLITE = """
+CREATE TABLE run_leases (
+    run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    owner TEXT NOT NULL,
+    expires_at TEXT
+);
+CREATE INDEX run_leases_owner ON run_leases (owner);
+INSERT INTO run_leases (run_id, owner, expires_at)
+SELECT id, lease_owner, lease_expires_at FROM runs WHERE lease_owner IS NOT NULL;
+ALTER TABLE runs DROP COLUMN lease_owner;
+ALTER TABLE runs DROP COLUMN lease_expires_at;
+"""
+
+_V5_POSTGRES = """
+CREATE TABLE run_leases (
+    run_id text COLLATE "C" PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    owner text NOT NULL,
+    expires_at timestamptz
+);
+CREATE INDEX run_leases_owner ON run_leases (owner);
+INSERT INTO run_leases (run_id, owner, expires_at)
+SELECT id, lease_owner, lease_expires_at FROM runs WHERE lease_owner IS NOT NULL;
+ALTER TABLE runs DROP COLUMN lease_owner, DROP COLUMN lease_expires_at;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "users, refresh tokens, projects, files", _V1_SQLITE, _V1_POSTGRES),
     Migration(2, "event log, workflow runs and steps", _V2_SQLITE, _V2_POSTGRES),
     Migration(3, "plan approval and retry: runs, files steps read", _V3_SQLITE, _V3_POSTGRES),
     Migration(4, "file history; review changesets of runs", _V4_SQLITE, _V4_POSTGRES),
+    Migration(5, "run leases in their own table", _V5_SQLITE, _V5_POSTGRES),
 )
 
 

@@ -42,7 +42,7 @@ class PostgresRunControl:
             project_id = await conn.fetchval(
                 "UPDATE runs SET error = jsonb_build_object('code', $2::text, 'message', "
                 f"'Cancel requested.') WHERE id = $1 AND {NOT_FINISHED} "
-                "AND lease_owner IS NOT NULL RETURNING project_id",
+                "AND id IN (SELECT run_id FROM run_leases) RETURNING project_id",
                 run_id, CANCEL_REQUESTED,
             )  # fmt: skip
             if project_id is None:
@@ -56,8 +56,8 @@ class PostgresRunControl:
     async def cancel_requests(self, owner: str) -> list[str]:
         async def op(conn: Conn) -> list[str]:
             rows = await conn.fetch(
-                f"SELECT id FROM runs WHERE lease_owner = $1 AND {NOT_FINISHED} "
-                "AND error->>'code' = $2",
+                "SELECT id FROM runs WHERE id IN (SELECT run_id FROM run_leases WHERE owner = $1) "
+                f"AND {NOT_FINISHED} AND error->>'code' = $2",
                 owner, CANCEL_REQUESTED,
             )  # fmt: skip
             return [str(r["id"]) for r in rows]

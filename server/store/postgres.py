@@ -1,48 +1,49 @@
 """``PostgresStore``: the ``Store`` protocol on PostgreSQL (asyncpg through trio-asyncio).
 
 Every method is one unit of work on one pooled connection (``PostgresDatabase.run``, with
-its deadline). Statements come from ``server.store.sql`` (shared with SQLite) unless
-noted; runs and the event log's appends (with their NOTIFY) live in ``postgres_runs``, and
-cross-instance cancel (the ``RunControl`` capability) in ``pg_runcontrol``.
+its deadline). Most operations are written once for both backends (``accounts``,
+``files``, ``runs``: programs that ``_unit`` runs with ``postgres_runs.drive``, which also
+appends events with their NOTIFY); what stays here is PostgreSQL's own: migrations under an
+advisory lock, user creation, project deletion (it notifies other instances), the event
+trim. Cross-instance cancel (the ``RunControl`` capability) is in ``pg_runcontrol``.
+Statements come from ``server.store.sql`` (shared with SQLite) unless noted.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
 from server.errors import EmailTaken, NotFound
-from server.events.model import NewEvent, StoredEvent
 from server.events.pgchannel import EVENTS_CHANNEL, Deleted, encode
 from server.store import codec, sql
-from server.store.codec import aware, decode_cursor, page_cursor
+from server.store.accounts import AccountStore
+from server.store.codec import aware
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
-from server.store.limits import check_project_count
+from server.store.files import FileStore
 from server.store.migrations import SCHEMA_MIGRATIONS_POSTGRES, pending
 from server.store.models import (
-    Page,
-    Project,
-    RefreshOutcome,
-    RefreshUse,
     User,
 )
 from server.store.pg_runcontrol import PostgresRunControl
 from server.store.postgres_db import DEFAULT_TIMEOUT_S, Conn, PostgresDatabase
-from server.store.postgres_files import PostgresFiles
-from server.store.postgres_runs import DEC, USER_LOCK, PostgresRuns, append_in
+from server.store.postgres_runs import DEC, drive
+from server.store.program import Access
+from server.store.runs import RunStore
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from datetime import datetime
 
     from server.events.pgchannel import RunControl
+    from server.store.program import Make
 
+T = TypeVar("T")
 MIGRATION_LOCK_KEY = 0x5772_6574_746F  # pg_advisory_xact_lock key for migrations
 
 
-class PostgresStore(PostgresFiles, PostgresRuns):
+class PostgresStore(AccountStore, FileStore, RunStore):
     """The ``Store`` on PostgreSQL. Open with ``await PostgresStore.open(url)`` inside a
     trio-asyncio loop."""
 
@@ -59,6 +60,17 @@ class PostgresStore(PostgresFiles, PostgresRuns):
     ) -> PostgresStore:
         """Raises ``StoreUnavailable`` naming the address and the cause."""
         return cls(await PostgresDatabase.open(url, pool_size=pool_size, timeout_s=timeout_s))
+
+    async def _unit(self, make: Make[T], access: Access) -> T:
+        """A program (``server.store.program``) on one pooled connection: in a transaction
+        unless it is one statement, a read-only snapshot for several reads."""
+        snapshot = access is Access.SNAPSHOT
+
+        async def unit(conn: Conn) -> T:
+            return await drive(conn, make())
+
+        transaction = snapshot or access is Access.WRITE
+        return await self._db.run(unit, transaction=transaction, readonly=snapshot)
 
     # -- capabilities ------------------------------------------------------------------------
     def pool_usage(self) -> tuple[int, int, int]:
@@ -138,127 +150,7 @@ class PostgresStore(PostgresFiles, PostgresRuns):
 
         return await self._db.run(op, transaction=False)
 
-    async def get_user(self, user_id: str) -> User | None:
-        async def op(conn: Conn) -> User | None:
-            row = await conn.fetchrow(sql.USER_BY_ID, user_id)
-            return None if row is None else DEC.user(row)
-
-        return await self._db.run(op, transaction=False)
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        async def op(conn: Conn) -> User | None:
-            row = await conn.fetchrow(sql.USER_BY_EMAIL, codec.normalize_email(email))
-            return None if row is None else DEC.user(row)
-
-        return await self._db.run(op, transaction=False)
-
-    async def create_refresh_token(
-        self, token_id: str, user_id: str, family_id: str, expires_at: datetime
-    ) -> None:
-        async def op(conn: Conn) -> None:
-            await conn.execute(sql.REFRESH_INSERT, token_id, user_id, family_id, aware(expires_at))
-
-        await self._db.run(op, transaction=False)
-
-    async def use_refresh_token(self, token_id: str, now: datetime) -> RefreshUse:
-        moment = aware(now)
-
-        async def op(conn: Conn) -> RefreshUse:
-            row = await conn.fetchrow(sql.REFRESH_USE, token_id, moment)
-            if row is not None:
-                return RefreshUse(RefreshOutcome.OK, row["user_id"], row["family_id"])
-            row = await conn.fetchrow(sql.REFRESH_GET, token_id)
-            if row is None:
-                return RefreshUse(RefreshOutcome.INVALID)
-            if row["used_at"] is not None:
-                await conn.execute(sql.REFRESH_REVOKE_FAMILY, row["family_id"], moment)
-                return RefreshUse(RefreshOutcome.REUSED, row["user_id"], row["family_id"])
-            return RefreshUse(RefreshOutcome.INVALID, row["user_id"], row["family_id"])
-
-        return await self._db.run(op)
-
-    async def revoke_refresh_family(self, family_id: str) -> None:
-        async def op(conn: Conn) -> None:
-            await conn.execute(sql.REFRESH_REVOKE_FAMILY, family_id, utc_now())
-
-        await self._db.run(op, transaction=False)
-
-    async def revoke_refresh_token_family_of(self, token_id: str, user_id: str) -> None:
-        async def op(conn: Conn) -> None:
-            await conn.execute(sql.REFRESH_REVOKE_FAMILY_OF, token_id, user_id, utc_now())
-
-        await self._db.run(op, transaction=False)
-
-    async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
-        async def op(conn: Conn) -> bool:
-            row = await conn.fetchval(
-                "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 "
-                "AND revoked_at IS NULL AND expires_at > $3 LIMIT 1",
-                family_id, user_id, now,
-            )  # fmt: skip
-            return row is not None
-
-        return await self._db.run(op, transaction=False)
-
     # -- projects ----------------------------------------------------------------------------
-    async def create_project(
-        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
-    ) -> Project:
-        now = utc_now()
-        project = Project(new_id(), owner_id, name, description, now, now)
-
-        async def op(conn: Conn) -> Project:
-            if max_projects is not None:  # the user's row lock orders concurrent creations
-                if await conn.fetchval(USER_LOCK, owner_id) is None:
-                    raise NotFound("User not found.")
-                check_project_count(await conn.fetchval(sql.PROJECT_COUNT, owner_id), max_projects)
-            try:
-                await conn.execute(sql.PROJECT_INSERT, project.id, owner_id, name, description, now)
-            except asyncpg.ForeignKeyViolationError:
-                raise NotFound("User not found.") from None
-            return project
-
-        return await self._db.run(op, transaction=max_projects is not None)
-
-    async def get_project(self, owner_id: str, project_id: str) -> Project | None:
-        async def op(conn: Conn) -> Project | None:
-            row = await conn.fetchrow(sql.PROJECT_GET, project_id, owner_id)
-            return None if row is None else DEC.project(row)
-
-        return await self._db.run(op, transaction=False)
-
-    async def list_projects(self, owner_id: str, limit: int, cursor: str | None) -> Page[Project]:
-        after = decode_cursor(cursor)
-
-        async def op(conn: Conn) -> Page[Project]:
-            rows = await conn.fetch(sql.PROJECT_LIST, owner_id, after, limit + 1)
-            items = [DEC.project(r) for r in rows[:limit]]
-            return Page(items, page_cursor([r["id"] for r in rows], limit))
-
-        return await self._db.run(op, transaction=False)
-
-    async def update_project(
-        self,
-        owner_id: str,
-        project_id: str,
-        *,
-        name: str | None,
-        description: str | None,
-        set_description: bool,
-    ) -> tuple[Project, StoredEvent]:
-        async def op(conn: Conn) -> tuple[Project, StoredEvent]:
-            now = utc_now()
-            row = await conn.fetchrow(sql.PROJECT_UPDATE, project_id, owner_id, name,
-                                      set_description, description, now)  # fmt: skip
-            if row is None:
-                raise NotFound("Project not found.")
-            project = DEC.project(row)
-            data = codec.project_updated_data(project, now)
-            [event] = await append_in(conn, [NewEvent(project_id, data["type"], data)], now)
-            return project, event
-
-        return await self._db.run(op)
-
     async def delete_project(self, owner_id: str, project_id: str) -> None:
         async def op(conn: Conn) -> None:
             if await conn.fetchval(sql.PROJECT_DELETE, project_id, owner_id) is None:
@@ -269,39 +161,7 @@ class PostgresStore(PostgresFiles, PostgresRuns):
 
         await self._db.run(op, transaction=True)
 
-    async def project_owner(self, project_id: str) -> str | None:
-        async def op(conn: Conn) -> str | None:
-            owner = await conn.fetchval(sql.PROJECT_OWNER, project_id)
-            return None if owner is None else str(owner)
-
-        return await self._db.run(op, transaction=False)
-
     # -- event log ---------------------------------------------------------------------------
-    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        if not events:
-            return []
-
-        async def op(conn: Conn) -> list[StoredEvent]:
-            return await append_in(conn, events, utc_now())
-
-        return await self._db.run(op)
-
-    async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        async def op(conn: Conn) -> list[StoredEvent]:
-            rows = await conn.fetch(sql.EVENTS_AFTER, project_id, after_seq, limit)
-            return [DEC.event(r) for r in rows]
-
-        return await self._db.run(op, transaction=False)
-
-    async def event_bounds(self, project_id: str) -> tuple[int, int]:
-        async def op(conn: Conn) -> tuple[int, int]:
-            row = await conn.fetchrow(sql.EVENT_BOUNDS, project_id)
-            last = 0 if row is None else int(row["last_event_seq"])
-            first = last + 1 if row is None or row["first_seq"] is None else int(row["first_seq"])
-            return first, last
-
-        return await self._db.run(op, transaction=False)
-
     async def trim_events(self, project_id: str, keep_last: int, older_than: datetime) -> int:
         async def op(conn: Conn) -> int:  # PostgreSQL only: SQLite's takes three statements
             status = await conn.execute(

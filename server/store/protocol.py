@@ -1,8 +1,9 @@
 """The ``Store`` protocol: every persistence operation stretto performs.
 
 Two real implementations: ``server.store.sqlite.SqliteStore`` (sqlite3 in worker threads)
-and ``server.store.postgres.PostgresStore`` (asyncpg through trio-asyncio). One contract
-suite (``tests/store``) runs every operation against both.
+and ``server.store.postgres.PostgresStore`` (asyncpg through trio-asyncio). Most operations
+are written once for both (``accounts``, ``files``, ``runs``; see ``server.store.program``).
+One contract suite (``tests/store``) runs every operation against both.
 
 Rules every backend follows:
 - Ownership is checked in SQL: methods taking ``owner_id`` return ``None`` / raise

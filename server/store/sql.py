@@ -67,6 +67,10 @@ REFRESH_REVOKE_FAMILY_OF = (
     "UPDATE refresh_tokens SET revoked_at = $3 WHERE revoked_at IS NULL AND "
     "family_id = (SELECT family_id FROM refresh_tokens WHERE id = $1 AND user_id = $2)"
 )
+REFRESH_FAMILY_ACTIVE = (  # the session lives: an unrevoked, unexpired token of the family
+    "SELECT 1 FROM refresh_tokens WHERE family_id = $1 AND user_id = $2 "
+    "AND revoked_at IS NULL AND expires_at > $3 LIMIT 1"
+)
 
 # -- projects ----------------------------------------------------------------------------------
 PROJECT_INSERT = (
@@ -136,38 +140,53 @@ STEP_UPSERT = (
     "ON CONFLICT (run_id, id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS if c not in ("run_id", "id"))
 )
-RUN_BY_ID = "SELECT * FROM runs WHERE id = $1"
-RUN_BY_KEY = "SELECT * FROM runs WHERE owner_id = $1 AND idempotency_key = $2"
-RUN_GET = "SELECT * FROM runs WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)"
+RUNS = (  # a run's row with its lease (run_leases, migration 5) as the record has them
+    "SELECT runs.*, l.owner AS lease_owner, l.expires_at AS lease_expires_at "
+    "FROM runs LEFT JOIN run_leases l ON l.run_id = runs.id"
+)
+RUN_BY_ID = f"{RUNS} WHERE id = $1"
+RUN_BY_KEY = f"{RUNS} WHERE owner_id = $1 AND idempotency_key = $2"
+RUN_GET = f"{RUNS} WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)"
 RUN_LIST = (
-    "SELECT * FROM runs WHERE owner_id = $1 AND ($2::text IS NULL OR project_id = $2) "
+    f"{RUNS} WHERE owner_id = $1 AND ($2::text IS NULL OR project_id = $2) "
     "AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id < $4) "
     "ORDER BY id DESC LIMIT $5"
 )
 AWAITING = "status = 'awaiting_approval'"
 RUNS_UNFINISHED = (  # runs to execute: a run awaiting approval waits for a person
-    f"SELECT * FROM runs WHERE {NOT_FINISHED} AND NOT {AWAITING} AND ($1::timestamptz IS NULL "
-    "OR lease_owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at < $1) ORDER BY id"
+    f"{RUNS} WHERE {NOT_FINISHED} AND NOT {AWAITING} AND ($1::timestamptz IS NULL "
+    "OR l.owner IS NULL OR l.expires_at IS NULL OR l.expires_at < $1) ORDER BY id"
 )
-RUN_CLAIM = (
-    f"UPDATE runs SET lease_owner = $2, lease_expires_at = $3 WHERE id = $1 AND {NOT_FINISHED} "
-    "AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at IS NULL "
-    "OR lease_expires_at < $4) RETURNING id"
+RUNS_APPROVAL_EXPIRED = f"{RUNS} WHERE {AWAITING} AND approval_expires_at < $1 ORDER BY id LIMIT $2"
+# -- leases (migration 5): their own narrow rows, so a renewal never rewrites a run's row --
+RUN_CLAIM = (  # free, expired or ours; never a finished run's
+    "INSERT INTO run_leases (run_id, owner, expires_at) SELECT id, $2::text, $3::timestamptz "
+    f"FROM runs WHERE id = $1 AND {NOT_FINISHED} ON CONFLICT (run_id) DO UPDATE SET "
+    "owner = excluded.owner, expires_at = excluded.expires_at WHERE run_leases.owner = $2 "
+    "OR run_leases.expires_at IS NULL OR run_leases.expires_at < $4 RETURNING run_id"
 )
-LEASES_RENEW = f"UPDATE runs SET lease_expires_at = $2 WHERE lease_owner = $1 AND {NOT_FINISHED}"
-RUNS_APPROVAL_EXPIRED = (
-    f"SELECT * FROM runs WHERE {AWAITING} AND approval_expires_at < $1 ORDER BY id LIMIT $2"
+LEASES_RENEW = (
+    "UPDATE run_leases SET expires_at = $2 WHERE owner = $1 "
+    f"AND run_id IN (SELECT id FROM runs WHERE {NOT_FINISHED})"
 )
+LEASE_SET = (  # a run change naming the lease's owner
+    "INSERT INTO run_leases (run_id, owner, expires_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+)
+LEASE_EXPIRES = "UPDATE run_leases SET expires_at = $2 WHERE run_id = $1"
+LEASE_DROP = "DELETE FROM run_leases WHERE run_id = $1"
 STEPS_DELETE = "DELETE FROM steps WHERE run_id = $1"
 
 
 def run_update(columns: Iterable[str], *, if_status: bool = False) -> str:
     """UPDATE of a run's columns: ``$1`` is the run id, the values follow from ``$2``.
     ``if_status``: only while the run's status is the last parameter (a conditional
-    transition: of two concurrent ones, one updates the row, the other finds none)."""
+    transition: of two concurrent ones, one updates the row, the other finds none).
+    Without columns it only finds (and locks) the run's row."""
     names = list(columns)
     guard = f" AND status = ${len(names) + 2}" if if_status else ""
-    return f"UPDATE runs SET {assignments(names, 2)} WHERE id = $1{guard} RETURNING id"
+    sets = assignments(names, 2) if names else "status = status"
+    return f"UPDATE runs SET {sets} WHERE id = $1{guard} RETURNING id"
 
 
 def step_update(columns: Iterable[str]) -> str:

@@ -2,44 +2,45 @@
 
 Every method is one unit of work on ``SqliteDatabase`` (worker threads, one writer at a
 time). Because writes are serialized, per-project event ``seq`` numbers taken from
-``projects.last_event_seq`` inside the write transaction are gap-free. Statements come
-from ``server.store.sql`` (shared with PostgreSQL) unless noted; runs and the event log's
-appends live in ``sqlite_runs``.
+``projects.last_event_seq`` inside the write transaction are gap-free. Most operations
+are written once for both backends (``accounts``, ``files``, ``runs``: programs that
+``_unit`` runs with ``sqlite_runs.drive``); what stays here is SQLite's own: migrations,
+backup, user creation, project deletion, the event trim. Statements come from
+``server.store.sql`` (shared with PostgreSQL) unless noted.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from server.errors import EmailTaken, NotFound
-from server.events.model import NewEvent, StoredEvent
 from server.store import codec, sql
-from server.store.codec import decode_cursor, page_cursor, time_text
+from server.store.accounts import AccountStore
+from server.store.codec import time_text
 from server.store.faults import MAINTENANCE_TIMEOUT_S, NO_DEADLINE
-from server.store.limits import check_project_count
+from server.store.files import FileStore
 from server.store.migrations import SCHEMA_MIGRATIONS_SQLITE, pending
 from server.store.models import (
-    Page,
-    Project,
-    RefreshOutcome,
-    RefreshUse,
     User,
 )
+from server.store.program import Access
+from server.store.runs import RunStore
 from server.store.sqlite_db import DEFAULT_TIMEOUT_S, SqliteDatabase
-from server.store.sqlite_files import SqliteFiles
-from server.store.sqlite_runs import DEC, Conn, SqliteRuns, append_in, q
+from server.store.sqlite_runs import DEC, Conn, drive, q
 from server.timeutil import new_id, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from datetime import datetime
     from pathlib import Path
 
     from server.events.pgchannel import RunControl
+    from server.store.program import Make
+
+T = TypeVar("T")
 
 
-class SqliteStore(SqliteFiles, SqliteRuns):
+class SqliteStore(AccountStore, FileStore, RunStore):
     """The ``Store`` on one SQLite file. Open with ``await SqliteStore.open(path)``."""
 
     backend = "sqlite"
@@ -55,6 +56,12 @@ class SqliteStore(SqliteFiles, SqliteRuns):
     ) -> SqliteStore:
         """Raises ``StoreCorrupt`` (damaged file) or ``StoreUnavailable``."""
         return cls(await SqliteDatabase.open(path, readers, timeout_s=timeout_s))
+
+    async def _unit(self, make: Make[T], access: Access) -> T:
+        """A program (``server.store.program``) as one read or write unit of work."""
+        if access in (Access.READ, Access.SNAPSHOT):
+            return await self._db.read(lambda conn: drive(conn, make()))
+        return await self._db.write(lambda conn: drive(conn, make()))
 
     # -- capabilities ------------------------------------------------------------------------
     def pool_usage(self) -> tuple[int, int, int]:
@@ -146,125 +153,7 @@ class SqliteStore(SqliteFiles, SqliteRuns):
 
         return await self._db.write(op)
 
-    async def get_user(self, user_id: str) -> User | None:
-        def op(conn: Conn) -> User | None:
-            row = q(conn, sql.USER_BY_ID, user_id).fetchone()
-            return None if row is None else DEC.user(row)
-
-        return await self._db.read(op)
-
-    async def get_user_by_email(self, email: str) -> User | None:
-        def op(conn: Conn) -> User | None:
-            row = q(conn, sql.USER_BY_EMAIL, codec.normalize_email(email)).fetchone()
-            return None if row is None else DEC.user(row)
-
-        return await self._db.read(op)
-
-    async def create_refresh_token(
-        self, token_id: str, user_id: str, family_id: str, expires_at: datetime
-    ) -> None:
-        expires = time_text(expires_at)
-        await self._db.write(
-            lambda conn: q(conn, sql.REFRESH_INSERT, token_id, user_id, family_id, expires)
-        )
-
-    async def use_refresh_token(self, token_id: str, now: datetime) -> RefreshUse:
-        moment = time_text(now)
-
-        def op(conn: Conn) -> RefreshUse:
-            row = q(conn, sql.REFRESH_USE, token_id, moment).fetchone()
-            if row is not None:
-                return RefreshUse(RefreshOutcome.OK, row["user_id"], row["family_id"])
-            row = q(conn, sql.REFRESH_GET, token_id).fetchone()
-            if row is None:
-                return RefreshUse(RefreshOutcome.INVALID)
-            if row["used_at"] is not None:
-                q(conn, sql.REFRESH_REVOKE_FAMILY, row["family_id"], moment)
-                return RefreshUse(RefreshOutcome.REUSED, row["user_id"], row["family_id"])
-            return RefreshUse(RefreshOutcome.INVALID, row["user_id"], row["family_id"])
-
-        return await self._db.write(op)
-
-    async def revoke_refresh_family(self, family_id: str) -> None:
-        now = time_text(utc_now())
-        await self._db.write(lambda conn: q(conn, sql.REFRESH_REVOKE_FAMILY, family_id, now))
-
-    async def revoke_refresh_token_family_of(self, token_id: str, user_id: str) -> None:
-        now = time_text(utc_now())
-        await self._db.write(
-            lambda conn: q(conn, sql.REFRESH_REVOKE_FAMILY_OF, token_id, user_id, now)
-        )
-
-    async def refresh_family_active(self, family_id: str, user_id: str, now: datetime) -> bool:
-        def op(conn: Conn) -> bool:
-            row = conn.execute(
-                "SELECT 1 FROM refresh_tokens WHERE family_id = ? AND user_id = ? "
-                "AND revoked_at IS NULL AND expires_at > ? LIMIT 1",
-                (family_id, user_id, time_text(now)),
-            ).fetchone()
-            return row is not None
-
-        return await self._db.read(op)
-
     # -- projects ----------------------------------------------------------------------------
-    async def create_project(
-        self, owner_id: str, name: str, description: str | None, *, max_projects: int | None = None
-    ) -> Project:
-        now = utc_now()
-        project = Project(new_id(), owner_id, name, description, now, now)
-
-        def op(conn: Conn) -> Project:
-            if max_projects is not None:  # one writer: the count holds until the insert
-                check_project_count(int(q(conn, sql.PROJECT_COUNT, owner_id).fetchone()[0]),
-                                    max_projects)  # fmt: skip
-            try:
-                q(conn, sql.PROJECT_INSERT, project.id, owner_id, name, description,
-                  time_text(now))  # fmt: skip
-            except sqlite3.IntegrityError:
-                raise NotFound("User not found.") from None
-            return project
-
-        return await self._db.write(op)
-
-    async def get_project(self, owner_id: str, project_id: str) -> Project | None:
-        def op(conn: Conn) -> Project | None:
-            row = q(conn, sql.PROJECT_GET, project_id, owner_id).fetchone()
-            return None if row is None else DEC.project(row)
-
-        return await self._db.read(op)
-
-    async def list_projects(self, owner_id: str, limit: int, cursor: str | None) -> Page[Project]:
-        after = decode_cursor(cursor)
-
-        def op(conn: Conn) -> Page[Project]:
-            rows = q(conn, sql.PROJECT_LIST, owner_id, after, limit + 1).fetchall()
-            items = [DEC.project(r) for r in rows[:limit]]
-            return Page(items, page_cursor([r["id"] for r in rows], limit))
-
-        return await self._db.read(op)
-
-    async def update_project(
-        self,
-        owner_id: str,
-        project_id: str,
-        *,
-        name: str | None,
-        description: str | None,
-        set_description: bool,
-    ) -> tuple[Project, StoredEvent]:
-        def op(conn: Conn) -> tuple[Project, StoredEvent]:
-            now = utc_now()
-            row = q(conn, sql.PROJECT_UPDATE, project_id, owner_id, name, set_description,
-                    description, time_text(now)).fetchone()  # fmt: skip
-            if row is None:
-                raise NotFound("Project not found.")
-            project = DEC.project(row)
-            data = codec.project_updated_data(project, now)
-            [event] = append_in(conn, [NewEvent(project_id, data["type"], data)], now)
-            return project, event
-
-        return await self._db.write(op)
-
     async def delete_project(self, owner_id: str, project_id: str) -> None:
         def op(conn: Conn) -> None:
             if q(conn, sql.PROJECT_DELETE, project_id, owner_id).fetchone() is None:
@@ -272,35 +161,7 @@ class SqliteStore(SqliteFiles, SqliteRuns):
 
         await self._db.write(op)
 
-    async def project_owner(self, project_id: str) -> str | None:
-        def op(conn: Conn) -> str | None:
-            row = q(conn, sql.PROJECT_OWNER, project_id).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self._db.read(op)
-
     # -- event log ---------------------------------------------------------------------------
-    async def append_events(self, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        if not events:
-            return []
-        return await self._db.write(lambda conn: append_in(conn, events, utc_now()))
-
-    async def events_after(self, project_id: str, after_seq: int, limit: int) -> list[StoredEvent]:
-        def op(conn: Conn) -> list[StoredEvent]:
-            rows = q(conn, sql.EVENTS_AFTER, project_id, after_seq, limit).fetchall()
-            return [DEC.event(r) for r in rows]
-
-        return await self._db.read(op)
-
-    async def event_bounds(self, project_id: str) -> tuple[int, int]:
-        def op(conn: Conn) -> tuple[int, int]:
-            row = q(conn, sql.EVENT_BOUNDS, project_id).fetchone()
-            last = 0 if row is None else int(row["last_event_seq"])
-            first = last + 1 if row is None or row["first_seq"] is None else int(row["first_seq"])
-            return first, last
-
-        return await self._db.read(op)
-
     async def trim_events(self, project_id: str, keep_last: int, older_than: datetime) -> int:
         def op(conn: Conn) -> int:  # SQLite only: PostgreSQL's is one statement
             row = conn.execute(

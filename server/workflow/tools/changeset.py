@@ -2,8 +2,9 @@
 
 Writes, moves and deletes go to the run's changeset in the store (``run_changes``), never
 to the project, and publish nothing; reads and lists see the run's own staged changes over
-the project's files. It has the surface of ``FileService`` that tools use (``FileAccess``);
-the executor gives it to the tools of a review run. (It lives here, not in ``server.vfs``,
+the project's files. It has the surface of ``FileService`` that tools use (``FileAccess``),
+with the same checks (``CheckedFileAccess``); the executor gives it to the tools of a
+review run. (It lives here, not in ``server.vfs``,
 because it builds store records: ``vfs`` must not import ``store``.)
 Raises what ``FileService`` raises: ``NotFound``, ``Conflict`` (a move onto an existing
 path), ``VersionMismatch``, ``TooLarge`` (one file over ``max_file_bytes``), ``InvalidPath``.
@@ -19,12 +20,13 @@ from server.store.models import FileData, FileMeta, Page, StagedChange
 from server.timeutil import utc_now
 from server.vfs.content_types import content_type_for
 from server.vfs.hashing import content_sha256
-from server.vfs.paths import validate_path, validate_prefix
-from server.vfs.quota import check_file_size
+from server.vfs.service import CheckedFileAccess
+from server.vfs.writes import FileWrite
 
 if TYPE_CHECKING:
     from server.store.models import FileLimits
     from server.store.protocol import Store
+    from server.vfs.service import Expect
 
 _LIST_PAGE = 200
 
@@ -42,13 +44,29 @@ def _staged_meta(project_id: str, s: StagedChange) -> FileMeta:
     )
 
 
-class ChangesetFiles:
+class ChangesetFiles(CheckedFileAccess):
+    """A review run's files: its staged changes laid over the project's."""
+
     def __init__(self, store: Store, limits: FileLimits, run_id: str) -> None:
         self._store = store
         self.limits = limits
         self.run_id = run_id
 
-    async def _visible(self, project_id: str, path: str) -> FileData | None:
+    async def _stage(
+        self, project_id: str, path: str, w: FileWrite | None, moved_from: str | None = None
+    ) -> FileMeta:
+        if w is None:
+            change = StagedChange(path, None, 0, None, None, None, moved_from, utc_now())
+        else:
+            change = StagedChange(path, w.content, len(w.content), w.sha256, w.content_type,
+                                  None, moved_from, utc_now())  # fmt: skip
+        await self._store.stage_change(self.run_id, project_id, change, limits=self.limits)
+        staged = await self._store.get_staged(self.run_id, path)
+        assert staged is not None  # just written by this run
+        return _staged_meta(project_id, staged)
+
+    # -- hooks of CheckedFileAccess: paths are valid here ----------------------------------------
+    async def _load(self, project_id: str, path: str) -> FileData | None:
         staged = await self._store.get_staged(self.run_id, path)
         if staged is None:
             return await self._store.get_file(project_id, path)
@@ -56,84 +74,40 @@ class ChangesetFiles:
             return None
         return FileData(_staged_meta(project_id, staged), staged.content)
 
-    async def _stage(
-        self, project_id: str, path: str, content: bytes | None, moved_from: str | None = None
-    ) -> FileMeta:
-        sha = None if content is None else await content_sha256(content)
-        ctype = None if content is None else content_type_for(path)
-        size = 0 if content is None else len(content)
-        change = StagedChange(path, content, size, sha, ctype, None, moved_from, utc_now())
-        await self._store.stage_change(self.run_id, project_id, change, limits=self.limits)
-        staged = await self._store.get_staged(self.run_id, path)
-        assert staged is not None  # just written by this run
-        return _staged_meta(project_id, staged)
-
-    async def read(self, project_id: str, path: str) -> FileData:
-        validate_path(path)
-        data = await self._visible(project_id, path)
-        if data is None:
-            raise NotFound(f"No file at {path!r}.")
-        return data
-
-    async def write(
-        self,
-        project_id: str,
-        path: str,
-        content: bytes,
-        *,
-        if_match: int | None = None,
-        if_none_match_any: bool = False,
-        run_id: str | None = None,
+    async def _save(
+        self, project_id: str, w: FileWrite, expect: Expect, run_id: str | None
     ) -> tuple[FileMeta, bool]:
-        validate_path(path)
-        check_file_size(self.limits, len(content))
-        current = await self._visible(project_id, path)
-        check_preconditions(
-            None if current is None else current.meta.version, if_match, if_none_match_any
-        )
-        return await self._stage(project_id, path, content), current is None
+        current = await self._load(project_id, w.path)
+        version = None if current is None else current.meta.version
+        check_preconditions(version, expect.if_match, expect.if_none_match_any)
+        return await self._stage(project_id, w.path, w), current is None
 
-    async def move(
-        self,
-        project_id: str,
-        src: str,
-        dst: str,
-        *,
-        if_match: int | None = None,
-        run_id: str | None = None,
+    async def _move(
+        self, project_id: str, src: str, dst: str, expect: Expect, run_id: str | None
     ) -> FileMeta:
-        validate_path(src)
-        validate_path(dst, "to")
-        current = await self._visible(project_id, src)
+        current = await self._load(project_id, src)
         if current is None:
             raise NotFound("File not found.", {"path": src})
-        check_preconditions(current.meta.version, if_match, False)
-        if await self._visible(project_id, dst) is not None:
+        check_preconditions(current.meta.version, expect.if_match, False)
+        if await self._load(project_id, dst) is not None:
             raise Conflict("A file exists at the target path.", {"path": dst})
-        meta = await self._stage(project_id, dst, current.content, moved_from=src)
+        sha = await content_sha256(current.content)
+        moved = FileWrite(dst, current.content, content_type_for(dst), sha)
+        meta = await self._stage(project_id, dst, moved, moved_from=src)
         await self._stage(project_id, src, None)
         return meta
 
-    async def delete(
-        self,
-        project_id: str,
-        path: str,
-        *,
-        if_match: int | None = None,
-        run_id: str | None = None,
-    ) -> None:
-        validate_path(path)
-        current = await self._visible(project_id, path)
+    async def _remove(self, project_id: str, path: str, expect: Expect, run_id: str | None) -> None:
+        current = await self._load(project_id, path)
         if current is None:
             raise NotFound("File not found.", {"path": path})
-        check_preconditions(current.meta.version, if_match, False)
+        check_preconditions(current.meta.version, expect.if_match, False)
         await self._stage(project_id, path, None)
 
-    async def list(
+    async def _list(
         self, project_id: str, prefix: str, limit: int, cursor: str | None
     ) -> Page[FileMeta]:
         """The project's files under ``prefix`` with the run's changes laid over them."""
-        validate_prefix(prefix)
         after = decode_cursor(cursor) or ""
         metas: dict[str, FileMeta] = {}
         page_cursor_: str | None = None
