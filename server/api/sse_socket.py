@@ -162,6 +162,17 @@ def socket_writer_for_current_request() -> SocketWriter | None:
         return None
 
 
+def socket_writer_for_send(send: Any, http_version: str) -> SocketWriter | None:
+    """The same as ``socket_writer_for_current_request`` for an ASGI application below
+    Quart (``server.api.edge``): ``send`` is the ``send`` hypercorn gave it."""
+    if http_version != "1.1":
+        return None
+    try:
+        return _from_send(send)
+    except Exception:  # any mismatch with the internals we expect: keep the normal path
+        return None
+
+
 def check_internals() -> None:
     """Raise ``InternalsChanged`` (naming the library and its version) when an installed
     library differs from what this module relies on."""
@@ -209,11 +220,6 @@ def check_internals() -> None:
 
 
 def _find() -> SocketWriter | None:
-    import h11
-    from h11._writers import ChunkedWriter
-    from hypercorn.protocol.h11 import H11Protocol
-    from hypercorn.protocol.http_stream import HTTPStream
-    from hypercorn.trio.tcp_server import TCPServer
     from quart import request
 
     if request.http_version != "1.1":
@@ -221,7 +227,17 @@ def _find() -> SocketWriter | None:
     push = request._send_push_promise
     if not isinstance(push, functools.partial) or not push.args:
         return None
-    send: Any = push.args[0]
+    return _from_send(push.args[0])
+
+
+def _from_send(send: Any) -> SocketWriter | None:
+    """The connection behind hypercorn's ``HTTPStream.app_send`` (see the module doc)."""
+    import h11
+    from h11._writers import ChunkedWriter
+    from hypercorn.protocol.h11 import H11Protocol
+    from hypercorn.protocol.http_stream import HTTPStream
+    from hypercorn.trio.tcp_server import TCPServer
+
     stream = getattr(send, "__self__", None)
     if not isinstance(stream, HTTPStream) or send.__func__ is not HTTPStream.app_send:
         return None
