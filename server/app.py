@@ -80,6 +80,6 @@ def create_app(services: Services) -> QuartTrio:
         app.register_blueprint(module.blueprint)
     policy = CorsPolicy(settings.cors_origin_set)
     edge = edge_router(app, app.asgi_app, services, policy)  # the hot routes below Quart
-    app.asgi_app = edge  # type: ignore[method-assign,assignment]
+    app.asgi_app = edge  # type: ignore[method-assign]
     install_cors(app, policy)  # last: it answers preflights before the edge routes
     return app

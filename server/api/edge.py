@@ -119,33 +119,45 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def edge_router(app: Quart, inner: ASGIApp, services: Services, policy: CorsPolicy) -> ASGIApp:
+def edge_router(app: Quart, inner: ASGIApp, services: Services, policy: CorsPolicy) -> EdgeRouter:
     """``inner`` (Quart's ASGI app) with the ``HANDLERS`` endpoints answered in front of it.
     Call once the blueprints are registered (routing uses ``app.url_map``)."""
-    adapter = app.url_map.bind("localhost")
-    metrics = services.metrics
+    return EdgeRouter(app, inner, services, policy)
 
-    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+
+class EdgeRouter:
+    """The ASGI app in front of Quart (see the module doc); ``inner`` is Quart's."""
+
+    __slots__ = ("_adapter", "_metrics", "_policy", "_services", "inner")
+
+    def __init__(self, app: Quart, inner: ASGIApp, services: Services, policy: CorsPolicy):
+        self._adapter = app.url_map.bind("localhost")
+        self._metrics = services.metrics
+        self._services = services
+        self._policy = policy
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] not in METHODS
             or not scope["path"].startswith(PREFIXES)
         ):
-            await inner(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
         try:
-            rule, args = adapter.match(scope["path"], scope["method"], return_rule=True)
+            rule, args = self._adapter.match(scope["path"], scope["method"], return_rule=True)
         except HTTPException:  # 404, 405, a redirect: Quart answers
-            await inner(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
         handler = HANDLERS.get(str(rule.endpoint))
         if handler is None:
-            await inner(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = request_id_of(scope["headers"])
         bind_request_id(request_id)
-        call = Call(scope, services, lambda: _body(receive))
+        call = Call(scope, self._services, lambda: _body(receive))
         method, path = call.method, call.path
         try:
             check_request_target(
@@ -160,20 +172,19 @@ def edge_router(app: Quart, inner: ASGIApp, services: Services, policy: CorsPoli
         except Exception as error:
             answer = unexpected_answer(error, method, path)
         if answer is None:
-            await inner(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
-        headers = _head(answer, request_id, policy.headers_for(call.header(_ORIGIN)))
+        headers = _head(answer, request_id, self._policy.headers_for(call.header(_ORIGIN)))
+        start = {"type": "http.response.start", "status": answer.status, "headers": headers}
         if answer.stream is None:
-            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+            await send(start)
             await send({"type": "http.response.body", "body": answer.body, "more_body": False})
-            record_request(metrics, method, path, rule.rule, answer.status, _since(started))
+            record_request(self._metrics, method, path, rule.rule, answer.status, _since(started))
             return
         async with aclosing(answer.stream) as stream:
-            await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-            record_request(metrics, method, path, rule.rule, answer.status, _since(started))
+            await send(start)
+            record_request(self._metrics, method, path, rule.rule, answer.status, _since(started))
             await _send_stream(stream, receive, send)
-
-    return asgi_app
 
 
 def _since(started: float) -> float:
