@@ -24,8 +24,9 @@ preflights are answered further out by ``cors_middleware``), metrics and the acc
 (``record_request``; a stream is measured to its head, as in Quart).
 
 A stream is sent by this request's task. HTTP/1.1 streams get the socket fast path
-(``sse_socket.socket_writer_for_send``). A client that leaves cancels the stream (a
-second task waits for ``http.disconnect``, as quart-trio's does).
+(``sse_socket.socket_writer_for_send``). A client that leaves cancels the stream: the
+connection tells it when it closes (``EdgeTCPServer.on_close``) when the fast path owns it;
+otherwise a second task waits for ``http.disconnect``, as quart-trio's does.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from quart import Quart
 
     from server.api.cors import CorsPolicy
+    from server.api.sse_socket import SocketWriter
     from server.services import Services
 
     ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
@@ -184,7 +186,7 @@ class EdgeRouter:
         async with aclosing(answer.stream) as stream:
             await send(start)
             record_request(self._metrics, method, path, rule.rule, answer.status, _since(started))
-            await _send_stream(stream, receive, send)
+            await _send_stream(stream, receive, send, answer.connection)
 
 
 def _since(started: float) -> float:
@@ -219,14 +221,26 @@ async def _body(receive: Any) -> AsyncIterator[bytes]:
             return
 
 
-async def _send_stream(stream: AsyncIterator[bytes], receive: Any, send: Any) -> None:
-    """Send ``stream``'s chunks, then end the body; cancelled when the client leaves."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-        async for chunk in stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        nursery.cancel_scope.cancel()
+async def _send_stream(
+    stream: AsyncIterator[bytes], receive: Any, send: Any, connection: SocketWriter | None
+) -> None:
+    """Send ``stream``'s chunks, then end the body; cancelled when the client leaves: told
+    by the connection itself when the socket fast path owns the stream (no task), else by
+    a task waiting for ``http.disconnect``."""
+    with trio.CancelScope() as scope:
+        if connection is not None and connection.when_closed(scope.cancel):
+            await _send_chunks(stream, send)
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, scope)
+            await _send_chunks(stream, send)
+            nursery.cancel_scope.cancel()
+
+
+async def _send_chunks(stream: AsyncIterator[bytes], send: Any) -> None:
+    async for chunk in stream:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:

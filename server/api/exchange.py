@@ -95,13 +95,15 @@ class Call:
 @dataclass(slots=True)
 class Answer:
     """A response before it is put on the wire: ``body`` bytes, or ``stream`` (an SSE
-    body, which owns its resources: it must be iterated or closed)."""
+    body, which owns its resources: it must be iterated or closed). ``connection``: the
+    stream's socket fast path (``server.api.sse_socket.SocketWriter``), when it has one."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     content_type: str | None = None
     stream: AsyncGenerator[bytes, None] | None = None
+    connection: Any = None
 
 
 def json_bytes(body: Any) -> bytes:

@@ -165,4 +165,6 @@ async def _open_stream(
         raise
     body = _counted(stream, release)
     weakref.finalize(body, release)  # a body never iterated is never closed, only collected
-    return Answer(200, dict(STREAM_HEADERS), content_type=EVENT_STREAM, stream=body)
+    return Answer(
+        200, dict(STREAM_HEADERS), content_type=EVENT_STREAM, stream=body, connection=connection
+    )
