@@ -1,8 +1,8 @@
 """CORS for ``/api/``: the rules as pure functions over header lists, and one ASGI wrapper.
 
-The rules (``CorsPolicy``) know nothing of Quart: any layer that produces responses (the
-ASGI wrapper below, the ``/api/health`` fast path, a future server below Quart) calls
-``policy.response_headers(origin)`` and ``policy.preflight(...)``.
+The rules (``CorsPolicy``) know nothing of Quart: both layers that produce responses (Quart's
+hook, ``install_cors``, and the hot routes below Quart, ``server.api.edge``) call
+``policy.headers_for(origin)``; preflights are answered by ``cors_middleware``.
 
 - An allowed origin (exact match, ``STRETTO_CORS_ORIGINS``) gets on every response,
   errors and SSE streams included: ``Access-Control-Allow-Origin: <origin>``,
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from quart import request
 
-from server.observability.http import request_id_from
+from server.observability.http import request_id_of
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -39,8 +39,6 @@ ALLOW_HEADERS = (
 EXPOSE_HEADERS = "ETag, Location, Retry-After, X-Request-Id"
 MAX_AGE_S = 600  # Chromium caps preflight caching at 7200 s
 API_PREFIX = "/api/"
-# Paths answered below Quart (server.app.health_fast_path): their headers are added here.
-BELOW_QUART = frozenset({"/api/health"})
 
 _ORIGIN = b"origin"
 _REQUEST_METHOD = b"access-control-request-method"
@@ -70,6 +68,14 @@ class CorsPolicy:
             (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
         ]
+
+    def headers_for(self, origin: str | None) -> Headers:
+        """The CORS headers of any response (not a preflight) to a request from
+        ``origin``, ``Vary: Origin`` included; none when CORS is off. Both HTTP layers add
+        these: Quart's hook (``install_cors``) and ``server.api.edge``."""
+        if not self.enabled:
+            return []
+        return [*self.response_headers(origin), (_VARY, b"Origin")]
 
     def preflight_headers(self, origin: str | None) -> Headers:
         """The headers of the 204 answering a preflight from ``origin``."""
@@ -115,46 +121,29 @@ def with_vary_origin(headers: Headers) -> Headers:
 
 
 def cors_middleware(inner: ASGIApp, policy: CorsPolicy) -> ASGIApp:
-    """``inner`` with preflights answered, and CORS headers added to the responses that
-    are produced below Quart (``BELOW_QUART`` paths, e.g. the ``/api/health`` fast path).
-
-    Quart's own responses get theirs from ``install_cors``'s ``after_request`` hook instead:
-    wrapping ``send`` for them would hide hypercorn's ``send`` from the SSE direct-write
-    path (``server.events.direct``). Returns ``inner`` itself when CORS is off.
+    """``inner`` with preflights answered. Responses get their CORS headers from the layer
+    that produces them (``CorsPolicy.headers_for``): Quart's through ``install_cors``'s
+    ``after_request`` hook, the ones below Quart from ``server.api.edge``. Wrapping ``send``
+    here instead would hide hypercorn's ``send`` from the SSE socket fast path
+    (``server.api.sse_socket``). Returns ``inner`` itself when CORS is off.
     """
     if not policy.enabled:
         return inner
 
     async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await inner(scope, receive, send)
-            return
-        headers = scope["headers"]
-        origin = header(headers, _ORIGIN)
-        if is_preflight(scope["method"], scope["path"], headers):
-            request_id = request_id_from(header(headers, _REQUEST_ID)).encode("latin-1")
+        if scope["type"] == "http" and is_preflight(
+            scope["method"], scope["path"], scope["headers"]
+        ):
+            headers = scope["headers"]
             response_headers = [
-                *policy.preflight_headers(origin),
+                *policy.preflight_headers(header(headers, _ORIGIN)),
                 (b"content-length", b"0"),
-                (b"x-request-id", request_id),
+                (b"x-request-id", request_id_of(headers).encode("latin-1")),
             ]
             await send({"type": "http.response.start", "status": 204, "headers": response_headers})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        if scope["path"] not in BELOW_QUART:
-            await inner(scope, receive, send)
-            return
-        extra = policy.response_headers(origin)
-
-        async def send_with_cors(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                given = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in given}  # Quart's hook may have run
-                merged = with_vary_origin([*given, *(h for h in extra if h[0] not in present)])
-                message = {**message, "headers": merged}
-            await send(message)
-
-        await inner(scope, receive, send_with_cors)
+        await inner(scope, receive, send)
 
     return asgi_app
 
@@ -165,9 +154,11 @@ def install_cors(app: Quart, policy: CorsPolicy) -> None:
         return
 
     async def add_headers(response: Response) -> Response:
-        for key, value in policy.response_headers(request.headers.get("Origin")):
-            response.headers[key.decode("latin-1")] = value.decode("latin-1")
-        response.vary.add("Origin")
+        for key, value in policy.headers_for(request.headers.get("Origin")):
+            if key == _VARY:
+                response.vary.add(value.decode("latin-1"))
+            else:
+                response.headers[key.decode("latin-1")] = value.decode("latin-1")
         return response
 
     app.after_request(add_headers)

@@ -6,23 +6,24 @@ Every helper raises ``server.errors`` types; the single error handler in
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, cast
 
 from quart import Response, current_app, g, request
 
-from server.api.validation import check_request_target as validate_request_target
-from server.api.validation import parse_json, validate_body
-from server.errors import (
-    TooLarge,
-    Unauthorized,
-    UnsupportedMediaType,
-    ValidationFailed,
+from server.api.exchange import (
+    Call,
+    authenticate_call,
+    json_answer,
+    read_call_body,
+    read_call_json,
 )
+from server.api.validation import check_request_target as validate_request_target
+from server.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import AsyncIterator, Mapping
 
+    from server.api.exchange import Answer
     from server.auth.principal import Principal
     from server.services import Services
 
@@ -34,55 +35,33 @@ def services() -> Services:
     return cast("Services", current_app.extensions["stretto"])
 
 
-def bearer_token() -> str | None:
-    """The token of an ``Authorization: Bearer`` header; ``None`` when absent."""
-    header = request.headers.get("Authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
-    return token.strip()
+def _request_body() -> AsyncIterator[bytes]:
+    return aiter(request.body)
+
+
+def current_call() -> Call:
+    """The current Quart request as a ``Call`` (one per request), for the route code it
+    shares with the layer below Quart (``server.api.exchange``)."""
+    call = g.get("call")
+    if call is None:
+        call = Call(request.scope, services(), _request_body)
+        g.call = call
+    return cast("Call", call)
 
 
 async def require_user() -> Principal:
     """The authenticated caller (cached per request); raises ``Unauthorized``."""
-    cached = g.get("principal")
-    if cached is not None:
-        return cast("Principal", cached)
-    from server.auth.principal import authenticate
-
-    token = bearer_token()
-    if token is None:
-        raise Unauthorized("Authentication required.")
-    svc = services()
-    principal = await authenticate(token, svc.tokens, svc.store)
-    g.principal = principal
-    return principal
+    return await authenticate_call(current_call())
 
 
 async def read_body(limit: int) -> bytes:
     """The raw body, refusing it with 413 as soon as it passes ``limit`` bytes."""
-    length = request.content_length
-    if length is not None and length > limit:
-        raise TooLarge(f"The body is larger than {limit} bytes.", {"max_bytes": limit})
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.body:
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"The body is larger than {limit} bytes.", {"max_bytes": limit})
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_call_body(current_call(), limit)
 
 
 async def read_json(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON object body validated strictly against ``schema`` (unknown fields rejected)."""
-    mimetype = request.mimetype
-    if mimetype != "application/json":
-        raise UnsupportedMediaType("The request body must be application/json.")
-    raw = await read_body(services().settings.max_body_bytes)
-    return validate_body(parse_json(raw), schema)
+    return await read_call_json(current_call(), schema)
 
 
 async def check_request_target() -> None:
@@ -111,10 +90,25 @@ def page_params() -> tuple[int, str | None]:
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    response = Response(data, status=status, content_type="application/json; charset=utf-8")
-    for key, value in (headers or {}).items():
-        response.headers[key] = value
+    return to_response(json_answer(body, status, headers))
+
+
+def to_response(answer: Answer) -> Response:
+    """``answer`` as a Quart ``Response`` (a stream gets no response timeout)."""
+    if answer.stream is not None:
+        response = Response(
+            answer.stream,
+            status=answer.status,
+            headers=answer.headers,
+            content_type=answer.content_type,
+        )
+        response.timeout = None  # quart would cut the stream after RESPONSE_TIMEOUT
+        return response
+    response = Response(
+        answer.body, status=answer.status, headers=answer.headers, content_type=answer.content_type
+    )
+    if answer.content_type is None:  # a 304: no body, no type (quart would say text/html)
+        del response.headers["Content-Type"]
     return response
 
 

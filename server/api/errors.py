@@ -1,4 +1,4 @@
-"""The one place where errors become responses.
+"""Where errors become Quart responses (the bodies come from ``server.api.exchange``).
 
 Every status >= 400 leaves the server as ``{"error": {"code", "message", "details"}}``:
 ``AppError`` subclasses, framework errors (404, 405, 413 from werkzeug/quart), and
@@ -8,23 +8,18 @@ Every 5xx is logged, one line per distinct failure per minute.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from quart import request
 from werkzeug.exceptions import HTTPException
 
-from server.api.deps import json_response
+from server.api.deps import json_response, to_response
+from server.api.exchange import error_answer, unexpected_answer
 from server.errors import AppError
-from server.observability.logging import RateLimitedLogger
 
 if TYPE_CHECKING:
     from quart import Response
     from quart_trio import QuartTrio
-
-log = logging.getLogger("stretto.http")
-# One line per distinct failure per minute: an outage fails every request the same way.
-failures = RateLimitedLogger(log, interval_s=60.0)
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -40,22 +35,10 @@ _HTTP_CODES = {
 }
 
 
-def app_error_response(error: AppError) -> Response:
-    return json_response(error.body(), error.status, error.headers())
-
-
 def install_error_handling(app: QuartTrio) -> None:
     @app.errorhandler(AppError)
     async def handle_app_error(error: AppError) -> Response:
-        if error.status >= 500:
-            failures.warning(
-                "answering %d %s: %s",
-                error.status,
-                error.code,
-                error,
-                extra={"method": request.method, "path": request.path},
-            )
-        return app_error_response(error)
+        return to_response(error_answer(error, request.method, request.path))
 
     @app.errorhandler(HTTPException)
     async def handle_http_exception(error: HTTPException) -> Response:
@@ -75,13 +58,4 @@ def install_error_handling(app: QuartTrio) -> None:
 
     @app.errorhandler(Exception)
     async def handle_unexpected(error: Exception) -> Response:
-        failures.error(
-            "unhandled error in %s %s",
-            request.method,
-            request.path,
-            exc_info=error,
-        )
-        body = {
-            "error": {"code": "internal_error", "message": "Internal server error.", "details": {}}
-        }
-        return json_response(body, 500)
+        return to_response(unexpected_answer(error, request.method, request.path))

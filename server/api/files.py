@@ -14,23 +14,30 @@ type outside a short list of inert ones (HTML, SVG, XML, PDF, unknown...) is sen
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from quart import Blueprint, Response, request
 
 from server.api.deps import (
+    current_call,
     empty_response,
     json_response,
     page_params,
     read_body,
     read_json,
     services,
+    to_response,
 )
-from server.api.projects import owned_project
+from server.api.exchange import Answer
+from server.api.projects import call_project, owned_project
 from server.api.validation import object_schema
 from server.errors import ValidationFailed
 from server.vfs.history import version_json
 from server.vfs.service import file_json
+
+if TYPE_CHECKING:
+    from server.api.exchange import Call
 
 blueprint = Blueprint("files", __name__)
 
@@ -142,26 +149,38 @@ async def _history_read(project_id: str, path: str) -> Response:
 
 @blueprint.get("/api/projects/<project_id>/files/<vfspath:path>")
 async def read_file(project_id: str, path: str) -> Response:
-    project = await owned_project(project_id)
-    if "versions" in request.args or "version" in request.args:
+    call = current_call()
+    if is_history_read(call):
+        project = await owned_project(project_id)
         return await _history_read(project.id, path)
-    files = services().files
-    if_none_match = request.headers.get("If-None-Match")
+    return to_response(await file_answer(call, project_id, path))
+
+
+def is_history_read(call: Call) -> bool:
+    """``?versions`` or ``?version=``: answered by ``_history_read`` (Quart only)."""
+    return call.has_arg("versions") or call.has_arg("version")
+
+
+async def file_answer(call: Call, project_id: str, path: str) -> Answer:
+    """``GET /api/projects/{id}/files/{path}`` (not a history read), for both layers."""
+    project = await call_project(call, project_id)
+    files = call.services.files
+    if_none_match = call.header(b"if-none-match")
     if if_none_match is not None:
         meta = await files.stat(project.id, path)
         tags = _etags(if_none_match)
         if "*" in tags or etag(meta.version) in tags:
-            return empty_response(304, {"ETag": etag(meta.version)})
+            return Answer(304, {"ETag": etag(meta.version)})
     data = await files.read(project.id, path)
-    return Response(
-        data.content,
-        status=200,
-        content_type=data.meta.content_type,
-        headers={
+    return Answer(
+        200,
+        {
             "ETag": etag(data.meta.version),
             "Cache-Control": "no-cache",
             **content_headers(data.meta.path, data.meta.content_type),
         },
+        data.content,
+        data.meta.content_type,
     )
 
 

@@ -7,18 +7,22 @@ from typing import TYPE_CHECKING, Any
 from quart import Blueprint, Response
 
 from server.api.deps import (
+    current_call,
     empty_response,
     json_response,
     page_params,
     read_json,
     require_user,
     services,
+    to_response,
 )
+from server.api.exchange import authenticate_call, json_answer
 from server.api.validation import object_schema
 from server.errors import NotFound, ValidationFailed
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
+    from server.api.exchange import Answer, Call
     from server.store.models import Project
 
 blueprint = Blueprint("projects", __name__)
@@ -48,11 +52,21 @@ def _clean_name(name: str) -> str:
 
 async def owned_project(project_id: str) -> Project:
     """The caller's project, or ``NotFound`` (also for another user's project)."""
-    user = await require_user()
-    project = await services().store.get_project(user.user_id, project_id)
+    return await call_project(current_call(), project_id)
+
+
+async def call_project(call: Call, project_id: str) -> Project:
+    """``owned_project`` for any ``Call`` (also below Quart, ``server.api.edge``)."""
+    user = await authenticate_call(call)
+    project = await call.services.store.get_project(user.user_id, project_id)
     if project is None:
         raise NotFound("No such project.")
     return project
+
+
+async def project_answer(call: Call, project_id: str) -> Answer:
+    """``GET /api/projects/{id}``, for both layers."""
+    return json_answer(project_json(await call_project(call, project_id)))
 
 
 @blueprint.get("/api/projects")
@@ -81,7 +95,7 @@ async def create_project() -> Response:
 
 @blueprint.get("/api/projects/<project_id>")
 async def get_project(project_id: str) -> Response:
-    return json_response(project_json(await owned_project(project_id)))
+    return to_response(await project_answer(current_call(), project_id))
 
 
 @blueprint.patch("/api/projects/<project_id>")

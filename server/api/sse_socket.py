@@ -74,10 +74,13 @@ class SocketWriter:
     """``DirectWriter`` (``server.events.sink``) on one response's connection. See the
     module doc. ``start`` dups the socket once h11 frames the body as chunks."""
 
-    __slots__ = ("_chunked", "_connection_sock", "_lock", "_rest", "_sock")
+    __slots__ = ("_chunked", "_connection_sock", "_lock", "_on_close", "_rest", "_sock")
 
-    def __init__(self, connection_sock: Any, lock: trio.Lock, chunked: Any) -> None:
+    def __init__(
+        self, connection_sock: Any, lock: trio.Lock, chunked: Any, on_close: Any = None
+    ) -> None:
         self._connection_sock = connection_sock  # the trio socket hypercorn writes on
+        self._on_close = on_close  # EdgeTCPServer.on_close, or None (hypercorn's own server)
         self._lock = lock  # hypercorn's TCPServer.send_lock
         self._chunked = chunked  # () -> bool: h11 is sending this body chunked
         self._sock: socket.socket | None = None  # a non-blocking duplicate
@@ -132,6 +135,14 @@ class SocketWriter:
             return False
         return True
 
+    def when_closed(self, callback: Any) -> bool:
+        """Have the connection call ``callback()`` when it closes (False: it cannot, keep
+        waiting for ``http.disconnect`` instead). ``close`` unregisters it."""
+        if self._on_close is None:
+            return False
+        self._on_close(callback)
+        return True
+
     def abort(self) -> None:
         with contextlib.suppress(OSError):  # already closed
             self._connection_sock.shutdown(socket.SHUT_RDWR)
@@ -140,6 +151,8 @@ class SocketWriter:
         """Release the duplicate. When the connection could not take hypercorn's
         terminating chunk now (a client that stopped reading) or a chunk is half written,
         abort it instead: hypercorn's own write is shielded and would wait forever."""
+        if self._on_close is not None:
+            self._on_close(None)
         if self._sock is not None:
             sock, self._sock = self._sock, None
             if self._rest or not _writable_now(sock):
@@ -158,6 +171,17 @@ def socket_writer_for_current_request() -> SocketWriter | None:
     hypercorn's trio worker; None otherwise (HTTP/2, HTTP/1.0, TLS, another server...)."""
     try:
         return _find()
+    except Exception:  # any mismatch with the internals we expect: keep the normal path
+        return None
+
+
+def socket_writer_for_send(send: Any, http_version: str) -> SocketWriter | None:
+    """The same as ``socket_writer_for_current_request`` for an ASGI application below
+    Quart (``server.api.edge``): ``send`` is the ``send`` hypercorn gave it."""
+    if http_version != "1.1":
+        return None
+    try:
+        return _from_send(send)
     except Exception:  # any mismatch with the internals we expect: keep the normal path
         return None
 
@@ -209,11 +233,6 @@ def check_internals() -> None:
 
 
 def _find() -> SocketWriter | None:
-    import h11
-    from h11._writers import ChunkedWriter
-    from hypercorn.protocol.h11 import H11Protocol
-    from hypercorn.protocol.http_stream import HTTPStream
-    from hypercorn.trio.tcp_server import TCPServer
     from quart import request
 
     if request.http_version != "1.1":
@@ -221,7 +240,17 @@ def _find() -> SocketWriter | None:
     push = request._send_push_promise
     if not isinstance(push, functools.partial) or not push.args:
         return None
-    send: Any = push.args[0]
+    return _from_send(push.args[0])
+
+
+def _from_send(send: Any) -> SocketWriter | None:
+    """The connection behind hypercorn's ``HTTPStream.app_send`` (see the module doc)."""
+    import h11
+    from h11._writers import ChunkedWriter
+    from hypercorn.protocol.h11 import H11Protocol
+    from hypercorn.protocol.http_stream import HTTPStream
+    from hypercorn.trio.tcp_server import TCPServer
+
     stream = getattr(send, "__self__", None)
     if not isinstance(stream, HTTPStream) or send.__func__ is not HTTPStream.app_send:
         return None
@@ -256,4 +285,4 @@ def _find() -> SocketWriter | None:
             and isinstance(connection._writer, ChunkedWriter)
         )
 
-    return SocketWriter(trio_sock, lock, chunked)
+    return SocketWriter(trio_sock, lock, chunked, getattr(server, "on_close", None))

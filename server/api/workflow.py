@@ -7,23 +7,29 @@ Thin: parse and authorize here, the ``RunSupervisor`` does the work. Another use
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, request
 
 from server.api.deps import (
+    current_call,
     json_response,
     page_params,
     read_body,
     read_json,
     require_user,
     services,
+    to_response,
 )
+from server.api.exchange import authenticate_call, json_answer
 from server.api.validation import object_schema
 from server.errors import NotFound, UnsupportedMediaType, ValidationFailed
 from server.fairness import acting_as
 from server.store.models import RunStatus
 from server.workflow.events import run_json
+
+if TYPE_CHECKING:
+    from server.api.exchange import Answer, Call
 
 blueprint = Blueprint("workflow", __name__)
 
@@ -119,11 +125,16 @@ async def list_runs() -> Response:
 
 @blueprint.get("/api/workflow/runs/<run_id>")
 async def get_run(run_id: str) -> Response:
-    user = await require_user()
-    run = await services().store.get_run(run_id, user.user_id)
+    return to_response(await run_answer(current_call(), run_id))
+
+
+async def run_answer(call: Call, run_id: str) -> Answer:
+    """``GET /api/workflow/runs/{id}``, for both layers (``server.api.edge``)."""
+    user = await authenticate_call(call)
+    run = await call.services.store.get_run(run_id, user.user_id)
     if run is None:
         raise NotFound("No such run.")
-    return json_response(run_json(run))
+    return json_answer(run_json(run))
 
 
 @blueprint.post("/api/workflow/runs/<run_id>/cancel")

@@ -20,7 +20,7 @@ Here the connection's own task owns the socket's life:
 - writes take the lock only when contended and are not shielded: a write cancelled halfway
   leaves the framing broken, so the connection is closed;
 - the socket is closed as soon as the reader ends, before waiting for the application
-  tasks, so no descriptor outlives its client;
+  tasks, so no descriptor outlives its client; ``on_close`` callbacks run then;
 - ``HEAD`` responses end after their head (``HeadEndsResponse``): a streaming route
   otherwise never finishes a response whose body is suppressed.
 """
@@ -46,6 +46,8 @@ from hypercorn.utils import parse_socket_addr
 from server.http.protocol import EdgeH11Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hypercorn.config import Config
     from hypercorn.events import Event
     from hypercorn.trio.worker_context import WorkerContext
@@ -150,6 +152,7 @@ class EdgeTCPServer(TCPServer):
         self._closing = False
         self._read_scope: trio.CancelScope | None = None
         self._response_done: trio.Event | None = None
+        self._on_close: Callable[[], None] | None = None
         terminated = _terminated_event(context)
         if terminated is not None:
             terminated.servers.add(self)
@@ -306,7 +309,16 @@ class EdgeTCPServer(TCPServer):
             if scope.cancelled_caught:
                 break
 
+    def on_close(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` (not async; it must not raise) once, when the connection
+        closes; None unregisters. One at a time: the SSE stream the connection serves
+        (``server.api.edge``), which needs no task of its own to notice its client leave."""
+        self._on_close = callback
+
     async def _close(self) -> None:
+        callback, self._on_close = self._on_close, None
+        if callback is not None:
+            callback()
         self._closing = True
         with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
             scope.shield = True

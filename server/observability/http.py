@@ -21,6 +21,8 @@ from server.observability.logging import bind_request_id, current_request_id
 from server.timeutil import new_id
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from quart import Quart
     from quart.wrappers import Response
 
@@ -40,13 +42,35 @@ def request_id_from(header_value: str | None) -> str:
     return new_id()
 
 
-def _request_id_header() -> str | None:
-    """The client's ``X-Request-ID`` from the ASGI scope (werkzeug's ``Headers.get`` raises
-    and catches an HTTP exception per request when the header is absent: the usual case)."""
-    for name, value in request.scope["headers"]:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The request id for a request with these ASGI ``headers``: the client's sane
+    ``X-Request-ID``, else a fresh one (read from the scope: werkzeug's ``Headers.get``
+    raises and catches an HTTP exception per request when the header is absent)."""
+    for name, value in headers:
         if name == _REQUEST_ID_KEY:
-            return value.decode("latin-1")
-    return None
+            return request_id_from(value.decode("latin-1"))
+    return request_id_from(None)
+
+
+def record_request(
+    metrics: Metrics, method: str, path: str, rule: str | None, status: int, seconds: float
+) -> None:
+    """One answered request: its metrics and its access-log line. Both HTTP layers (the
+    Quart hooks below, and ``server.api.edge`` below Quart) call this, once per request."""
+    metrics.observe_request(method, rule, status, seconds)
+    if _access.isEnabledFor(logging.DEBUG):  # off in production: skip building the extras
+        _access.debug(
+            "%s %s %d",
+            method,
+            path,
+            status,
+            extra={
+                "method": method,
+                "route": rule,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            },
+        )
 
 
 def install_request_observability(app: Quart, metrics: Metrics) -> None:
@@ -54,7 +78,7 @@ def install_request_observability(app: Quart, metrics: Metrics) -> None:
 
     async def start() -> None:
         _started.set(time.perf_counter())
-        bind_request_id(request_id_from(_request_id_header()))
+        bind_request_id(request_id_of(request.scope["headers"]))
 
     async def finish(response: Response) -> Response:
         started = _started.get()
@@ -62,20 +86,7 @@ def install_request_observability(app: Quart, metrics: Metrics) -> None:
         request_id = current_request_id() or request_id_from(None)
         response.headers[REQUEST_ID_HEADER] = request_id
         rule = request.url_rule.rule if request.url_rule is not None else None
-        metrics.observe_request(request.method, rule, response.status_code, seconds)
-        if _access.isEnabledFor(logging.DEBUG):  # off in production: skip building the extras
-            _access.debug(
-                "%s %s %d",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "route": rule,
-                    "status": response.status_code,
-                    "duration_ms": round(seconds * 1000, 3),
-                },
-            )
+        record_request(metrics, request.method, request.path, rule, response.status_code, seconds)
         return response
 
     app.before_request(start)
