@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
     from server.store.protocol import Store
+    from server.workflow.plan import Plan
     from server.workflow.tools.registry import FileAccess, ToolRegistry
 
 __all__ = ["RunPlanner", "RunSupervisor"]
@@ -261,7 +262,7 @@ class RunSupervisor:
         if created:
             if self.deps.observer is not None:
                 self.deps.observer.run_status(str(RunStatus.PENDING))
-            self._start(stored)
+            self._start(stored, parsed)
         return stored, created
 
     def check_accepting(self) -> None:
@@ -273,12 +274,12 @@ class RunSupervisor:
         """Execute a stored run in this process (nothing for one awaiting approval)."""
         self._start(run)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run, plan: Plan | None = None) -> None:
         if self._nursery is None or run.id in self._active:
             return
         if run.status is RunStatus.AWAITING_APPROVAL:
             return  # it waits for a person: approve() starts it
-        executor = RunExecutor(self.deps, run)
+        executor = RunExecutor(self.deps, run, plan)
         active = _Active(executor=executor, owner_id=run.owner_id)
         self._active[run.id] = active
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
