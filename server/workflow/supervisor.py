@@ -68,6 +68,7 @@ APPROVAL_SCAN_S = 1.0  # how often runs past their approval deadline are looked 
 class _Active:
     executor: RunExecutor
     owner_id: str
+    claimed: bool = False  # inserted holding this process's lease: no claim needed
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -245,6 +246,10 @@ class RunSupervisor:
             created_at=now,
             idempotency_key=idempotency_key,
             steps=tuple(steps_of(run_id, parsed)) if parsed else (),
+            # Inserted holding our lease: it starts here at once, without a claim's round
+            # trip (a repeated Idempotency-Key gets the stored run, which is not started).
+            lease_owner=self.instance_id,
+            lease_expires_at=self._lease_until(),
         )
         created_event = run_event(
             EventType.RUN_CREATED,
@@ -262,7 +267,7 @@ class RunSupervisor:
         if created:
             if self.deps.observer is not None:
                 self.deps.observer.run_status(str(RunStatus.PENDING))
-            self._start(stored, parsed)
+            self._start(stored, parsed, claimed=True)
         return stored, created
 
     def check_accepting(self) -> None:
@@ -274,13 +279,13 @@ class RunSupervisor:
         """Execute a stored run in this process (nothing for one awaiting approval)."""
         self._start(run)
 
-    def _start(self, run: Run, plan: Plan | None = None) -> None:
+    def _start(self, run: Run, plan: Plan | None = None, *, claimed: bool = False) -> None:
         if self._nursery is None or run.id in self._active:
             return
         if run.status is RunStatus.AWAITING_APPROVAL:
             return  # it waits for a person: approve() starts it
         executor = RunExecutor(self.deps, run, plan)
-        active = _Active(executor=executor, owner_id=run.owner_id)
+        active = _Active(executor=executor, owner_id=run.owner_id, claimed=claimed)
         self._active[run.id] = active
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
 
@@ -288,7 +293,8 @@ class RunSupervisor:
         executor = active.executor
         run_id = executor.run_id
         try:
-            if await self.store.claim_run(run_id, self.instance_id, self._lease_until()):
+            lease = self._lease_until()
+            if active.claimed or await self.store.claim_run(run_id, self.instance_id, lease):
                 await executor.execute()
             else:
                 log.info("run %s is held by another instance", run_id)
