@@ -7,6 +7,11 @@ them against the tool's schema, and calls the tool under ``trio.fail_after``. Ev
 becomes a ``ToolError`` value (never raised): ``timeout`` (retryable), the tool's own, an
 ``AppError`` translated (a retryable ``StoreUnavailable`` stays retryable), ``tool_crashed``
 for anything else, ``invalid_output`` for a non-object. Cancellation passes through.
+
+``attempt_until_done`` repeats attempts until success, a permanent error or the step's retries
+are spent (``step.retrying`` between them, backoff from ``server.backoff``). A tool failing
+because the database could not answer (``is_store_outage``) is retried within the run
+writer's window whatever the step's retries, so an outage does not decide the run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
     from server.workflow.accounting import RunAccounting
     from server.workflow.deps import ExecutorDeps
+    from server.workflow.executor import RunExecutor
     from server.workflow.plan import PlanStep
     from server.workflow.tools.registry import Tool
 
@@ -114,3 +120,48 @@ async def run_attempt(
     if not isinstance(output, dict):
         return ToolError("invalid_output", "The tool returned something other than an object.")
     return output
+
+
+async def attempt_until_done(
+    ex: RunExecutor, step: PlanStep, tool: Tool
+) -> dict[str, Any] | ToolError:
+    """Attempts until success, a permanent error or the retries are spent."""
+    timeout = step.timeout_s if step.timeout_s is not None else tool.timeout_s
+    retries = step.retries if step.retries is not None else tool.retries
+    retried = 0
+    outage_began: float | None = None
+    outage_failures = 0
+    while True:
+        outcome = await run_attempt(
+            ex.deps,
+            ex.project_id,
+            ex.run_id,
+            step,
+            tool,
+            ex.state.started[step.id],
+            timeout,
+            files=ex.files,
+            outputs=ex.outputs,
+            item=ex.items.get(step.id, NO_ITEM),
+            accounting=ex.accounting,
+        )
+        if not isinstance(outcome, ToolError):
+            return outcome
+        if is_store_outage(outcome):
+            # The database failed, not the tool: retried within the run writer's window
+            # whatever the step's retries, so an outage does not decide the run.
+            now = trio.current_time()
+            outage_began = now if outage_began is None else outage_began
+            if now - outage_began >= ex.deps.write_policy.window_s:
+                return outcome
+            outage_failures += 1
+            policy = ex.deps.write_policy
+            delay = policy.backoff.delay(outage_failures, None, ex.deps.rng)
+        elif not outcome.retryable or retried >= retries:
+            return outcome
+        else:
+            retried += 1
+            delay = ex.deps.step_backoff.delay(retried, outcome.retry_after, ex.deps.rng)
+        await ex.commit(ex.state.step_retrying(step.id, outcome.to_json(), delay, ex.clock.now()))
+        await trio.sleep(delay)
+        ex.monitor.attempt(step.id)

@@ -26,33 +26,31 @@ first wave starts with ``run.started``. A step whose slot is taken waits for it 
 task and records its start then. The run's last records (``run.succeeded``...) go in the
 commit of its last step's end when nothing else can happen (``commit_and_dispatch``).
 
-Fan-out (``for_each``) is driven by ``workflow.fanout_run``; one attempt of a step (its tool
-context, file log and timeout) by ``workflow.attempt``.
+Around it: planning a prompt run and the approval gate are ``workflow.planning``; a step's
+attempts (tool context, file log, timeout, retries) ``workflow.attempt``; its slots
+``workflow.slots``; fan-out (``for_each``) ``workflow.fanout_run``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import AppError, InvalidPlan, ModelRequired, StoreUnavailable, ToolError
+from server.errors import StoreUnavailable, ToolError
 from server.fairness import acting_as
 from server.store.models import RunStatus, StepStatus
-from server.workflow.accounting import PLANNING, RunAccounting
-from server.workflow.approval import awaiting_approval
-from server.workflow.attempt import RunFiles, is_store_outage, run_attempt
+from server.workflow.accounting import RunAccounting
+from server.workflow.attempt import RunFiles, attempt_until_done, is_store_outage
 from server.workflow.deps import ExecutorDeps, RunPlanner
-from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
+from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN
 from server.workflow.events import bounded_output
 from server.workflow.fanout_run import fanout_end, run_fanout
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan, split_item_id
+from server.workflow.planning import awaits, park_for_approval, plan_run
 from server.workflow.slots import StepSlots
-from server.workflow.templates import NO_ITEM
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
 
@@ -154,14 +152,14 @@ class RunExecutor:
         try:
             with self._scope, acting_as(self.run.owner_id):
                 if self.run.plan is None:
-                    await self._plan_run()
+                    self._plan = await plan_run(self)
                 elif self._parsed is not None:
                     self._plan = self._parsed
                 else:
                     steps = max(len(self.run.plan.get("steps", [])), 1)
                     self._plan = parse_plan(self.run.plan, self.deps.registry, steps)
-                if self._plan is not None and self.state.ending is None and self._awaits():
-                    await self._await_approval(self._plan)
+                if self._plan is not None and self.state.ending is None and awaits(self.run):
+                    self.parked = await park_for_approval(self, self._plan)
                 elif self._plan is not None and self.state.ending is None:
                     with trio.move_on_after(self._timeout_s) as timeout_scope:
                         async with trio.open_nursery() as nursery:
@@ -181,52 +179,6 @@ class RunExecutor:
                 await self._finalize(failed)
             self.finished.set()
         return self.status
-
-    async def _plan_run(self) -> None:
-        """pending -> planning -> planned, through the planner. A failure ends the run."""
-        planner = self.deps.planner
-        prompt = self.run.prompt or ""
-        await self.commit(self.state.planning(prompt, self.clock.now()))
-        if planner is None:
-            self.state.end(planning_failed("No planner is configured."))
-            return
-        try:
-            self.accounting.check()  # RateLimited: the owner's token budget is spent
-            with self.accounting.metered(PLANNING):
-                intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
-            plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
-        except InvalidPlan as exc:
-            self.state.end(planning_failed(exc.message, exc.details))
-            return
-        except ModelRequired as exc:  # the offline provider cannot do it: say so by its code
-            self.state.end(planning_failed(exc.message, exc.details, code=exc.code))
-            return
-        except (AppError, ToolError) as exc:
-            self.state.end(planning_failed(str(exc)))
-            return
-        usage = self.accounting.usage_of(PLANNING)
-        await self.commit(self.state.planned(intent, plan, self.clock.now(), usage))
-        steps = tuple(steps_of(self.run_id, plan))
-        self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
-        self._plan = plan
-
-    def _awaits(self) -> bool:
-        """The run waits for a person before it starts (option ``approval: "plan"``)."""
-        approval = (self.run.options or {}).get("approval") == "plan"
-        return self.run.status is RunStatus.AWAITING_APPROVAL or (
-            approval and self.run.approved_at is None
-        )
-
-    async def _await_approval(self, plan: Plan) -> None:
-        """planned -> awaiting_approval (lease released); the executor's work ends here."""
-        if self.run.status is not RunStatus.AWAITING_APPROVAL:
-            now = self.clock.now()
-            expires = now + timedelta(seconds=self.deps.settings.approval_timeout_s)
-            records = awaiting_approval(
-                self.project_id, self.run_id, plan, self.run.intent, expires, now
-            )
-            await self.commit(records)
-        self.parked = True
 
     async def _start_run(self, plan: Plan) -> None:
         """Restore what an earlier process finished, then pending -> running (``run.started``)
@@ -330,56 +282,12 @@ class RunExecutor:
         """Run a step whose ``step.started`` is committed, holding ``held`` until it ended."""
         try:
             try:
-                result = await self._attempt_loop(step, tool)
+                result = await attempt_until_done(self, step, tool)
             finally:
                 duration_ms = self.monitor.step_ended(step.id)
         finally:
             held.release()
         await self.record_outcome(step, result, duration_ms)
-
-    async def _attempt_loop(self, step: PlanStep, tool: Tool) -> dict[str, Any] | ToolError:
-        """Attempts until success, a permanent error or the retries are spent."""
-        timeout = step.timeout_s if step.timeout_s is not None else tool.timeout_s
-        retries = step.retries if step.retries is not None else tool.retries
-        retried = 0
-        outage_began: float | None = None
-        outage_failures = 0
-        while True:
-            outcome = await run_attempt(
-                self.deps,
-                self.project_id,
-                self.run_id,
-                step,
-                tool,
-                self.state.started[step.id],
-                timeout,
-                files=self.files,
-                outputs=self.outputs,
-                item=self.items.get(step.id, NO_ITEM),
-                accounting=self.accounting,
-            )
-            if not isinstance(outcome, ToolError):
-                return outcome
-            if is_store_outage(outcome):
-                # The database failed, not the tool: retried within the run writer's window
-                # whatever the step's retries, so an outage does not decide the run.
-                now = trio.current_time()
-                outage_began = now if outage_began is None else outage_began
-                if now - outage_began >= self.deps.write_policy.window_s:
-                    return outcome
-                outage_failures += 1
-                policy = self.deps.write_policy
-                delay = policy.backoff.delay(outage_failures, None, self.deps.rng)
-            elif not outcome.retryable or retried >= retries:
-                return outcome
-            else:
-                retried += 1
-                delay = self.deps.step_backoff.delay(retried, outcome.retry_after, self.deps.rng)
-            await self.commit(
-                self.state.step_retrying(step.id, outcome.to_json(), delay, self.clock.now())
-            )
-            await trio.sleep(delay)
-            self.monitor.attempt(step.id)
 
     async def record_outcome(
         self, step: PlanStep, result: dict[str, Any] | ToolError, duration_ms: float
