@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from server.bench.api import ApiClient
 from server.bench.errors import BenchError
-from server.bench.sse import SseRequest, subscribe
+from server.bench.sse import SseRequest, hold_with_reconnect
 from server.bench.stats import percentiles, process_cpu_s, rounded
-from server.bench.wire import parse_events
+from server.bench.wire import last_event_id, parse_events
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,8 +111,11 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     project_id = await api.setup_project()
     assert api.token is not None
     traces: dict[str, _RunTrace] = {}
+    last_id: list[str | None] = [None]
+    server_closes = [0]
 
     def on_frames(frames: bytes, at: float) -> None:
+        last_id[0] = last_event_id(frames) or last_id[0]
         for event in parse_events(frames):
             data = event.data if isinstance(event.data, dict) else {}
             run_id = data.get("run_id")
@@ -157,7 +161,19 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
             raise BenchError(f"run {created['id']} did not finish in {opts.run_timeout_s:g} s")
 
     async with trio.open_nursery() as streams:
-        await streams.start(subscribe, SseRequest(ctx.target, project_id, api.token), on_frames)
+        # A subscriber too slow for the event rate is closed by the server: reconnect with
+        # Last-Event-ID, like EventSource (the run and step events replay; deltas do not).
+        await streams.start(
+            partial(
+                hold_with_reconnect,
+                SseRequest(ctx.target, project_id, api.token),
+                on_frames,
+                reconnect=True,
+                last_id=lambda: last_id[0],
+                on_server_close=lambda: server_closes.__setitem__(0, server_closes[0] + 1),
+                on_reconnect_failed=lambda: None,
+            )
+        )
         for index in range(opts.runs):
             ctx.progress.stage(
                 f"round {index + 1}/{opts.runs}: {opts.concurrent} x {opts.steps} steps, "
@@ -215,6 +231,7 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
         ),
         "round_wall_ms": [rounded(wall, 1) for wall in round_walls],
         "events_per_s": rounded(events_seen / rounds_s, 1) if rounds_s else None,
+        "stream_reconnects": server_closes[0],
         **cpu,
         "server_wall_ms": server_walls,
         "server_critical_path_ms": server_critical,
