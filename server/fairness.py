@@ -192,6 +192,18 @@ class FairLimiter:
                 self.release(user)  # granted as we were cancelled: pass it on
             raise
 
+    def try_acquire(self, user: str) -> bool:
+        """Take a slot for ``user`` now if one is free and nobody waits; never blocks. The
+        caller must ``release(user)`` it. (The executor starts ready steps in the commit
+        that readied them when their slots are free.)"""
+        queue = self._queue
+        if queue.borrowed >= queue.total or queue.queued:
+            return False
+        queue.request(user, trio.Event())  # granted: a slot is free and nobody waits
+        if self.observer is not None:
+            self.observer("granted", user)
+        return True
+
     def release(self, user: str) -> None:
         granted = self._queue.release(user)
         if granted is not None:

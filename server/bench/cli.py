@@ -36,6 +36,8 @@ Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
   stretto bench fanout --url http://127.0.0.1:8080 --subs 1000 --events 200 --rate 20 --pid PID
   stretto bench idle --conns 10000 --hold-s 30 --pid PID
   stretto bench workflow --steps 20 --width 10 --latency-ms 100   # server: --offline-latency-ms 100
+  stretto bench workflow --steps 1000 --width 100 --runs 1 --pid PID  # scale rows: see
+  stretto bench workflow --steps 20 --concurrent 100 --runs 1 --pid PID  # workflow --help
   stretto bench http --path /api/health --conns 50 --seconds 5
   stretto bench compare --a http://127.0.0.1:3000 --a-label node --b http://127.0.0.1:8080 \
       --b-label stretto --scenarios http,fanout,workflow
@@ -156,10 +158,35 @@ def add_parser(subparsers: Any) -> None:
         parents=[common],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="Runs of K ai.generate steps, width W: wall vs critical path.",
+        description=(
+            "Rounds of C runs (submitted at once) of K ai.generate steps in W chains, one SSE "
+            "stream watching: wall time vs the critical path ceil(K/W) x latency, and with --pid "
+            "the server's CPU per run and per step, and events/s. Scale rows: --steps 1000 "
+            "--width 100 (cost vs steps) and --steps 20 --concurrent 100 (cost vs runs); "
+            "start the server with --max-plan-steps 1000 --run-concurrency 100 "
+            "--ai-concurrency 1000 --global-concurrency 1000 --max-runs-per-user 100 so its "
+            "limits do not set the wall time."
+        ),
     )
-    p.add_argument("--steps", type=_count(100), default=20, help="Steps per run.")
-    p.add_argument("--width", type=_count(100), default=10, help="Independent chains.")
-    p.add_argument("--runs", type=_count(100), default=3, help="Runs, one after another.")
+    p.add_argument(
+        "--steps",
+        type=_count(1000),
+        default=20,
+        help="Steps per run (past 100: start the server with --max-plan-steps).",
+    )
+    p.add_argument(
+        "--width",
+        type=_count(100),
+        default=10,
+        help="Independent chains (past 16: the server's --run-concurrency and --ai-concurrency).",
+    )
+    p.add_argument("--runs", type=_count(100), default=3, help="Rounds, one after another.")
+    p.add_argument(
+        "--concurrent",
+        type=_count(200),
+        default=1,
+        help="Runs submitted at once per round (past 20: the server's --max-runs-per-user).",
+    )
     p.add_argument(
         "--latency-ms",
         type=_seconds(60_000),
@@ -219,7 +246,11 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, Any, float]:
         return idle.run, io, 120 + io.hold_s + io.conns / 100
     if name == "workflow":
         wo = workflow.WorkflowOptions(
-            steps=args.steps, width=args.width, runs=args.runs, latency_ms=args.latency_ms
+            steps=args.steps,
+            width=args.width,
+            runs=args.runs,
+            latency_ms=args.latency_ms,
+            concurrent=args.concurrent,
         )
         return workflow.run, wo, 60 + 61 * wo.runs
     if name == "http":

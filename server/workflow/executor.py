@@ -18,64 +18,70 @@ resumed later from what the store holds. Any other failure to record ends the ru
 (``internal_error``), written from the store's view of the run (``transitions.end_stored``).
 Cancelling the run's scope (``cancel``) cancels every running step together.
 
-Fan-out: a ``for_each`` step resolves its list (at most ``settings.max_fanout_items`` items,
-else it fails ``fanout_too_large``), and its items (``edit[0]``...) are dispatched as steps of
-their own in the same nursery, under the same limiters, timeout and retries. The fan-out step
-itself holds no limiter; it succeeds with the list of its items' outputs once all succeeded,
-and fails (``item_failed``) as soon as one fails (with ``continue_on_error``: once all ended).
+One transaction per wave. The steps a commit readies are started in that same commit when
+their slots are free (``StepSlots.try_take``): their ``step.started`` follows, in the same
+transaction, the records that readied them, and their tasks begin once it committed. So a
+step never runs before its ``step.started`` (and its needs' success) is stored, and the
+first wave starts with ``run.started``. A step whose slot is taken waits for it in its own
+task and records its start then. The run's last records (``run.succeeded``...) go in the
+commit of its last step's end when nothing else can happen (``commit_and_dispatch``).
+
+Around it: planning a prompt run and the approval gate are ``workflow.planning``; a step's
+attempts (tool context, file log, timeout, retries) ``workflow.attempt``; its slots
+``workflow.slots``; fan-out (``for_each``) ``workflow.fanout_run``.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack
-from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import AppError, InvalidPlan, ModelRequired, StoreUnavailable, ToolError
+from server.errors import StoreUnavailable, ToolError
 from server.fairness import acting_as
 from server.store.models import RunStatus, StepStatus
-from server.workflow import fanout
-from server.workflow.accounting import PLANNING, RunAccounting, calls_model
-from server.workflow.approval import awaiting_approval
+from server.workflow.accounting import RunAccounting
+from server.workflow.attempt import RunFiles, attempt_until_done, is_store_outage
 from server.workflow.deps import ExecutorDeps, RunPlanner
-from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN, planning_failed
+from server.workflow.endings import ENDINGS, NOT_RECORDED, SHUTDOWN
 from server.workflow.events import bounded_output
-from server.workflow.file_log import FileLog, RecordingFiles
+from server.workflow.fanout_run import fanout_end, run_fanout
 from server.workflow.monitor import RunClock, RunMonitor
 from server.workflow.plan import parse_plan, split_item_id
-from server.workflow.templates import NO_ITEM, TemplateError, render_args
-from server.workflow.tools.changeset import ChangesetFiles
-from server.workflow.tools.registry import ToolContext, args_validator
+from server.workflow.planning import awaits, park_for_approval, plan_run
+from server.workflow.slots import StepSlots
 from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
 
 if TYPE_CHECKING:
+    from server.fairness import FairLimiter
     from server.store.models import Run
     from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
+    from server.workflow.slots import Held
     from server.workflow.tools.registry import Tool
 
-__all__ = ["ExecutorDeps", "RunExecutor", "RunPlanner", "WorkflowObserver", "steps_of"]
+__all__ = [
+    "ExecutorDeps",
+    "RunExecutor",
+    "RunPlanner",
+    "WorkflowObserver",
+    "is_store_outage",
+    "steps_of",
+]
 
 log = logging.getLogger("stretto.workflow")
 
 STORED_READ_DEADLINE_S = 10.0
 
 
-def is_store_outage(error: ToolError) -> bool:
-    """A tool's call failed because the database could not answer (a retryable
-    ``StoreUnavailable``): not the tool's fault, and not the step's."""
-    return error.retryable and error.code == StoreUnavailable.code
-
-
 class RunExecutor:
-    """Executes one run, from planning (prompt runs) to its terminal state."""
+    """Executes one run, from planning (prompt runs) to its terminal state.
 
-    def __init__(self, deps: ExecutorDeps, run: Run) -> None:
+    ``plan``: the run's plan already parsed (by ``submit``), so it is not parsed twice."""
+
+    def __init__(self, deps: ExecutorDeps, run: Run, plan: Plan | None = None) -> None:
         self.deps = deps
         self.run = run
         self.run_id = run.id
@@ -88,13 +94,14 @@ class RunExecutor:
         self.parked = False  # awaiting approval: nothing runs until someone approves
         self.state = RunState(run.project_id, run.id)
         self._scope = trio.CancelScope()
+        self._parsed = plan
         self._plan: Plan | None = None
         self._nursery: trio.Nursery | None = None
-        self._outputs: dict[str, Any] = {}
-        self._files: dict[str, FileLog] = {}  # step id -> the files its attempts used
-        self._tools: dict[str, str] = {}
-        self._item_steps: dict[str, PlanStep] = {}  # fan-out items, by step id
-        self._items: dict[str, Any] = {}  # fan-out item step id -> its item
+        self._final_committed = False  # the run's last records went with its last step's
+        self.outputs: dict[str, Any] = {}
+        self.tools: dict[str, str] = {}
+        self.item_steps: dict[str, PlanStep] = {}  # fan-out items, by step id
+        self.items: dict[str, Any] = {}  # fan-out item step id -> its item
         self.accounting = RunAccounting(run.owner_id, deps.token_budget)
         self.writer = RunWriter(
             deps.store,
@@ -103,16 +110,23 @@ class RunExecutor:
             run.project_id,
             policy=deps.write_policy,
             observer=deps.observer,
-            tool_of=lambda step_id: self._tools.get(step_id, "unknown"),
+            tool_of=lambda step_id: self.tools.get(step_id, "unknown"),
             rng=deps.rng,
         )
         settings = deps.settings
         options = run.options or {}
         self.state.review = options.get("changes") == "review"
+        self.files = RunFiles(deps, run.id, self.state.review)
         concurrency = int(options.get("concurrency") or settings.run_concurrency)
-        self._run_limiter = trio.CapacityLimiter(max(1, min(concurrency, settings.run_concurrency)))
+        limit = max(1, min(concurrency, settings.run_concurrency))
+        self._slots = StepSlots(trio.CapacityLimiter(limit), run.owner_id)
         timeout = options.get("timeout_s")
         self._timeout_s: float = float(timeout) if timeout else float("inf")
+
+    @property
+    def plan(self) -> Plan:
+        assert self._plan is not None
+        return self._plan
 
     # -- control ---------------------------------------------------------------------------
     def cancel(self, reason: CancelReason) -> None:
@@ -123,7 +137,8 @@ class RunExecutor:
             self.state.end(ending)
         self._scope.cancel()
 
-    async def _commit(self, records: Records) -> None:
+    async def commit(self, records: Records) -> None:
+        """Commit through the run's writer (grouped; raises ``WriteAbandoned``...)."""
         await self.writer.commit(records)
 
     # -- the run -----------------------------------------------------------------------------
@@ -137,18 +152,19 @@ class RunExecutor:
         try:
             with self._scope, acting_as(self.run.owner_id):
                 if self.run.plan is None:
-                    await self._plan_run()
+                    self._plan = await plan_run(self)
+                elif self._parsed is not None:
+                    self._plan = self._parsed
                 else:
                     steps = max(len(self.run.plan.get("steps", [])), 1)
                     self._plan = parse_plan(self.run.plan, self.deps.registry, steps)
-                if self._plan is not None and self.state.ending is None and self._awaits():
-                    await self._await_approval(self._plan)
+                if self._plan is not None and self.state.ending is None and awaits(self.run):
+                    self.parked = await park_for_approval(self, self._plan)
                 elif self._plan is not None and self.state.ending is None:
-                    await self._start_run(self._plan)
                     with trio.move_on_after(self._timeout_s) as timeout_scope:
                         async with trio.open_nursery() as nursery:
                             self._nursery = nursery
-                            self._dispatch()
+                            await self._start_run(self._plan)
                     if timeout_scope.cancelled_caught:
                         self.cancel("timeout")
         except* WriteAbandoned:
@@ -164,55 +180,10 @@ class RunExecutor:
             self.finished.set()
         return self.status
 
-    async def _plan_run(self) -> None:
-        """pending -> planning -> planned, through the planner. A failure ends the run."""
-        planner = self.deps.planner
-        prompt = self.run.prompt or ""
-        await self._commit(self.state.planning(prompt, self.clock.now()))
-        if planner is None:
-            self.state.end(planning_failed("No planner is configured."))
-            return
-        try:
-            self.accounting.check()  # RateLimited: the owner's token budget is spent
-            with self.accounting.metered(PLANNING):
-                intent, plan_json = await planner.analyze_and_plan(self.project_id, prompt)
-            plan = parse_plan(plan_json, self.deps.registry, self.deps.settings.max_plan_steps)
-        except InvalidPlan as exc:
-            self.state.end(planning_failed(exc.message, exc.details))
-            return
-        except ModelRequired as exc:  # the offline provider cannot do it: say so by its code
-            self.state.end(planning_failed(exc.message, exc.details, code=exc.code))
-            return
-        except (AppError, ToolError) as exc:
-            self.state.end(planning_failed(str(exc)))
-            return
-        usage = self.accounting.usage_of(PLANNING)
-        await self._commit(self.state.planned(intent, plan, self.clock.now(), usage))
-        steps = tuple(steps_of(self.run_id, plan))
-        self.run = replace(self.run, intent=intent, plan=plan.to_json(), steps=steps)
-        self._plan = plan
-
-    def _awaits(self) -> bool:
-        """The run waits for a person before it starts (option ``approval: "plan"``)."""
-        approval = (self.run.options or {}).get("approval") == "plan"
-        return self.run.status is RunStatus.AWAITING_APPROVAL or (
-            approval and self.run.approved_at is None
-        )
-
-    async def _await_approval(self, plan: Plan) -> None:
-        """planned -> awaiting_approval (lease released); the executor's work ends here."""
-        if self.run.status is not RunStatus.AWAITING_APPROVAL:
-            now = self.clock.now()
-            expires = now + timedelta(seconds=self.deps.settings.approval_timeout_s)
-            records = awaiting_approval(
-                self.project_id, self.run_id, plan, self.run.intent, expires, now
-            )
-            await self._commit(records)
-        self.parked = True
-
     async def _start_run(self, plan: Plan) -> None:
-        """Restore what an earlier process finished, then pending -> running (``run.started``)."""
-        self._tools = {step.id: step.tool for step in plan.steps}
+        """Restore what an earlier process finished, then pending -> running (``run.started``)
+        with the first wave's ``step.started`` in the same commit."""
+        self.tools = {step.id: step.tool for step in plan.steps}
         records = self.state.start(
             plan,
             self.run.steps,
@@ -222,192 +193,108 @@ class RunExecutor:
             retry_of=self.run.retry_of,
         )
         for step in self.run.steps:
-            if step.id in self._tools and step.status.finished:
+            if step.id in self.tools and step.status.finished:
                 if step.status is StepStatus.SUCCEEDED:
-                    self._outputs[step.id] = step.output
+                    self.outputs[step.id] = step.output
                 self.monitor.restore(step.id, step.duration_ms, step.attempts)
-        if records:
-            await self._commit(records)
         self.monitor.run_started()
+        await self.commit_and_dispatch(records)
 
     # -- steps -------------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        assert self._plan is not None
-        if self._nursery is None or self._scope.cancel_called:
-            return
-        for step_id in self.state.dispatch_ready():
-            self.monitor.step_ready(step_id)
-            step = self._item_steps.get(step_id) or self._plan.step(step_id)
-            run = self._run_fanout if step.for_each is not None else self._run_step
-            self._nursery.start_soon(run, step, name=f"step {step_id}")
-
-    # -- fan-out (server.workflow.fanout) -------------------------------------------------------
-    async def _run_fanout(self, step: PlanStep) -> None:
-        """Start the fan-out step and expand it into its items (dispatched at once)."""
-        assert self._plan is not None
-        settings = self.deps.settings
+    async def commit_and_dispatch(self, records: Records) -> None:
+        """Commit ``records`` with the start of every step they ready whose slots are free,
+        then start those steps' tasks (and the tasks of the steps that wait for a slot).
+        When nothing is left to run, the run's last records go in the same commit."""
+        starting: list[tuple[PlanStep, Tool, Held]] = []
+        waiting: list[PlanStep] = []
+        if self._nursery is not None and not self._scope.cancel_called:
+            for step_id in self.state.dispatch_ready():
+                self.monitor.step_ready(step_id)
+                step = self.item_steps.get(step_id) or self.plan.step(step_id)
+                held = self._try_start(step, records) if step.for_each is None else None
+                if held is None:
+                    waiting.append(step)
+                else:
+                    starting.append((step, held[0], held[1]))
+        nursery = self._nursery
+        finishing = not starting and not waiting and self.state.ending is None
+        finishing = finishing and nursery is not None and self.state.completed
+        final: RunStatus | None = None
+        if finishing:
+            final_records, final = self._final_records()
+            records.merge(final_records)
         try:
-            items: list[Any] | ToolError = fanout.fanout_items(
-                step, self._outputs, settings.max_fanout_items
-            )
-        except ToolError as exc:
-            items = exc
-        extra = {} if isinstance(items, ToolError) else {"items": len(items)}
-        queue_ms = self.monitor.step_started(step.id, counted=False)
-        self.monitor.attempt(step.id)
-        await self._commit(
-            self.state.step_started(step.id, step.tool, queue_ms, self.clock.now(), **extra)
-        )
-        if isinstance(items, ToolError):
-            await self._record_outcome(step, items, self.monitor.step_ended(step.id))
+            if records:
+                await self.commit(records)
+        except BaseException:
+            for _step, _tool, slots in starting:
+                slots.release()
+            raise
+        if finishing:
+            self._final_committed, self.status = True, final
+        if nursery is None:
             return
-        built = fanout.item_steps(step, items, settings.max_template_arg_bytes)
-        for (item_step, _shown), item in zip(built, items, strict=True):
-            self._item_steps[item_step.id] = item_step
-            self._items[item_step.id] = item
-            self._tools[item_step.id] = step.tool
-        position = self._plan.steps.index(step)
-        records, done = fanout.expand(
-            self.state, step.id, position, [shown for _, shown in built], step.tool
-        )
-        for item_id in done:
-            self._outputs[item_id] = self.state.stored_items[item_id].output
-        records.merge(self._fanout_end(step.id))
-        await self._commit(records)
-        self._dispatch()
+        for step, tool, slots in starting:
+            nursery.start_soon(self._run_started, step, tool, slots, name=f"step {step.id}")
+        for step in waiting:
+            if step.for_each is not None:
+                nursery.start_soon(run_fanout, self, step, name=f"step {step.id}")
+            else:
+                nursery.start_soon(self._run_step, step, name=f"step {step.id}")
 
-    def _fanout_end(self, parent: str) -> Records:
-        """The fan-out step's end, when its items decided it (else nothing)."""
-        assert self._plan is not None
-        step = self._plan.step(parent)
-        decided = fanout.outcome(self.state, parent, step.continue_on_error)
-        if decided is None:
-            return Records()
-        return fanout.end_records(
-            self.state,
-            step,
-            decided,
-            self._outputs,
-            self.monitor.step_ended(parent),
-            self.clock.now(),
-            self.deps.settings.step_output_max_bytes,
-        )
+    def _try_start(self, step: PlanStep, records: Records) -> tuple[Tool, Held] | None:
+        """Take the step's slots now and add its ``step.started`` to ``records``; None when
+        a slot is taken (its task waits for it)."""
+        tool, tool_limiter, process_limiter = self._limits(step)
+        held = self._slots.try_take(tool_limiter, process_limiter)
+        if held is not None:
+            records.merge(self._started_records(step, tool))
+            return tool, held
+        return None
+
+    def _limits(self, step: PlanStep) -> tuple[Tool, FairLimiter | None, FairLimiter]:
+        """The step's tool, its tool's limiter (if any) and the process's."""
+        tool = self.deps.registry.get(step.tool)
+        process = self.deps.global_limiter
+        assert tool is not None
+        assert process is not None
+        return tool, self.deps.tool_limiter(tool), process
+
+    def _started_records(self, step: PlanStep, tool: Tool) -> Records:
+        queue_ms = self.monitor.step_started(step.id)
+        self.monitor.attempt(step.id)
+        item = split_item_id(step.id)  # an item's events name its fan-out step and index
+        extra = {} if item is None else {"parent": item[0], "index": item[1]}
+        return self.state.step_started(step.id, tool.name, queue_ms, self.clock.now(), **extra)
 
     async def _run_step(self, step: PlanStep) -> None:
-        tool = self.deps.registry.get(step.tool)
-        assert tool is not None
-        async with AsyncExitStack() as limits:
-            await limits.enter_async_context(self._run_limiter)
-            tool_limiter = self.deps.tool_limiter(tool)
-            if tool_limiter is not None:
-                await limits.enter_async_context(tool_limiter.slot(self.run.owner_id))
-            assert self.deps.global_limiter is not None
-            await limits.enter_async_context(self.deps.global_limiter.slot(self.run.owner_id))
-            queue_ms = self.monitor.step_started(step.id)
-            self.monitor.attempt(step.id)
-            item = split_item_id(step.id)  # an item's events name its fan-out step and index
-            extra = {} if item is None else {"parent": item[0], "index": item[1]}
-            await self._commit(
-                self.state.step_started(step.id, tool.name, queue_ms, self.clock.now(), **extra)
-            )
+        """A step whose slots were taken at dispatch: wait for them, then start it."""
+        tool, tool_limiter, process_limiter = self._limits(step)
+        held = await self._slots.take(tool_limiter, process_limiter)
+        try:
+            await self.commit(self._started_records(step, tool))
+        except BaseException:
+            held.release()
+            raise
+        await self._run_started(step, tool, held)
+
+    async def _run_started(self, step: PlanStep, tool: Tool, held: Held) -> None:
+        """Run a step whose ``step.started`` is committed, holding ``held`` until it ended."""
+        try:
             try:
-                result = await self._attempt_loop(step, tool)
+                result = await attempt_until_done(self, step, tool)
             finally:
                 duration_ms = self.monitor.step_ended(step.id)
-            await self._record_outcome(step, result, duration_ms)
+        finally:
+            held.release()
+        await self.record_outcome(step, result, duration_ms)
 
-    async def _attempt_loop(self, step: PlanStep, tool: Tool) -> dict[str, Any] | ToolError:
-        """Attempts until success, a permanent error or the retries are spent."""
-        timeout = step.timeout_s if step.timeout_s is not None else tool.timeout_s
-        retries = step.retries if step.retries is not None else tool.retries
-        retried = 0
-        outage_began: float | None = None
-        outage_failures = 0
-        while True:
-            outcome = await self._attempt(step, tool, self.state.started[step.id], timeout)
-            if not isinstance(outcome, ToolError):
-                return outcome
-            if is_store_outage(outcome):
-                # The database failed, not the tool: retried within the run writer's window
-                # whatever the step's retries, so an outage does not decide the run.
-                now = trio.current_time()
-                outage_began = now if outage_began is None else outage_began
-                if now - outage_began >= self.deps.write_policy.window_s:
-                    return outcome
-                outage_failures += 1
-                policy = self.deps.write_policy
-                delay = policy.backoff.delay(outage_failures, None, self.deps.rng)
-            elif not outcome.retryable or retried >= retries:
-                return outcome
-            else:
-                retried += 1
-                delay = self.deps.step_backoff.delay(retried, outcome.retry_after, self.deps.rng)
-            await self._commit(
-                self.state.step_retrying(step.id, outcome.to_json(), delay, self.clock.now())
-            )
-            await trio.sleep(delay)
-            self.monitor.attempt(step.id)
-
-    async def _attempt(
-        self, step: PlanStep, tool: Tool, attempt: int, limit_s: float
-    ) -> dict[str, Any] | ToolError:
-        """One call of the tool under ``fail_after``; errors become a ``ToolError`` value."""
-        deps = self.deps
-        ctx = ToolContext(
-            project_id=self.project_id,
-            run_id=self.run_id,
-            step_id=step.id,
-            attempt=attempt,
-            files=RecordingFiles(
-                (
-                    ChangesetFiles(deps.store, deps.files.limits, self.run_id)
-                    if self.state.review
-                    else deps.files
-                ),
-                self._files.setdefault(step.id, FileLog()),
-            ),
-            publisher=deps.publisher,
-            provider=deps.provider,
-            settings=deps.settings,
-        )
-        try:
-            args = render_args(
-                step.args,
-                self._outputs,
-                deps.settings.max_template_arg_bytes,
-                item=self._items.get(step.id, NO_ITEM),
-            )
-        except TemplateError as exc:
-            return ToolError(exc.code, str(exc))
-        problems = sorted(args_validator(tool).iter_errors(args), key=str)
-        if problems:
-            return ToolError("invalid_args", f"arguments after substitution: {problems[0].message}")
-        try:
-            if calls_model(tool.name):
-                self.accounting.check()
-            with trio.fail_after(limit_s), self.accounting.metered(step.id):
-                output: object = await tool.run(ctx, args)
-        except trio.TooSlowError:
-            return ToolError("timeout", f"The step timed out after {limit_s:g}s.", retryable=True)
-        except ToolError as exc:
-            return exc
-        except AppError as exc:
-            return ToolError(
-                exc.code, exc.message, retryable=isinstance(exc, StoreUnavailable) and exc.retryable
-            )
-        except Exception as exc:
-            log.exception("tool %s crashed in run %s step %s", tool.name, self.run_id, step.id)
-            return ToolError("tool_crashed", f"{type(exc).__name__}: {exc}")
-        if not isinstance(output, dict):
-            return ToolError("invalid_output", "The tool returned something other than an object.")
-        return output
-
-    async def _record_outcome(
+    async def record_outcome(
         self, step: PlanStep, result: dict[str, Any] | ToolError, duration_ms: float
     ) -> None:
+        """Record a step's end with the start of the steps it readied (one commit)."""
         now = self.clock.now()
-        log_ = self._files.get(step.id)
-        reads = None if log_ is None else log_.to_json()
+        reads = self.files.reads(step.id)
         usage = self.accounting.usage_of(step.id)
         if isinstance(result, ToolError):
             error = result.to_json()
@@ -426,30 +313,20 @@ class RunExecutor:
             records, _ready = self.state.step_succeeded(
                 step.id, stored, duration_ms, now, reads, usage
             )
-            self._outputs[step.id] = result
+            self.outputs[step.id] = result
         parent = self.state.item_parent.get(step.id)
         if parent is not None:
-            records.merge(self._fanout_end(parent))
-        await self._commit(records)
+            records.merge(fanout_end(self, parent))
         if self.state.ending is not None:
+            await self.commit(records)
             self._scope.cancel()
             return
-        self._dispatch()
+        await self.commit_and_dispatch(records)  # a cancel meanwhile cancelled the scope
 
     # -- the end -------------------------------------------------------------------------------
-    async def _finalize(self, failed: bool) -> None:
-        """Write the run's final state and its steps' last events (shielded by the caller;
-        each write bounded by the writer's window). Never raises ``Exception``."""
+    def _final_records(self) -> tuple[Records, RunStatus | None]:
+        """The run's last records and status, from what the run did so far."""
         self.monitor.run_ended()
-        if self.abandoned or self.parked:
-            return  # the store holds the last committed state; the run resumes from it
-        if failed:
-            self.state.end(NOT_RECORDED)
-        elif self.state.ending is None and not self.state.completed:
-            self.state.end(SHUTDOWN)  # cancelled from outside: the supervisor is going away
-        if self.writer.broken is not None:
-            await self._finalize_stored()
-            return
         durations = {sid: self.monitor.step_ended(sid) for sid in self.state.started}
         plan = self._plan
         items = sum(len(ids) for ids in self.state.items.values())
@@ -461,9 +338,26 @@ class RunExecutor:
         run_usage = self.accounting.run_usage()
         if run_usage is not None:
             metrics["usage"] = run_usage
-        records, status = self.state.finish(self.clock.now(), metrics, durations)
+        return self.state.finish(self.clock.now(), metrics, durations)
+
+    async def _finalize(self, failed: bool) -> None:
+        """Write the run's final state and its steps' last events (shielded by the caller;
+        each write bounded by the writer's window). Never raises ``Exception``."""
+        if self._final_committed:
+            return  # written with the last step's end
+        self.monitor.run_ended()
+        if self.abandoned or self.parked:
+            return  # the store holds the last committed state; the run resumes from it
+        if failed:
+            self.state.end(NOT_RECORDED)
+        elif self.state.ending is None and not self.state.completed:
+            self.state.end(SHUTDOWN)  # cancelled from outside: the supervisor is going away
+        if self.writer.broken is not None:
+            await self._finalize_stored()
+            return
+        records, status = self._final_records()
         try:
-            await self._commit(records)
+            await self.commit(records)
         except WriteAbandoned:
             self.abandoned = True
         except Exception:

@@ -1,6 +1,7 @@
 """People in the loop: approve or reject a planned run, end unapproved ones, retry a run.
 
-The supervisor's ``approve``, ``reject``, ``expire_approvals`` and ``retry`` delegate here.
+The supervisor's ``approve``, ``reject``, ``expire_approvals``, ``retry`` and ``plan_only``
+(a plan for a person to read before submitting it) delegate here.
 Every transition out of ``awaiting_approval`` is a conditional write
 (``write_run_state(if_status=AWAITING_APPROVAL)``): of two concurrent approvals, rejections
 or deadline scans (on any instance sharing the database), exactly one changes the run and
@@ -17,10 +18,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from server.errors import Conflict, NotFound, RunStatusChanged
+from server.errors import Conflict, NotFound, RunStatusChanged, ValidationFailed
 from server.events.model import EventType
 from server.store.models import Run, RunChange, RunStatus, Step, StepChange, StepStatus
 from server.timeutil import new_id, utc_now
+from server.workflow.accounting import PLANNING, RunAccounting
 from server.workflow.approval import approved
 from server.workflow.endings import APPROVAL_TIMED_OUT, REJECTED
 from server.workflow.events import run_event
@@ -245,3 +247,24 @@ async def retry(sup: RunSupervisor, run_id: str, owner_id: str, force: bool) -> 
         sup.deps.observer.run_status(str(RunStatus.PENDING))
     sup.start(stored)
     return stored
+
+
+async def plan_only(
+    sup: RunSupervisor, owner_id: str, project_id: str, prompt: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plan without running (``POST /api/workflow/plan``): (intent, plan JSON), for a person
+    to read, edit and submit.
+
+    Raises ``ValidationFailed`` (no planner), ``NotFound`` (project), ``RateLimited`` (token
+    budget, before any model call) and the planner's errors. The tokens planning spends count
+    against the owner's budget."""
+    if sup.planner is None:
+        raise ValidationFailed(
+            "No planner is configured on this server.", {"prompt": "no planner configured"}
+        )
+    if await sup.store.get_project(owner_id, project_id) is None:
+        raise NotFound("No such project.")
+    accounting = RunAccounting(owner_id, sup.deps.token_budget)
+    accounting.check()
+    with accounting.metered(PLANNING):
+        return await sup.planner.analyze_and_plan(project_id, prompt)

@@ -12,10 +12,9 @@ The same maintenance ends runs whose approval deadline passed (``hitl.expire_app
 at most ``APPROVAL_SCAN_S`` late, on whichever instance sees them first. A run awaiting
 approval holds no lease and is never executed until ``approve``.
 
-Cross-instance cancel (PostgreSQL): cancelling a run another live instance executes asks
-that instance (``RunControl.request_cancel``: a mark on the run plus a notification its
-event bus delivers to ``cancel_local``); lease maintenance reads the marks as the fallback.
-The owner records the end, so every step gets exactly one terminal event.
+Cancelling, here or on the instance that executes the run, is ``workflow.cancelling``; lease
+maintenance reads cross-instance cancel marks as the fallback of their notification. A
+submitted run (``workflow.submission``) is inserted holding this instance's lease.
 
 Runs in flight per user (``max_runs_per_user``: unfinished runs) are counted by the store in
 the transaction that inserts the run, so the bound holds across instances.
@@ -24,26 +23,26 @@ the transaction that inserts the run, so the bound holds across instances.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import NotFound, RunFinished, ShuttingDown, ValidationFailed
-from server.events.model import EventType
+from server.errors import NotFound, ShuttingDown
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
-from server.workflow import hitl
-from server.workflow.accounting import PLANNING, RunAccounting, calls_model
+from server.workflow import cancelling, hitl
+from server.workflow.accounting import calls_model
+from server.workflow.cancelling import CANCEL_WAIT_S
 from server.workflow.endings import USER_CANCELLED
-from server.workflow.events import run_event
 from server.workflow.executor import ExecutorDeps, RunExecutor, RunPlanner
 from server.workflow.leases import AdoptionBackoff, RateLimitedLog
 from server.workflow.options import validate_options
 from server.workflow.plan import parse_plan
-from server.workflow.transitions import end_stored, steps_of
-from server.workflow.writer import WorkflowObserver, is_transient, record_end
+from server.workflow.submission import check_request, new_run
+from server.workflow.writer import WorkflowObserver, is_transient
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,15 +50,14 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.events.publisher import Publisher
     from server.store.protocol import Store
+    from server.workflow.plan import Plan
     from server.workflow.tools.registry import FileAccess, ToolRegistry
 
 __all__ = ["RunPlanner", "RunSupervisor"]
 
 log = logging.getLogger("stretto.workflow")
 
-CANCEL_WAIT_S = 5.0
 ADOPT_SCAN_MAX_S = 1.0
-REMOTE_CANCEL_POLL_S = 0.1
 APPROVAL_SCAN_S = 1.0  # how often runs past their approval deadline are looked for
 
 
@@ -67,6 +65,7 @@ APPROVAL_SCAN_S = 1.0  # how often runs past their approval deadline are looked 
 class _Active:
     executor: RunExecutor
     owner_id: str
+    claimed: bool = False  # inserted holding this process's lease: no claim needed
     done: trio.Event = field(default_factory=trio.Event)
 
 
@@ -108,7 +107,7 @@ class RunSupervisor:
         self._accepting = True
         self._changed = trio.Event()
         self._resumed_once = False
-        self._remote = store.run_control()  # cross-instance cancel, where instances share a DB
+        self.remote = store.run_control()  # cross-instance cancel, where instances share a DB
         self._adoption = AdoptionBackoff()
         self._cancel_when_back: set[str] = set()
         self._lease_log = RateLimitedLog(log, "lease maintenance")
@@ -121,14 +120,14 @@ class RunSupervisor:
         """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            if self._remote is not None:
-                self._remote.on_cancel_request(self.cancel_local)
+            if self.remote is not None:
+                self.remote.on_cancel_request(self.cancel_local)
             task_status.started()
             try:
                 await self._maintain_leases()
             finally:
-                if self._remote is not None:
-                    self._remote.on_cancel_request(None)
+                if self.remote is not None:
+                    self.remote.on_cancel_request(None)
                 self._nursery = None
                 self._accepting = False
 
@@ -146,8 +145,8 @@ class RunSupervisor:
                 if self._active and trio.current_time() - renewed_at >= renew_every - tick / 2:
                     renewed_at = trio.current_time()
                     await self.store.renew_leases(self.instance_id, self._lease_until())
-                    if self._remote is not None:
-                        for run_id in await self._remote.cancel_requests(self.instance_id):
+                    if self.remote is not None:
+                        for run_id in await self.remote.cancel_requests(self.instance_id):
                             self.cancel_local(run_id)
                 if self._accepting:
                     await self.resume_unfinished()
@@ -177,21 +176,9 @@ class RunSupervisor:
     async def plan_only(
         self, owner_id: str, project_id: str, prompt: str
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Plan without running (``POST /api/workflow/plan``): (intent, plan JSON).
-
-        Raises ``ValidationFailed`` (no planner), ``NotFound`` (project), ``RateLimited``
-        (token budget, before any model call) and the planner's errors. The tokens planning
-        spends count against the owner's budget."""
-        if self.planner is None:
-            raise ValidationFailed(
-                "No planner is configured on this server.", {"prompt": "no planner configured"}
-            )
-        if await self.store.get_project(owner_id, project_id) is None:
-            raise NotFound("No such project.")
-        accounting = RunAccounting(owner_id, self.deps.token_budget)
-        accounting.check()
-        with accounting.metered(PLANNING):
-            return await self.planner.analyze_and_plan(project_id, prompt)
+        """Plan without running (``POST /api/workflow/plan``): (intent, plan JSON). See
+        ``hitl.plan_only``."""
+        return await hitl.plan_only(self, owner_id, project_id, prompt)
 
     async def submit(
         self,
@@ -213,46 +200,22 @@ class RunSupervisor:
         self.check_accepting()
         if await self.store.get_project(owner_id, project_id) is None:
             raise NotFound("No such project.")
-        if (prompt is None) == (plan is None):
-            raise ValidationFailed(
-                "Send exactly one of prompt and plan.", {"prompt": "exactly one of prompt, plan"}
-            )
-        if prompt is not None and self.planner is None:
-            raise ValidationFailed(
-                "No planner is configured: send a plan instead of a prompt.",
-                {"prompt": "no planner configured; send a plan"},
-            )
-        if prompt is not None and not prompt.strip():
-            raise ValidationFailed("The prompt is empty.", {"prompt": "must not be empty"})
+        check_request(prompt, plan, self.planner is not None)
         opts = validate_options(options, self.settings)
-        run_id = new_id()
         parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
         model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
         if prompt is not None or model_steps:
             self.check_token_budget(owner_id)  # RateLimited (429) before any model call
-        now = utc_now()
-        run = Run(
-            id=run_id,
-            project_id=project_id,
+        run, created_event = new_run(
+            run_id=new_id(),
             owner_id=owner_id,
-            status=RunStatus.PENDING,
+            project_id=project_id,
             prompt=prompt,
-            intent=None,
-            plan=parsed.to_json() if parsed else None,
+            plan=parsed,
             options=opts,
-            error=None,
-            created_at=now,
             idempotency_key=idempotency_key,
-            steps=tuple(steps_of(run_id, parsed)) if parsed else (),
-        )
-        created_event = run_event(
-            EventType.RUN_CREATED,
-            project_id,
-            run_id,
-            now,
-            status=str(RunStatus.PENDING),
-            prompt=prompt,
-            plan=run.plan,
+            lease=(self.instance_id, self._lease_until()),  # started here without a claim
+            now=utc_now(),
         )
         stored, created, events = await self.store.create_run(
             run, [created_event], max_in_flight=self.settings.max_runs_per_user
@@ -261,7 +224,7 @@ class RunSupervisor:
         if created:
             if self.deps.observer is not None:
                 self.deps.observer.run_status(str(RunStatus.PENDING))
-            self._start(stored)
+            self._start(stored, parsed, claimed=True)
         return stored, created
 
     def check_accepting(self) -> None:
@@ -273,13 +236,13 @@ class RunSupervisor:
         """Execute a stored run in this process (nothing for one awaiting approval)."""
         self._start(run)
 
-    def _start(self, run: Run) -> None:
+    def _start(self, run: Run, plan: Plan | None = None, *, claimed: bool = False) -> None:
         if self._nursery is None or run.id in self._active:
             return
         if run.status is RunStatus.AWAITING_APPROVAL:
             return  # it waits for a person: approve() starts it
-        executor = RunExecutor(self.deps, run)
-        active = _Active(executor=executor, owner_id=run.owner_id)
+        executor = RunExecutor(self.deps, run, plan)
+        active = _Active(executor=executor, owner_id=run.owner_id, claimed=claimed)
         self._active[run.id] = active
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")
 
@@ -287,7 +250,8 @@ class RunSupervisor:
         executor = active.executor
         run_id = executor.run_id
         try:
-            if await self.store.claim_run(run_id, self.instance_id, self._lease_until()):
+            lease = self._lease_until()
+            if active.claimed or await self.store.claim_run(run_id, self.instance_id, lease):
                 await executor.execute()
             else:
                 log.info("run %s is held by another instance", run_id)
@@ -313,11 +277,12 @@ class RunSupervisor:
         cause = f": {type(exc).__name__}: {exc}" if exc is not None else ""
         log.warning("run %s: store unavailable%s; resuming it in %.1fs", run_id, cause, delay)
 
-    async def wait_finished(self, run_id: str) -> None:
-        """Return once this process no longer executes the run (tests, benchmarks)."""
+    async def wait_finished(self, run_id: str, timeout_s: float = math.inf) -> None:
+        """Return once this process no longer executes the run, or after ``timeout_s``."""
         active = self._active.get(run_id)
         if active is not None:
-            await active.done.wait()
+            with trio.move_on_after(timeout_s):
+                await active.done.wait()
 
     # -- cancelling ----------------------------------------------------------------------------
     def cancel_local(self, run_id: str) -> bool:
@@ -330,33 +295,10 @@ class RunSupervisor:
         return True
 
     async def cancel(self, run_id: str, owner_id: str) -> Run:
-        """Cancel a run of ``owner_id``: every running step together; waits until it ended.
-
-        Raises ``NotFound`` (missing or another user's), ``RunFinished``.
-        """
-        run = await self.store.get_run(run_id, owner_id)
-        if run is None:
-            raise NotFound("No such run.")
-        if run.status.finished:
-            raise RunFinished()
-        if run.status is RunStatus.AWAITING_APPROVAL:
-            if await hitl.end_awaiting(self, run, USER_CANCELLED):
-                return await self._fetch(run_id, owner_id)
-            return await self.cancel(run_id, owner_id)  # it moved on meanwhile: cancel that
-        active = self._active.get(run_id)
-        if active is not None:
-            active.executor.cancel("user")
-            with trio.move_on_after(CANCEL_WAIT_S):
-                await active.done.wait()
-        elif not await self._cancel_remote(run):
-            await self._cancel_orphan(run)
-        return await self._fetch(run_id, owner_id)
-
-    async def _fetch(self, run_id: str, owner_id: str) -> Run:
-        fresh = await self.store.get_run(run_id, owner_id)
-        if fresh is None:
-            raise NotFound("No such run.")
-        return fresh
+        """Cancel a run of ``owner_id`` wherever it executes; waits (bounded) until it ended
+        (``cancelling.cancel``). Raises ``NotFound`` (missing or another user's),
+        ``RunFinished``."""
+        return await cancelling.cancel(self, run_id, owner_id)
 
     # -- people in the loop (``workflow.hitl``) --------------------------------------------
     async def approve(self, run_id: str, owner_id: str, plan: Mapping[str, Any] | None) -> Run:
@@ -370,43 +312,6 @@ class RunSupervisor:
     async def retry(self, run_id: str, owner_id: str, *, force: bool) -> Run:
         """A new run reusing a failed/cancelled run's succeeded steps (``hitl.retry``)."""
         return await hitl.retry(self, run_id, owner_id, force)
-
-    def _held_elsewhere(self, run: Run) -> bool:
-        """Another instance holds a live lease on the run."""
-        return (
-            run.lease_owner is not None
-            and run.lease_owner != self.instance_id
-            and run.lease_expires_at is not None
-            and run.lease_expires_at > utc_now()
-        )
-
-    async def _cancel_remote(self, run: Run) -> bool:
-        """Ask the live instance holding the run's lease to cancel it, and wait (bounded) until
-        it recorded the end. False when no other live instance holds it (cancel it here)."""
-        held = (
-            run.lease_owner is not None
-            and run.lease_owner != self.instance_id
-            and run.lease_expires_at is not None
-            and run.lease_expires_at > utc_now()
-        )
-        if self._remote is None or not held:
-            return False
-        if not await self._remote.request_cancel(run.id):
-            fresh = await self.store.get_run(run.id)
-            return fresh is None or fresh.status.finished or fresh.lease_owner is not None
-        with trio.move_on_after(CANCEL_WAIT_S):
-            while True:
-                fresh = await self.store.get_run(run.id)
-                if fresh is None or fresh.status.finished:
-                    break
-                await trio.sleep(REMOTE_CANCEL_POLL_S)
-        return True
-
-    async def _cancel_orphan(self, run: Run) -> None:
-        """Cancel a run no executor of this process holds (not started, or another process's):
-        the end-of-run rules of ``transitions`` applied to the stored run."""
-        records, _status = end_stored(run, USER_CANCELLED, utc_now())
-        await record_end(self.store, self.publisher, records, run.id, run.project_id)
 
     async def cancel_project(self, project_id: str) -> None:
         """The project is being deleted: cancel its runs here and wait until they ended."""
@@ -464,12 +369,17 @@ class RunSupervisor:
                 continue
             run = await self.store.get_run(run_id)
             waiting = run is not None and run.status is RunStatus.AWAITING_APPROVAL
-            if run is None or run.status.finished or waiting or self._held_elsewhere(run):
+            if (
+                run is None
+                or run.status.finished
+                or waiting
+                or cancelling.held_elsewhere(run, self.instance_id)
+            ):
                 self._adoption.succeeded(run_id)  # gone, ended, or another instance has it
                 self._cancel_when_back.discard(run_id)
                 continue
             if run_id in self._cancel_when_back:
-                await self._cancel_orphan(run)
+                await cancelling.cancel_orphan(self.store, self.publisher, run)
                 self._cancel_when_back.discard(run_id)
                 self._adoption.succeeded(run_id)
                 continue

@@ -4,9 +4,9 @@ No trio, no I/O, no clock: every moment and duration comes in with the event. ``
 is the in-memory view of one run that the executor drives (as Temporal's
 ``WorkflowInstance.activate(activation) -> completion``); each method applies one event and
 returns the ``Records`` (run fields, step fields, events) to commit in one transaction.
-``end_stored`` applies the same end-of-run rules to a run as the store holds it (the
-supervisor cancelling a run no executor holds; the executor failing a run whose in-memory
-view can no longer be trusted).
+``end_stored`` (``run_end.py``, with the records of every run's end) applies the same
+end-of-run rules to a run as the store holds it (the supervisor cancelling a run no
+executor holds; the executor failing a run whose in-memory view can no longer be trusted).
 
 How a run ends (API.md; the endings and their error objects are in ``endings.py``), the
 first cause wins:
@@ -38,17 +38,18 @@ from typing import TYPE_CHECKING, Any
 from server.events.model import EventType
 from server.store.models import RunStatus, Step, StepStatus
 from server.workflow.analyzer import DependencyAnalyzer, Slot
-from server.workflow.endings import step_cancelled_error, step_failed_ending
+from server.workflow.endings import step_failed_ending
 from server.workflow.events import run_event, step_event
 from server.workflow.plan import split_item_id
 from server.workflow.records import Records, StepUpdate, steps_of
+from server.workflow.run_end import RunRef, end_records, end_stored
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from datetime import datetime
 
     from server.events.model import NewEvent
-    from server.store.models import Run, StepFields
+    from server.store.models import StepFields
     from server.workflow.endings import Ending
     from server.workflow.plan import Plan
 
@@ -364,8 +365,8 @@ class RunState:
                 for sid, step in self.stored_items.items()
                 if (analyzer is None or sid not in analyzer) and not step.status.finished
             ]
-        records, status = _end_records(
-            self,
+        records, status = end_records(
+            RunRef(self.project_id, self.run_id, self.review),
             self.ending,
             started={sid: self.started[sid] for sid in dispatched if sid in self.started},
             unstarted=[sid for sid in dispatched if sid not in self.started],
@@ -383,88 +384,3 @@ class RunState:
 
 def _skips(ending: Ending | None) -> bool:
     return ending is not None and not ending.resumable
-
-
-def _public(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The metrics an event carries (without the per-step breakdown)."""
-    return {k: v for k, v in metrics.items() if k != "steps"}
-
-
-def _end_records(
-    state: RunState,
-    ending: Ending | None,
-    *,
-    started: Mapping[str, int],
-    unstarted: Iterable[str],
-    waiting: Iterable[str],
-    at: datetime,
-    metrics: Mapping[str, Any] | None,
-    durations: Mapping[str, float | None],
-) -> tuple[Records, RunStatus | None]:
-    """The end of a run: started steps cancelled (or reset, on shutdown), not-started ones
-    skipped, the run's terminal fields and event. Shared by ``finish`` and ``end_stored``."""
-    resumable = ending is not None and ending.resumable
-    records = Records(run={"lease_owner": None, "lease_expires_at": None})
-    if metrics is not None:
-        records.run["metrics"] = dict(metrics)
-    for sid, attempt in started.items():
-        reason = ending.step_reason if ending is not None else "sibling_failed"
-        fields: StepFields = {"status": StepStatus.PENDING if resumable else StepStatus.CANCELLED}
-        if sid in durations:
-            fields["duration_ms"] = durations[sid]
-        if not resumable:
-            fields["finished_at"] = at
-            fields["error"] = step_cancelled_error(reason)
-        records.steps.append((sid, fields))
-        records.events.append(
-            state._step_event(EventType.STEP_CANCELLED, sid, attempt, at, reason=reason)
-        )
-    if not resumable:
-        for sid in [*unstarted, *waiting]:
-            records.steps.append((sid, {"status": StepStatus.SKIPPED}))
-            records.events.append(
-                state._step_event(EventType.STEP_SKIPPED, sid, 0, at, reason="run_failed")
-            )
-    extra: dict[str, Any] = {} if metrics is None else {"metrics": _public(metrics)}
-    if resumable:
-        return records, None
-    if ending is None and state.review:
-        records.run.update({"status": RunStatus.AWAITING_REVIEW, "finished_at": at})
-        records.events.append(state._run_event(EventType.RUN_AWAITING_REVIEW, at, **extra))
-        return records, RunStatus.AWAITING_REVIEW
-    if ending is None:
-        records.run.update({"status": RunStatus.SUCCEEDED, "finished_at": at})
-        # ``wall_ms`` at the top too: the shared bench's peers report it there.
-        wall = {"wall_ms": metrics.get("wall_ms")} if metrics is not None else {}
-        records.events.append(state._run_event(EventType.RUN_SUCCEEDED, at, **extra, **wall))
-        return records, RunStatus.SUCCEEDED
-    status = RunStatus.CANCELLED if ending.kind == "cancelled" else RunStatus.FAILED
-    records.run.update({"status": status, "finished_at": at, "error": ending.error})
-    if status is RunStatus.CANCELLED:
-        reason = ending.error.get("reason", "user")
-        event = state._run_event(
-            EventType.RUN_CANCELLED, at, reason=reason, error=ending.error, **extra
-        )
-    else:
-        event = state._run_event(EventType.RUN_FAILED, at, error=ending.error, **extra)
-    records.events.append(event)
-    return records, status
-
-
-def end_stored(run: Run, ending: Ending, at: datetime) -> tuple[Records, RunStatus | None]:
-    """End a run as the store holds it (no executor has it in memory): steps stored
-    ``running`` are cancelled (their ``step.started`` is committed with that status),
-    ``pending`` ones skipped, and the run gets its terminal state and event."""
-    state = RunState(run.project_id, run.id)
-    started = {s.id: s.attempts for s in run.steps if s.status is StepStatus.RUNNING}
-    waiting = [s.id for s in run.steps if s.status is StepStatus.PENDING]
-    return _end_records(
-        state,
-        ending,
-        started=started,
-        unstarted=(),
-        waiting=waiting,
-        at=at,
-        metrics=None,
-        durations={},
-    )

@@ -12,7 +12,8 @@
 #                 a PyInstaller build works too: STRETTO_CMD=dist/stretto)
 #   EXTRA         1 (default) also runs stretto-only extras: fanout @ the highest rate with
 #                 reconnect + Last-Event-ID replay, and IDLE_MANY (default 10000) idle streams with
-#                 heartbeats every 2 s, held 20 s (stretto bench idle, pinned to CPU 1)
+#                 heartbeats every 2 s, held 20 s (stretto bench idle, pinned to CPU 1), and the
+#                 workflow scale rows (SCALE_STEPS x SCALE_WIDTH, SCALE_RUNS concurrent runs of 20)
 #   QUICK         1 = tiny sizes (SUBS=20 EVENTS=20 RATES=20 IDLE_CONNS=50 STEPS=4 WIDTH=2 RUNS=1
 #                 HTTP_SECONDS=1 IDLE_MANY=200); the sizes of run-all.sh can also be set one by one
 #   BENCH_DIR     the shared bench (default: ../shared/bench next to the repository)
@@ -78,6 +79,21 @@ if [ "$EXTRA" = 1 ]; then
     --conns "$IDLE_MANY" --hold-s 20 --pid "$pid" --json --quiet \
     | tee -a "$OUT_DIR/extra.jsonl" || true
   kill "$pid" 2>/dev/null || true
+fi
+
+# Workflow scale rows (stretto only; `stretto bench workflow --help`): cost vs steps (1000 steps at
+# width 100) and vs runs (100 concurrent runs of 20 steps), with the server's limits lifted.
+if [ "$EXTRA" = 1 ]; then
+  scale_server="STRETTO_MAX_PLAN_STEPS=1000 STRETTO_RUN_CONCURRENCY=100 STRETTO_AI_CONCURRENCY=1000 STRETTO_GLOBAL_CONCURRENCY=1000 STRETTO_MAX_RUNS_PER_USER=100"
+  if [ "${QUICK:-0}" = 1 ]; then SCALE_STEPS="${SCALE_STEPS:-40}" SCALE_RUNS="${SCALE_RUNS:-4}" SCALE_ROUNDS=1; fi
+  for row in "${SCALE_STEPS:-1000} ${SCALE_WIDTH:-100} 1" "20 10 ${SCALE_RUNS:-100}"; do
+    set -- $row
+    pid=$("$BENCH_DIR/run-peers.sh" cmd "$PORT" 0 "$(stretto_cmd $scale_server)")
+    taskset -c 1 $STRETTO_CMD bench workflow --url "http://127.0.0.1:$PORT" --label "stretto-scale" \
+      --steps "$1" --width "$2" --concurrent "$3" --runs "${SCALE_ROUNDS:-3}" --latency-ms "$LATENCY_MS" \
+      --pid "$pid" --json --quiet | tee -a "$OUT_DIR/extra.jsonl" || true
+    kill "$pid" 2>/dev/null || true; sleep 2
+  done
 fi
 
 STRETTO_VERSION="$($STRETTO_CMD version 2>/dev/null | head -1 || echo stretto)" \

@@ -174,6 +174,56 @@ async def test_workflow_reports_wall_time_and_critical_path(
 
 
 @SQLITE_ONLY
+async def test_workflow_concurrent_rounds_report_cpu_and_event_rate(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The scale rows' plumbing at tiny sizes: 2 rounds of 3 runs at once, more steps than
+    # the default plan limit allows (the server is started with a higher one).
+    server = await start_server(offline_latency_ms=5.0, max_plan_steps=120)
+    code, result = await bench(
+        capsys,
+        "workflow",
+        "--url",
+        server.url,
+        "--steps",
+        "101",
+        "--width",
+        "4",
+        "--runs",
+        "2",
+        "--concurrent",
+        "3",
+        "--latency-ms",
+        "5",
+        "--pid",
+        str(os.getpid()),  # the server runs in this process
+    )
+    assert code == 0, result
+    assert (result["concurrent"], result["runs"], result["steps"]) == (3, 2, 101)
+    assert len(result["wall_ms"]) == 6  # every run of every round
+    assert len(result["round_wall_ms"]) == 2
+    assert result["failed_runs"] == 0
+    assert result["events_complete"] is True
+    assert result["dag_order_ok"] is True
+    # each run's 101 steps started and succeeded: at least 2 events per step per run
+    assert result["events_per_s"] * sum(result["round_wall_ms"]) / 1000 >= 6 * 101 * 2
+    assert result["server_cpu_ms_per_run"] > 0
+    assert result["server_cpu_ms_per_step"] > 0
+    assert result["server_cpu_pct"] > 0
+
+
+def test_workflow_concurrency_and_steps_have_ceilings(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    args = parser.parse_args(["bench", "workflow", "--steps", "1000", "--concurrent", "100"])
+    assert (args.steps, args.concurrent) == (1000, 100)
+    for flag, value in (("--steps", "1001"), ("--concurrent", "201"), ("--concurrent", "0")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(["bench", "workflow", flag, value])
+        assert exc.value.code == 2
+    capsys.readouterr()
+
+
+@SQLITE_ONLY
 async def test_a_refused_request_inside_a_scenario_is_a_failed_run(
     start_server: StartServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

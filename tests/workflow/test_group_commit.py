@@ -38,6 +38,7 @@ class RecordingStore(MemoryRunStore):
     ) -> None:
         super().__init__()
         self.transactions: list[list[str]] = []
+        self.named: list[list[str]] = []  # the same, as ``type:step_id``
         self.fail_on = fail_on
         self.error = error or StoreUnavailable("connection lost")
         self.lost_answer = lost_answer
@@ -60,6 +61,7 @@ class RecordingStore(MemoryRunStore):
             await trio.lowlevel.checkpoint()
             raise self.error
         self.transactions.append(types)
+        self.named.append([f"{e.type}:{e.data.get('step_id')}" for e in events])
         return await super().write_run_state(events=events, **kw)
 
 
@@ -79,6 +81,29 @@ async def test_steps_started_and_finished_together_share_transactions(
     # Ten steps woken together: a couple of transactions each way, not ten.
     assert len(started) <= 2
     assert len(succeeded) <= 2
+
+
+async def test_a_wave_starts_in_the_transaction_that_readied_it(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # Two chains of two: the first wave starts with run.started, each second step in the
+    # transaction of its need's success, and the run ends with its last step's success.
+    store = RecordingStore()
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    steps = [sleep("a0", 1.0), sleep("a1", 1.0), sleep("b0", 1.0, ("a0",))]
+    run = await h.run([*steps, sleep("b1", 1.0, ("a1",))])
+    assert run.status is RunStatus.SUCCEEDED
+    check_event_invariants(h, run.id)
+    first = next(t for t in store.transactions if "run.started" in t)
+    assert first.count("step.started") == 2  # a0, a1 with run.started
+    for need, step in (("a0", "b0"), ("a1", "b1")):
+        (tx,) = [t for t in store.named if f"step.succeeded:{need}" in t]
+        assert tx.index(f"step.started:{step}") > tx.index(f"step.succeeded:{need}")
+    last = store.transactions[-1]
+    assert "step.succeeded" in last
+    assert last[-1] == "run.succeeded"
+    assert not any("step.started" in t and len(t) == 1 for t in store.transactions)
 
 
 @pytest.mark.parametrize("kind", ["step.started", "step.succeeded", "run.started"])

@@ -1,22 +1,31 @@
-"""workflow: K ``ai.generate`` steps in W independent chains (step i needs step i-W), run
-``runs`` times while one SSE stream watches the project. Wall time per run = POST sent ->
-terminal run event read; the critical path = ceil(K/W) x the provider's latency. Checks that
-each step started only after its needs succeeded and that every step reported both events."""
+"""workflow: K ``ai.generate`` steps in W independent chains (step i needs step i-W), in
+``runs`` rounds of ``concurrent`` runs submitted at once, while one SSE stream watches the
+project. Wall time per run = POST sent -> terminal run event read; the critical path =
+ceil(K/W) x the provider's latency. Checks that each step started only after its needs
+succeeded and that every step reported both events.
+
+Scale rows (how the cost grows with steps and with runs): ``--steps 1000 --width 100`` and
+``--steps 20 --concurrent 100``. They need a server that lets them run at full width:
+``--max-plan-steps 1000 --run-concurrency 100 --ai-concurrency 1000 --global-concurrency 1000
+--max-runs-per-user 100`` (else its limits, not its overhead, set the wall time). With
+``--pid`` the server's CPU time over the rounds is reported (per run and per step), and the
+events the stream received per second of the rounds."""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from server.bench.api import ApiClient
 from server.bench.errors import BenchError
-from server.bench.sse import SseRequest, subscribe
-from server.bench.stats import percentiles, rounded
-from server.bench.wire import parse_events
+from server.bench.sse import SseRequest, hold_with_reconnect
+from server.bench.stats import percentiles, process_cpu_s, rounded
+from server.bench.wire import last_event_id, parse_events
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,6 +42,7 @@ class WorkflowOptions:
     runs: int = 3
     latency_ms: float = 100.0
     run_timeout_s: float = 60.0
+    concurrent: int = 1  # runs submitted at once per round
 
 
 @dataclass(slots=True)
@@ -101,8 +111,11 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     project_id = await api.setup_project()
     assert api.token is not None
     traces: dict[str, _RunTrace] = {}
+    last_id: list[str | None] = [None]
+    server_closes = [0]
 
     def on_frames(frames: bytes, at: float) -> None:
+        last_id[0] = last_event_id(frames) or last_id[0]
         for event in parse_events(frames):
             data = event.data if isinstance(event.data, dict) else {}
             run_id = data.get("run_id")
@@ -122,50 +135,92 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     chain_len = math.ceil(opts.steps / opts.width)
     critical_ms = chain_len * opts.latency_ms
     walls: list[float] = []
+    round_walls: list[float] = []
     server_walls: list[float | None] = []
     server_critical: list[float | None] = []
     parallelism: list[int] = []
     complete = order_ok = True
     failed_runs = 0
     first_accept_ms: float | None = None
+    events_seen = 0
+    rounds_s = 0.0
+    cpu_s = 0.0
+    pid = ctx.server_pid
+
+    async def start_one(index: int, t0: float, ids: list[str | None]) -> None:
+        nonlocal first_accept_ms
+        body = {"project_id": project_id, "plan": plan}
+        created = await api.call("POST", "/api/workflow/runs", body, 202, "create run")
+        if first_accept_ms is None:
+            first_accept_ms = (trio.current_time() - t0) * 1000
+        run_id = ids[index] = str(created["id"])
+        trace = traces.setdefault(run_id, _RunTrace())
+        with trio.move_on_after(opts.run_timeout_s):
+            await trace.done.wait()
+        if not trace.done.is_set():
+            raise BenchError(f"run {created['id']} did not finish in {opts.run_timeout_s:g} s")
+
     async with trio.open_nursery() as streams:
-        await streams.start(subscribe, SseRequest(ctx.target, project_id, api.token), on_frames)
+        # A subscriber too slow for the event rate is closed by the server: reconnect with
+        # Last-Event-ID, like EventSource (the run and step events replay; deltas do not).
+        await streams.start(
+            partial(
+                hold_with_reconnect,
+                SseRequest(ctx.target, project_id, api.token),
+                on_frames,
+                reconnect=True,
+                last_id=lambda: last_id[0],
+                on_server_close=lambda: server_closes.__setitem__(0, server_closes[0] + 1),
+                on_reconnect_failed=lambda: None,
+            )
+        )
         for index in range(opts.runs):
             ctx.progress.stage(
-                f"run {index + 1}/{opts.runs}: {opts.steps} steps, width {opts.width}"
+                f"round {index + 1}/{opts.runs}: {opts.concurrent} x {opts.steps} steps, "
+                f"width {opts.width}"
             )
+            ids: list[str | None] = [None] * opts.concurrent
+            seen_before = sum(len(t.events) for t in traces.values())
+            cpu_before = process_cpu_s(pid) if pid is not None else None
             t0 = trio.current_time()
-            created = await api.call(
-                "POST",
-                "/api/workflow/runs",
-                {"project_id": project_id, "plan": plan},
-                202,
-                "create run",
-            )
-            if first_accept_ms is None:
-                first_accept_ms = (trio.current_time() - t0) * 1000
-            trace = traces.setdefault(str(created["id"]), _RunTrace())
-            with trio.move_on_after(opts.run_timeout_s):
-                await trace.done.wait()
-            if not trace.done.is_set():
-                raise BenchError(f"run {created['id']} did not finish in {opts.run_timeout_s:g} s")
-            if trace.terminal != "run.succeeded":
-                failed_runs += 1
-            walls.append((trace.done_at - t0) * 1000)
-            run_complete, run_order_ok = check_order(plan, trace.events)
-            complete, order_ok = complete and run_complete, order_ok and run_order_ok
-            parallelism.append(max_parallelism(trace.events))
-            metrics = await _server_metrics(api, str(created["id"]))
-            server_walls.append(trace.server_wall_ms or metrics.get("wall_ms"))
-            server_critical.append(metrics.get("critical_path_ms"))
+            async with trio.open_nursery() as runs:
+                for slot in range(opts.concurrent):
+                    runs.start_soon(start_one, slot, t0, ids)
+            rounds_s += trio.current_time() - t0
+            cpu_after = process_cpu_s(pid) if pid is not None else None
+            if cpu_before is not None and cpu_after is not None:
+                cpu_s += cpu_after - cpu_before
+            events_seen += sum(len(t.events) for t in traces.values()) - seen_before
+            round_walls.append((max(traces[i].done_at for i in ids if i is not None) - t0) * 1000)
+            for run_id in ids:
+                assert run_id is not None
+                trace = traces[run_id]
+                if trace.terminal != "run.succeeded":
+                    failed_runs += 1
+                walls.append((trace.done_at - t0) * 1000)
+                run_complete, run_order_ok = check_order(plan, trace.events)
+                complete, order_ok = complete and run_complete, order_ok and run_order_ok
+                parallelism.append(max_parallelism(trace.events))
+                metrics = await _server_metrics(api, run_id)
+                server_walls.append(trace.server_wall_ms or metrics.get("wall_ms"))
+                server_critical.append(metrics.get("critical_path_ms"))
         streams.cancel_scope.cancel()
 
     wall_p50 = percentiles(walls)["p50"]
+    total_runs = opts.runs * opts.concurrent
+    cpu: dict[str, float | None] = {}
+    if pid is not None:
+        cpu = {
+            "server_cpu_ms_per_run": rounded(cpu_s * 1000 / total_runs, 2),
+            "server_cpu_ms_per_step": rounded(cpu_s * 1000 / (total_runs * opts.steps), 3),
+            "server_cpu_pct": rounded(cpu_s * 100 / rounds_s, 1) if rounds_s else None,
+        }
     return {
         "steps": opts.steps,
         "width": opts.width,
         "chain_len": chain_len,
         "runs": opts.runs,
+        "concurrent": opts.concurrent,
         "latency_ms_assumed": opts.latency_ms,
         "critical_path_ms": critical_ms,
         "wall_ms": [rounded(wall, 1) for wall in walls],
@@ -174,6 +229,10 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
         "wall_over_critical_path": (
             rounded(wall_p50 / critical_ms, 3) if wall_p50 is not None and critical_ms else None
         ),
+        "round_wall_ms": [rounded(wall, 1) for wall in round_walls],
+        "events_per_s": rounded(events_seen / rounds_s, 1) if rounds_s else None,
+        "stream_reconnects": server_closes[0],
+        **cpu,
         "server_wall_ms": server_walls,
         "server_critical_path_ms": server_critical,
         "max_parallelism": max(parallelism, default=0),
