@@ -27,10 +27,18 @@ if TYPE_CHECKING:
 
 _cpu_limiter = trio.CapacityLimiter(2)
 T = TypeVar("T")
+# Inputs up to this many characters are handled on the event loop: tens of microseconds,
+# less than the thread hop itself (and the hop queues behind a 2-thread limiter: a wave of
+# ten short ai.generate steps waited on it in the workflow bench).
+INLINE_CHARS = 2048
 
 
-async def _in_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Parsing a 20k-character request or rewriting a file is CPU work: off the event loop."""
+async def _off_loop(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Parsing a 20k-character request or rewriting a file is CPU work: off the event loop;
+    an input of at most ``INLINE_CHARS`` (``size``) is done in place."""
+    if size <= INLINE_CHARS:
+        await trio.lowlevel.checkpoint()
+        return fn(*args, **kwargs)
     return await trio.to_thread.run_sync(
         partial(fn, *args, **kwargs), limiter=_cpu_limiter, abandon_on_cancel=True
     )
@@ -58,10 +66,12 @@ class OfflineProvider:
         request = str(hints.get("prompt", prompt))
         task = hints.get("task")
         if task == "intent":
-            return await _in_thread(offline_rules.classify, request, files)
+            size = len(request) + sum(map(len, files))
+            return await _off_loop(size, offline_rules.classify, request, files)
         if task == "plan":
             intent = hints.get("intent")
-            return await _in_thread(
+            return await _off_loop(
+                len(request) + sum(map(len, files)),
                 offline_rules.plan_for,
                 intent if isinstance(intent, Mapping) else {},
                 request,
@@ -76,7 +86,9 @@ class OfflineProvider:
         self, *, system: str | None, prompt: str, hints: Hints | None = None
     ) -> AsyncGenerator[str, None]:
         await self._latency()
-        text = await _in_thread(self.text_for, system=system, prompt=prompt, hints=hints or {})
+        hints = hints or {}
+        size = len(prompt) + sum(len(v) for v in hints.values() if isinstance(v, str))
+        text = await _off_loop(size, self.text_for, system=system, prompt=prompt, hints=hints)
         for chunk in offline_text.chunks(text, self.words_per_chunk):
             await trio.lowlevel.checkpoint()
             yield chunk
