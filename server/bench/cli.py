@@ -20,7 +20,7 @@ from server.bench import compare
 from server.bench.errors import BenchError
 from server.bench.progress import Progress
 from server.bench.report import format_json, format_table
-from server.bench.scenarios import fanout, http, idle, workflow
+from server.bench.scenarios import capacity, fanout, http, idle, workflow
 from server.bench.scenarios.common import RunContext
 from server.bench.stats import raise_fd_limit
 from server.bench.target import DEFAULT_URL, parse_target
@@ -184,6 +184,16 @@ def add_parser(subparsers: Any) -> None:
         help="python (raw sockets), wrk, or auto (wrk when installed).",
     )
 
+    p = scenarios.add_parser(
+        "capacity",
+        parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="Idle SSE streams in steps until heartbeats or /api/health fail: the most held.",
+        description=capacity.__doc__,
+    )
+    capacity.add_arguments(p)
+    scenarios.add_parser("capacity-shard", help=argparse.SUPPRESS)  # capacity's child process
+
     shared = argparse.ArgumentParser(add_help=False)
     for name in ("--allow-remote", "--json", "--quiet"):
         shared.add_argument(name, action="store_true")
@@ -222,6 +232,9 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, Any, float]:
             steps=args.steps, width=args.width, runs=args.runs, latency_ms=args.latency_ms
         )
         return workflow.run, wo, 60 + 61 * wo.runs
+    if name == "capacity":
+        co, max_s = capacity.options(args)
+        return capacity.run, co, max_s
     if name == "http":
         if not args.path.startswith("/"):
             raise BenchError("--path must start with /")
@@ -289,6 +302,10 @@ async def run_bench(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Entry point from ``stretto bench ...`` (the parsed arguments of ``add_parser``)."""
     try:
+        if args.bench_scenario == "capacity-shard":
+            from server.bench import capacity_shard
+
+            return capacity_shard.main()
         if args.bench_scenario == "compare":
             return trio.run(compare.run_compare, args)
         return trio.run(run_bench, args)
