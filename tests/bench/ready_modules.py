@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
             os.kill(os.getpid(), signal.SIGTERM)
         return sent
 
-    sdnotify.notify = notify  # type: ignore[assignment]
+    sdnotify.notify = notify
     return stretto_main(["serve", "--host", "127.0.0.1", "--port", "0", *argv])
 
 

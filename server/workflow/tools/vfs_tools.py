@@ -122,7 +122,6 @@ def _re2_options(re2: Any) -> Any:
     return options
 
 
-
 def compile_pattern(pattern: str) -> Any:
     """The RE2 program of ``pattern``; raises ``ToolError("invalid_pattern")``."""
     problem = pattern_problem(pattern)
