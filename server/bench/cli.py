@@ -1,5 +1,5 @@
-"""``stretto bench``: measure a running server with the scenarios fanout, idle, workflow and
-http; a table on stdout (or one JSON line with ``--json``), progress on stderr.
+"""``stretto bench``: measure a running server with the scenarios fanout, idle, workflow,
+http and capacity; a table on stdout (or one JSON line with ``--json``), progress on stderr.
 
 Bounded: every size has a ceiling and every run a hard time limit (``--max-s``). Loopback
 only, unless the URL is given explicitly together with ``--allow-remote``.
@@ -28,7 +28,8 @@ from server.bench.target import DEFAULT_URL, parse_target
 DESCRIPTION = """\
 Measure a running server: fanout (SSE delivery latency and loss under file writes), idle
 (streams held, server memory per stream), workflow (parallel steps: wall time vs critical
-path) and http (requests/s). A table on stdout, or one JSON line with --json; progress on
+path), http (requests/s) and capacity (the most idle streams held while heartbeats flow and
+/api/health answers within 1 s). A table on stdout, or one JSON line with --json; progress on
 stderr. Every size is bounded and every run has a hard time limit (--max-s). Only loopback
 targets, unless --url names another host explicitly and --allow-remote is given.
 Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
@@ -37,6 +38,7 @@ Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
   stretto bench idle --conns 10000 --hold-s 30 --pid PID
   stretto bench workflow --steps 20 --width 10 --latency-ms 100   # server: --offline-latency-ms 100
   stretto bench http --path /api/health --conns 50 --seconds 5
+  stretto bench capacity --steps 1000,5000,10000,20000 --pid PID
   stretto bench compare --a http://127.0.0.1:3000 --a-label node --b http://127.0.0.1:8080 \
       --b-label stretto --scenarios http,fanout,workflow
 """
@@ -69,7 +71,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``bench`` (with one sub-command per scenario) on the CLI's subparsers."""
     bench = subparsers.add_parser(
         "bench",
-        help="Measure a running stretto server (fanout, idle, workflow, http).",
+        help="Measure a running stretto server (fanout, idle, workflow, http, capacity).",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
