@@ -18,8 +18,8 @@
 #   EXTRA         1 (default) also runs stretto-only extras per repeat: fanout @ the highest rate with
 #                 reconnect + Last-Event-ID replay, and IDLE_MANY (10000) idle streams with
 #                 heartbeats every 2 s, held 20 s (stretto bench idle)
-#   CAPACITY_STEPS  stream totals of the capacity scenario (stretto bench capacity, all servers;
-#                 stretto with --workers auto); each step held heartbeat (15 s) + 7 s
+#   CAPACITY_STEPS  stream totals of the capacity scenario (stretto bench capacity, all servers,
+#                 none pinned; stretto with --workers auto); each step held heartbeat (15 s) + 7 s
 #   QUICK         1 = tiny sizes (SUBS=20 EVENTS=20 RATES=20 IDLE_CONNS=50 STEPS=4 WIDTH=2 RUNS=1
 #                 HTTP_SECONDS=1 IDLE_MANY=200 CAPACITY_STEPS=50, capacity held 3 s without the
 #                 heartbeat check); the sizes can also be set one by one
@@ -98,10 +98,11 @@ quiet() { # waits up to QUIET_S s for a second in which the machine is <10% busy
   done
   echo "warning: machine still busy after $QUIET_S s; measuring anyway (see other_cpu_pct)" >&2
 }
-start() { # server [serve flags] -> sets PID
+SERVER_CPU=0 CLIENT_PIN=(taskset -c 1)
+start() { # server [serve flags] [env...] -> sets PID; pinned to SERVER_CPU ("" = not pinned)
   case "$1" in
-    stretto) PID=$("$BENCH_DIR/run-peers.sh" cmd "$PORT" 0 "$(stretto_cmd "$STRETTO_CMD" "${2:-}" "${@:3}")") ;;
-    *) PID=$("$BENCH_DIR/run-peers.sh" "$1" "$PORT" 0) ;;
+    stretto) PID=$("$BENCH_DIR/run-peers.sh" cmd "$PORT" "$SERVER_CPU" "$(stretto_cmd "$STRETTO_CMD" "${2:-}" "${@:3}")") ;;
+    *) PID=$("$BENCH_DIR/run-peers.sh" "$1" "$PORT" "$SERVER_CPU") ;;
   esac
 }
 stop() { # SIGTERM, then SIGKILL after 5 s; then a second for sockets to settle
@@ -145,7 +146,7 @@ measure() { # repeat server label serve-flags -- client command... ("@PID" becom
     quiet
     local busy="$BUSY"
     start "$server" "$flags" || { echo "$server did not start" >&2; continue; }
-    line=$(taskset -c 1 "${@/@PID/$PID}" --url "http://127.0.0.1:$PORT" --label "$label") || true
+    line=$("${CLIENT_PIN[@]}" "${@/@PID/$PID}" --url "http://127.0.0.1:$PORT" --label "$label") || true
     stop
     record "$try" "$(annotate "$line" "$rep" "$busy")" && return 0
   done
@@ -182,12 +183,16 @@ for rep in $(seq "$REPEAT"); do
         for s in "${wf[@]}"; do
           measure "$rep" "$s" "$s" "" -- node "$LOAD_JS" workflow --steps "$STEPS" --width "$WIDTH" --runs "$RUNS"
         done ;;
-      capacity) for s in "${order[@]}"; do
-        # stretto with a worker per core; the peers are single processes (Go: GOMAXPROCS of CPU 0).
-        flags=""; [ "$s" = stretto ] && flags="--workers auto"
-        measure "$rep" "$s" "$s" "$flags" -- $STRETTO_CMD bench capacity --steps "$CAPACITY_STEPS" \
-          "${CAPACITY_ARGS[@]}" --pid @PID --json --quiet
-      done ;;
+      capacity)
+        # Nothing pinned: stretto gets a worker per core (--workers auto), Go GOMAXPROCS 2, Node
+        # its one event loop; the client's CPU share is in the result (it must not be the limit).
+        SERVER_CPU="" CLIENT_PIN=(env)
+        for s in "${order[@]}"; do
+          flags=""; [ "$s" = stretto ] && flags="--workers auto"
+          measure "$rep" "$s" "$s" "$flags" -- $STRETTO_CMD bench capacity --steps "$CAPACITY_STEPS" \
+            "${CAPACITY_ARGS[@]}" --pid @PID --json --quiet
+        done
+        SERVER_CPU=0 CLIENT_PIN=(taskset -c 1) ;;
       startup)
         st=("${order[@]}"); [ -n "${STRETTO_BIN:-}" ] && st+=(stretto+binary)
         for s in "${st[@]}"; do
@@ -218,7 +223,7 @@ done
 STRETTO_VERSION="$($STRETTO_CMD version 2>/dev/null | head -1 || echo stretto)" \
 NODE_VERSION="$(node --version 2>/dev/null || echo '?')" \
 GO_VERSION="$(go version 2>/dev/null | cut -d' ' -f3 || echo '?')" \
-WRK_VERSION="$(wrk -v 2>&1 | head -1 | cut -d' ' -f2 || echo '?')" \
+WRK_VERSION="$(wrk -v 2>&1 | head -1 | cut -d' ' -f2 || true)" \
 FD_LIMIT="$FD_LIMIT" REPEAT="$REPEAT" \
 python3 - "$OUT_DIR/meta.json" <<'PY'
 import datetime, json, os, platform, sys
