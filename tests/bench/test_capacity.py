@@ -121,6 +121,8 @@ async def test_slow_health_fails_a_step(
     assert code == 0, result
     assert (result["max_streams"], result["failed_at"]) == (0, 1)
     assert result["failure"] == "/api/health p95 over 1e-06 ms"
+    (row,) = result["rows"]
+    assert row["health_over_limit"] == row["health_ms"]["probes"] > 0
 
 
 def test_server_processes_takes_in_a_supervisor_and_its_workers() -> None:

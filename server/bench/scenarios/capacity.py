@@ -234,7 +234,11 @@ async def _step(
             "failed": len(probes) - len(finite),
             "probes": len(probes),
         },
-        "health_p95_ms": rounded(health_p95, 1) if health_p95 is not None else None,
+        # A failed probe counts as infinitely slow; JSON has no infinity: null, and the count.
+        "health_p95_ms": (
+            rounded(health_p95, 1) if health_p95 is not None and math.isfinite(health_p95) else None
+        ),
+        "health_over_limit": sum(1 for p in probes if p > opts.health_limit_ms),
         **_shares(before, after),
         "server_rss_kb": group_rss_kb(pids),
         "client_rss_kb": sum(r["rss_kb"] or 0 for r in reports),
