@@ -7,7 +7,8 @@ It speaks JSON lines: commands on stdin, one answer line per command on stdout.
   "connect_timeout_s"}`` -> ``{"ok": true, "fd_limit"}``, first;
 - ``{"op": "hold", "n"}`` opens streams until ``n`` were opened in all (failed handshakes
   count), ``ramp`` at a time, round-robin over the source addresses -> ``{"connected",
-  "failed", "first_error"}``;
+  "failed", "skipped", "first_error"}`` (after ``GIVE_UP_AFTER`` failures the rest is skipped
+  and counted as failed);
 - ``{"op": "mark"}`` starts a heartbeat window -> ``{"ok": true}``;
 - ``{"op": "report", "limit_s"}`` -> ``{"alive", "closed_by_server", "starved", "max_gap_s",
   "pings", "rss_kb", "cpu_s"}``: a stream is starved when, in the window, more than
@@ -34,6 +35,8 @@ from server.bench.target import parse_target
 from server.bench.wire import count_comments
 
 MAX_LINE = 64 * 1024
+CHUNK = 500  # streams per source address opened before checking for failures
+GIVE_UP_AFTER = 200  # failed handshakes in one step after which the rest is not tried
 
 
 class WatchedStream(Subscriber):
@@ -107,12 +110,21 @@ class Shard:
         failed = 0
         first_error: str | None = None
 
+        skipped = 0
+
         async def batch(request: SseRequest, subs: list[Subscriber], ramp: int) -> None:
-            nonlocal failed, first_error
-            result = await open_subscribers(self._nursery, request, subs, ramp=ramp)
-            connected.extend(result.subscribers)
-            failed += result.failed
-            first_error = first_error or result.first_error
+            # In chunks: past GIVE_UP_AFTER failures (a server out of sockets lets handshakes
+            # time out one by one) the rest is not tried, and counts as failed.
+            nonlocal failed, first_error, skipped
+            for start in range(0, len(subs), CHUNK):
+                if failed >= GIVE_UP_AFTER:
+                    skipped += len(subs) - start
+                    return
+                chunk = subs[start : start + CHUNK]
+                result = await open_subscribers(self._nursery, request, chunk, ramp=ramp)
+                connected.extend(result.subscribers)
+                failed += result.failed
+                first_error = first_error or result.first_error
 
         ramp = max(1, self._ramp // len(self._requests))
         async with trio.open_nursery() as batches:
@@ -120,8 +132,13 @@ class Shard:
                 if subs:
                     batches.start_soon(batch, request, subs, ramp)
         self.streams += [sub for sub in connected if isinstance(sub, WatchedStream)]
-        self.failed += failed
-        return {"connected": len(connected), "failed": failed, "first_error": first_error}
+        self.failed += failed + skipped
+        return {
+            "connected": len(connected),
+            "failed": failed + skipped,
+            "skipped": skipped,
+            "first_error": first_error,
+        }
 
     def mark(self) -> dict[str, Any]:
         for stream in self.streams:

@@ -149,12 +149,13 @@ async def test_streams_connect_from_the_given_source_addresses(
     start_server: StartServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # An IPv6 source cannot reach the IPv4 server: if --sources were ignored, they would connect.
+    # 700 streams: the first chunk of 500 fails, which is past GIVE_UP_AFTER, so 200 are skipped.
     server = await start_server(sse_heartbeat_s=0.1)
     code, result = await capacity(
-        capsys, "--url", server.url, "--steps", "2", "--sources", "::1", "--hold-s", "0.2"
+        capsys, "--url", server.url, "--steps", "700", "--sources", "::1", "--hold-s", "0.2"
     )
     assert code == 0, result
     (row,) = result["rows"]
-    assert (row["connect_failed"], row["alive"]) == (2, 0)
+    assert (row["connect_failed"], row["connect_skipped"], row["alive"]) == (700, 200, 0)
     assert "OSError" in row["connect_error"]
-    assert result["failure"].startswith("2 streams failed to connect")
+    assert result["failure"].startswith("700 streams failed to connect")

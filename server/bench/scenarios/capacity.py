@@ -142,6 +142,7 @@ class ShardPool:
         return {
             "connected": sum(a["connected"] for a in answers),
             "failed": sum(a["failed"] for a in answers),
+            "skipped": sum(a.get("skipped", 0) for a in answers),
             "first_error": errors[0] if errors else None,
         }
 
@@ -222,7 +223,8 @@ async def _step(
     health_p95 = _p95(probes)
     row: dict[str, Any] = {
         "streams": total,
-        "connect_failed": opened["failed"],
+        "connect_failed": opened["failed"],  # skipped ones included
+        "connect_skipped": opened["skipped"],
         "connect_error": opened["first_error"],
         "alive": sum(r["alive"] for r in reports),
         "closed_by_server": sum(r["closed_by_server"] for r in reports),
