@@ -68,6 +68,7 @@ async def test_steps_up_over_shards_and_sources_while_heartbeats_flow(
         assert row["max_gap_s"] < 1.1
         assert row["client_rss_kb"] > 0
     assert result["server_fd_limit"] == open_files_limit(os.getpid())
+    assert result["other_cpu_pct"] == max(row["other_cpu_pct"] for row in result["rows"])
     assert isinstance(result["rss_per_conn_kb"], float)
 
 

@@ -344,6 +344,8 @@ async def run(ctx: RunContext, opts: CapacityOptions) -> dict[str, Any]:
         "failure": failed["failure"] if failed else None,
         "alive_at_failure": failed["alive"] - failed["starved"] if failed else None,
         "server_processes": len(pids) or None,
+        # The busiest step's neighbours: how loaded the machine was (percent of one core).
+        "other_cpu_pct": max((row.get("other_cpu_pct", 0.0) for row in rows), default=None),
         "server_fd_limit": open_files_limit(ctx.server_pid),
         "client_shards": len(pool.shards),
         "rss_kb": (
