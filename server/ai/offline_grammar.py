@@ -20,6 +20,7 @@ Pure: no I/O. Quoted text, fenced blocks and paths come from ``server.ai.offline
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -310,7 +311,13 @@ _FORMS: list[tuple[str, str]] = [
     ),
     ("summary", r"(?:프로젝트|코드베이스)\s*(?:요약|개요)"),
 ]
-_COMPILED = [(kind, _expand(form)) for kind, form in _FORMS]
+
+
+@functools.cache
+def _compiled() -> list[tuple[str, re.Pattern[str]]]:
+    """The forms compiled on first use (~50 ms): start-up and an idle server skip it."""
+    return [(kind, _expand(form)) for kind, form in _FORMS]
+
 
 _LEAD_EN = re.compile(
     r"^(?:(?:please|pls|kindly|hey|ok(?:ay)?|now|can\s+you|could\s+you|would\s+you|will\s+you|"
@@ -392,7 +399,7 @@ def parse(prompt: str, files: Sequence[str]) -> Operation | None:
     if "⟨URL⟩" in tokens.skeleton or len(tokens.skeleton) > MAX_SKELETON:
         return None
     text = normalize(tokens.skeleton)
-    for kind, pattern in _COMPILED:
+    for kind, pattern in _compiled():
         match = pattern.fullmatch(text)
         if match is not None:
             return _build(kind, match, tokens)

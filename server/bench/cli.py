@@ -1,5 +1,5 @@
-"""``stretto bench``: measure a running server with the scenarios fanout, idle, workflow and
-http; a table on stdout (or one JSON line with ``--json``), progress on stderr.
+"""``stretto bench``: measure a running server with the scenarios fanout, idle, workflow,
+http and capacity; a table on stdout (or one JSON line with ``--json``), progress on stderr.
 
 Bounded: every size has a ceiling and every run a hard time limit (``--max-s``). Loopback
 only, unless the URL is given explicitly together with ``--allow-remote``.
@@ -20,7 +20,7 @@ from server.bench import compare
 from server.bench.errors import BenchError
 from server.bench.progress import Progress
 from server.bench.report import format_json, format_table
-from server.bench.scenarios import fanout, http, idle, workflow
+from server.bench.scenarios import capacity, fanout, http, idle, workflow
 from server.bench.scenarios.common import RunContext
 from server.bench.stats import raise_fd_limit
 from server.bench.target import DEFAULT_URL, parse_target
@@ -28,7 +28,8 @@ from server.bench.target import DEFAULT_URL, parse_target
 DESCRIPTION = """\
 Measure a running server: fanout (SSE delivery latency and loss under file writes), idle
 (streams held, server memory per stream), workflow (parallel steps: wall time vs critical
-path) and http (requests/s). A table on stdout, or one JSON line with --json; progress on
+path), http (requests/s) and capacity (the most idle streams held while heartbeats flow and
+/api/health answers within 1 s). A table on stdout, or one JSON line with --json; progress on
 stderr. Every size is bounded and every run has a hard time limit (--max-s). Only loopback
 targets, unless --url names another host explicitly and --allow-remote is given.
 Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
@@ -39,6 +40,7 @@ Exit status: 0 measured, 1 the run failed or hit its time limit, 2 usage error.
   stretto bench workflow --steps 1000 --width 100 --runs 1 --pid PID  # scale rows: see
   stretto bench workflow --steps 20 --concurrent 100 --runs 1 --pid PID  # workflow --help
   stretto bench http --path /api/health --conns 50 --seconds 5
+  stretto bench capacity --steps 1000,5000,10000,20000 --pid PID
   stretto bench compare --a http://127.0.0.1:3000 --a-label node --b http://127.0.0.1:8080 \
       --b-label stretto --scenarios http,fanout,workflow
 """
@@ -71,7 +73,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``bench`` (with one sub-command per scenario) on the CLI's subparsers."""
     bench = subparsers.add_parser(
         "bench",
-        help="Measure a running stretto server (fanout, idle, workflow, http).",
+        help="Measure a running stretto server (fanout, idle, workflow, http, capacity).",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -211,6 +213,16 @@ def add_parser(subparsers: Any) -> None:
         help="python (raw sockets), wrk, or auto (wrk when installed).",
     )
 
+    p = scenarios.add_parser(
+        "capacity",
+        parents=[common],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="Idle SSE streams in steps until heartbeats or /api/health fail: the most held.",
+        description=capacity.__doc__,
+    )
+    capacity.add_arguments(p)
+    scenarios.add_parser("capacity-shard", help=argparse.SUPPRESS)  # capacity's child process
+
     shared = argparse.ArgumentParser(add_help=False)
     for name in ("--allow-remote", "--json", "--quiet"):
         shared.add_argument(name, action="store_true")
@@ -253,6 +265,9 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, Any, float]:
             concurrent=args.concurrent,
         )
         return workflow.run, wo, 60 + 61 * wo.runs
+    if name == "capacity":
+        co, max_s = capacity.options(args)
+        return capacity.run, co, max_s
     if name == "http":
         if not args.path.startswith("/"):
             raise BenchError("--path must start with /")
@@ -320,6 +335,10 @@ async def run_bench(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Entry point from ``stretto bench ...`` (the parsed arguments of ``add_parser``)."""
     try:
+        if args.bench_scenario == "capacity-shard":
+            from server.bench import capacity_shard
+
+            return capacity_shard.main()
         if args.bench_scenario == "compare":
             return trio.run(compare.run_compare, args)
         return trio.run(run_bench, args)

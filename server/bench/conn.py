@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 RECEIVE_BYTES = 64 * 1024
 
 
-async def open_stream(target: Target) -> trio.abc.Stream:
-    """A connected stream to the target (TLS for https). Raises OSError when unreachable."""
-    stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+async def open_stream(target: Target, local_address: str | None = None) -> trio.abc.Stream:
+    """A connected stream to the target (TLS for https), from ``local_address`` when given
+    (e.g. 127.0.0.x: each source address has its own ephemeral ports). Raises OSError when
+    unreachable."""
+    stream: trio.abc.Stream = await trio.open_tcp_stream(
+        target.host, target.port, local_address=local_address
+    )
     if target.scheme == "https":
         tls = trio.SSLStream(
             stream,

@@ -33,6 +33,7 @@ class SseRequest:
     project_id: str
     token: str
     connect_timeout_s: float = 30.0
+    local_address: str | None = None  # source address of the connection (None: the kernel's)
 
     def head(self, last_event_id: str | None) -> bytes:
         headers = [("Accept", "text/event-stream"), ("Authorization", f"Bearer {self.token}")]
@@ -59,7 +60,7 @@ async def subscribe(
     stream = None
     try:
         with trio.fail_after(request.connect_timeout_s):
-            stream = await open_stream(request.target)
+            stream = await open_stream(request.target, request.local_address)
             await stream.send_all(request.head(last_event_id))
             buffer = bytearray()
             head = await read_head(stream, buffer)

@@ -1,87 +1,36 @@
-"""Turn side-by-side bench results (JSON lines of ../shared/bench/load/load.js or of
-``stretto bench --json``) into the README's markdown performance table.
+"""Turn side-by-side bench results (JSON lines of ../shared/bench/load/load.js, of
+``stretto bench --json`` or of startup.py) into the README's markdown performance table.
 
     python tests/bench/results_table.py RESULTS_DIR_OR_JSONL... [--meta meta.json]
 
-Columns: stretto, node, go (and any other label seen), then stretto/node and stretto/go ratios.
-When a label has several results for one row (repeated runs) the last one wins, as in
-run-all.sh where the last try is the one kept.
+Columns: stretto, node, go (and any other label seen), the stretto/node and stretto/go ratios,
+the target a row is held to and whether stretto meets it, and the machine's load. Repeated
+runs of a row (side_by_side.sh's REPEAT) are summarised as their median, with the spread
+(lowest-highest) in brackets; ratios and targets use the medians. The load cell: the 1-minute
+load average before the runs of the section (lowest-highest, from ``load_before``) and the
+CPU other processes used during them (highest ``other_cpu_pct``, percent of one core).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+try:
+    from tests.bench.results_metrics import Metric, Result, get, metrics, section
+except ModuleNotFoundError:  # run as a script: python3 tests/bench/results_table.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.bench.results_metrics import Metric, Result, get, metrics, section
 
-Result = dict[str, Any]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 ORDER = ["stretto", "node", "go", "node-seq"]
 RATIO_PEERS = ["node", "go"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    unit: str
-    value: Callable[[Result], float | None]
-    better: str = "lower"  # or "higher"
-
-
-def _get(result: Result, *path: str) -> float | None:
-    node: Any = result
-    for key in path:
-        if not isinstance(node, dict) or node.get(key) is None:
-            return None
-        node = node[key]
-    return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
-
-
-def _mb(result: Result, *path: str) -> float | None:
-    kb = _get(result, *path)
-    return kb / 1024 if kb is not None else None
-
-
-def _fanout_metrics() -> list[Metric]:
-    return [
-        Metric("lost events", "", lambda r: _get(r, "lost")),
-        Metric("subscribers dropped", "", lambda r: _get(r, "disconnected_by_server")),
-        Metric("latency p50", "ms", lambda r: _get(r, "latency_ms", "p50")),
-        Metric("latency p99", "ms", lambda r: _get(r, "latency_ms", "p99")),
-        Metric("PUT p50", "ms", lambda r: _get(r, "put_ms", "p50")),
-        Metric("server CPU", "%", lambda r: _get(r, "server_cpu_pct")),
-        Metric("RSS connected", "MB", lambda r: _mb(r, "rss_kb", "connected")),
-        Metric("RSS peak", "MB", lambda r: _mb(r, "rss_kb", "peak")),
-    ]
-
-
-IDLE = [
-    Metric("RSS per SSE connection", "KB", lambda r: _get(r, "rss_per_conn_kb")),
-    Metric("idle process RSS", "MB", lambda r: _mb(r, "rss_kb", "before")),
-    Metric(
-        "connect failures + closes", "", lambda r: _sum(r, "connect_failed", "closed_by_server")
-    ),
-    Metric("heartbeats received", "", lambda r: _get(r, "pings_received"), better="higher"),
-]
-HTTP = [
-    Metric("requests/s", "", lambda r: _get(r, "rps"), better="higher"),
-    Metric("latency p99", "ms", lambda r: _get(r, "latency_ms", "p99")),
-    Metric("server CPU", "%", lambda r: _get(r, "server_cpu_pct")),
-]
-WORKFLOW = [
-    Metric("wall p50", "ms", lambda r: _get(r, "wall_ms_p50")),
-    Metric("overhead over critical path p50", "ms", lambda r: _get(r, "overhead_ms_p50")),
-]
-
-
-def _sum(result: Result, *keys: str) -> float | None:
-    values = [_get(result, key) for key in keys]
-    return sum(v for v in values if v is not None) if any(v is not None for v in values) else None
 
 
 def load_results(paths: Iterable[Path]) -> list[Result]:
@@ -104,58 +53,32 @@ def load_results(paths: Iterable[Path]) -> list[Result]:
     return results
 
 
-def _section(result: Result) -> str | None:
-    """The table section a result belongs to, or None (errors, unknown scenarios). A label
-    variant (``stretto+reconnect``) gets a section of its own."""
-    if result.get("error"):
-        return None
-    scenario = result.get("scenario")
-    if scenario == "fanout":
-        stall = f", {result['stalled']} stalled" if result.get("stalled") else ""
-        section = (
-            f"fanout {result.get('subs')} subs x {result.get('events')} events "
-            f"@ {result.get('rate_target'):g}/s{stall}"
-        )
-    elif scenario == "idle":
-        section = f"idle {result.get('conns')} SSE connections"
-    elif scenario == "http":
-        section = f"http {result.get('path')}, {result.get('conns')} conns ({result.get('engine')})"
-    elif scenario == "workflow":
-        section = (
-            f"workflow {result.get('steps')} steps, width {result.get('width')} "
-            f"(critical path {result.get('critical_path_ms'):g} ms)"
-        )
-    else:
-        return None
-    _, plus, variant = str(result.get("label") or "").partition("+")
-    return f"{section} [{variant}]" if plus else section
-
-
-def _metrics(section: str) -> list[Metric]:
-    if section.startswith("fanout"):
-        return _fanout_metrics()
-    if section.startswith("idle"):
-        return IDLE
-    if section.startswith("http"):
-        return HTTP
-    return WORKFLOW
-
-
 def _base_label(label: str) -> str:
     """``stretto+reconnect`` -> ``stretto``: variants share the column of their server."""
     return label.partition("+")[0]
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
+def _fmt_number(value: float) -> str:
     if abs(value) >= 100 or value == int(value):
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.2f}"
-    return f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}"
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _fmt(values: list[float], unit: str) -> str:
+    """The median, its unit, and the spread of several values in brackets."""
+    if not values:
+        return "-"
+    text = _fmt_number(statistics.median(values))
+    text = f"{text} {unit}".rstrip() if unit and unit != "%" else f"{text}{unit}"
+    if len(values) > 1 and min(values) != max(values):
+        text += f" ({_fmt_number(min(values))}-{_fmt_number(max(values))})"
+    return text
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _ratio(ours: float | None, theirs: float | None) -> str:
@@ -166,22 +89,58 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}x"
 
 
+def _load(results: Iterable[Result]) -> str:
+    loads = [get(r, "load_before", "loadavg1") for r in results]
+    others = [get(r, "other_cpu_pct") for r in results]
+    present = [v for v in loads if v is not None]
+    other = [v for v in others if v is not None]
+    parts = []
+    if present:
+        low, high = min(present), max(present)
+        parts.append(f"load {low:.2f}" + (f"-{high:.2f}" if high != low else ""))
+    if other:
+        parts.append(f"others ≤{max(other):.0f}% CPU")
+    return ", ".join(parts) or "-"
+
+
+def _values(runs: list[Result], metric: Metric) -> list[float]:
+    return [v for v in (metric.value(r) for r in runs) if v is not None]
+
+
+def _footnotes(name: str, by_label: dict[str, list[Result]]) -> list[str]:
+    """Why each capacity run stopped (the last run's reason per server)."""
+    if not name.startswith("capacity"):
+        return []
+    notes = []
+    for label, runs in by_label.items():
+        last = runs[-1]
+        why = last.get("failure") or "every step passed"
+        limit = last.get("server_fd_limit")
+        procs = last.get("server_processes")
+        notes.append(
+            f"{label}: stopped at {last.get('failed_at') or '-'}: {why} "
+            f"(ulimit -n {limit or '?'}, {procs or '?'} process(es))"
+        )
+    return [f"Capacity, {name}: " + "; ".join(notes) + "."]
+
+
 def render(results: list[Result], meta: dict[str, Any] | None = None) -> str:
     """The markdown section: machine and date, then one table with a block per scenario."""
-    sections: dict[str, dict[str, Result]] = {}
+    sections: dict[str, dict[str, list[Result]]] = {}
     labels: list[str] = []
     for result in results:
-        section = _section(result)
+        name = section(result)
         label = _base_label(str(result.get("label") or "?"))
-        if section is None:
+        if name is None:
             continue
-        sections.setdefault(section, {})[label] = result
+        sections.setdefault(name, {}).setdefault(label, []).append(result)
         if label not in labels:
             labels.append(label)
     columns = [label for label in ORDER if label in labels]
     columns += [label for label in labels if label not in ORDER]
     ratios = [peer for peer in RATIO_PEERS if peer in columns and "stretto" in columns]
     header = ["scenario", "metric", *columns, *(f"stretto/{peer}" for peer in ratios)]
+    header += ["target", "met", "machine"]
     lines = []
     if meta:
         lines.append(f"Measured {meta.get('date', '?')} on {meta.get('machine', '?')}.")
@@ -192,21 +151,40 @@ def render(results: list[Result], meta: dict[str, Any] | None = None) -> str:
         lines.append("")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    for section, by_label in sections.items():
-        for i, metric in enumerate(_metrics(section)):
-            values = {label: metric.value(r) for label, r in by_label.items()}
-            if all(v is None for v in values.values()):
+    footnotes: list[str] = []
+    for name, by_label in sections.items():
+        base = sections.get(name.split(" [", 1)[0], {})  # a variant's peers: its base section
+        first = True
+        for metric in metrics(name):
+            values = {label: _values(runs, metric) for label, runs in by_label.items()}
+            if not any(values.values()):
                 continue
-            cells = [section if i == 0 else "", metric.name]
-            cells += [_fmt(values.get(label), metric.unit) for label in columns]
-            cells += [_ratio(values.get("stretto"), values.get(peer)) for peer in ratios]
+            medians = {label: _median(v) for label, v in values.items()}
+            for peer in ratios:
+                if peer not in medians and peer in base:
+                    medians[peer] = _median(_values(base[peer], metric))
+            cells = [name if first else "", metric.name]
+            cells += [_fmt(values.get(label, []), metric.unit) for label in columns]
+            cells += [_ratio(medians.get("stretto"), medians.get(peer)) for peer in ratios]
+            target = metric.target
+            if target is None:
+                cells += ["", ""]
+            else:
+                met = target.met(medians.get("stretto"), medians.get(target.peer or ""))
+                cells += [target.text(metric.unit), "-" if met is None else "yes" if met else "no"]
+            all_runs = [r for runs in by_label.values() for r in runs]
+            cells.append(_load(all_runs) if first else "")
             lines.append("| " + " | ".join(cells) + " |")
-    if ratios:
-        lines.append("")
-        lines.append(
-            "Ratios are stretto / peer: below 1x is better for times, memory and losses, "
-            "above 1x for requests/s."
-        )
+            first = False
+        footnotes += _footnotes(name, by_label)
+    lines.append("")
+    lines.append(
+        "Medians of the runs, (lowest-highest) when they differ. Ratios are stretto / peer: "
+        "below 1x is better for times, memory and losses, above 1x for requests/s and "
+        "streams held. machine: 1-minute load average before the runs, and the most CPU "
+        "other processes used during one (percent of one core)."
+    )
+    lines += ["", *footnotes] if footnotes else []
     return "\n".join(lines)
 
 

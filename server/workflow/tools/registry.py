@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jsonschema import Draft202012Validator
-
 from server.timeutil import rfc3339, utc_now
 
 if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
     from server.config import Settings
     from server.events.publisher import Publisher
     from server.store.models import FileData, FileLimits, FileMeta, Page
@@ -144,6 +144,8 @@ def args_validator(tool: Tool) -> Draft202012Validator:
     """The (cached) JSON Schema validator of a tool's args."""
     cached = _validators.get(id(tool))
     if cached is None or cached[0] is not tool:
+        from jsonschema import Draft202012Validator  # on first use: idle never loads it
+
         cached = _validators[id(tool)] = (tool, Draft202012Validator(tool.args_schema))
     return cached[1]
 
