@@ -94,6 +94,17 @@ class ApiClient:
         project = await self.call("POST", "/api/projects", {"name": "bench"}, 201, "create project")
         return str(project["id"])
 
+    @classmethod
+    async def project_for(cls, target: Target) -> tuple[str, str]:
+        """A fresh user's access token and project on ``target`` (the client closed after)."""
+        api = cls(target)
+        try:
+            project_id = await api.setup_project()
+        finally:
+            await api.aclose()
+        assert api.token is not None
+        return api.token, project_id
+
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from server.bench.stats import process_cpu_s, rss_kb
+from server.bench.stats import proc_field, process_cpu_s, rss_kb
 
 
 def _parent(pid: int) -> int | None:
@@ -76,14 +76,4 @@ def group_cpu_s(pids: list[int]) -> float | None:
 
 def open_files_limit(pid: int | None) -> int | None:
     """The soft ``Max open files`` limit of a process, or None."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
-            for line in limits:
-                if line.startswith("Max open files"):
-                    value = line.split()[3]
-                    return int(value) if value.isdigit() else None
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return proc_field(pid, "limits", "Max open files", 3)

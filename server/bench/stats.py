@@ -38,18 +38,25 @@ def percentiles(values: Iterable[float]) -> Percentiles:
     return {"p50": at(50), "p95": at(95), "p99": at(99), "max": rounded(ordered[-1])}
 
 
-def rss_kb(pid: int | None) -> int | None:
-    """Resident set size of a process in KiB (VmRSS), or None."""
+def proc_field(pid: int | None, file: str, prefix: str, column: int) -> int | None:
+    """The integer in ``column`` of the line of ``/proc/<pid>/<file>`` starting with
+    ``prefix``, or None (no process, no such line, not a number)."""
     if pid is None:
         return None
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+        with open(f"/proc/{pid}/{file}", encoding="ascii") as lines:
+            for line in lines:
+                if line.startswith(prefix):
+                    value = line.split()[column]
+                    return int(value) if value.isdigit() else None
+    except (OSError, IndexError):
         return None
     return None
+
+
+def rss_kb(pid: int | None) -> int | None:
+    """Resident set size of a process in KiB (VmRSS), or None."""
+    return proc_field(pid, "status", "VmRSS:", 1)
 
 
 def process_cpu_s(pid: int) -> float | None:

@@ -300,12 +300,7 @@ def _shares(before: dict[str, float | None], after: dict[str, float | None]) -> 
 
 async def run(ctx: RunContext, opts: CapacityOptions) -> dict[str, Any]:
     """Step up until a step fails (or the steps end); one result with a row per step."""
-    api = ApiClient(ctx.target)
-    try:
-        project_id = await api.setup_project()
-    finally:
-        await api.aclose()
-    assert api.token is not None
+    token, project_id = await ApiClient.project_for(ctx.target)
     await trio.sleep(opts.settle_s)
     pids = server_processes(ctx.server_pid)
     rss_before = group_rss_kb(pids)
@@ -313,7 +308,7 @@ async def run(ctx: RunContext, opts: CapacityOptions) -> dict[str, Any]:
         {
             "url": ctx.target.base_url,
             "project_id": project_id,
-            "token": api.token,
+            "token": token,
             "sources": list(opts.sources),
             "ramp": opts.ramp,
             "connect_timeout_s": opts.connect_timeout_s,

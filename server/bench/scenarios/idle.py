@@ -37,13 +37,8 @@ class _IdleSubscriber(Subscriber):
 
 
 async def run(ctx: RunContext, opts: IdleOptions) -> dict[str, Any]:
-    api = ApiClient(ctx.target)
-    try:
-        project_id = await api.setup_project()
-    finally:
-        await api.aclose()
-    assert api.token is not None
-    request = SseRequest(ctx.target, project_id, api.token)
+    token, project_id = await ApiClient.project_for(ctx.target)
+    request = SseRequest(ctx.target, project_id, token)
     await trio.sleep(opts.settle_s)
     rss_before = rss_kb(ctx.server_pid)
     subs: list[_IdleSubscriber] = [_IdleSubscriber() for _ in range(opts.conns)]
