@@ -153,6 +153,7 @@ class EdgeTCPServer(TCPServer):
         self._read_scope: trio.CancelScope | None = None
         self._response_done: trio.Event | None = None
         self._on_close: Callable[[], None] | None = None
+        self._detached = False
         terminated = _terminated_event(context)
         if terminated is not None:
             terminated.servers.add(self)
@@ -235,6 +236,8 @@ class EdgeTCPServer(TCPServer):
                 self._idle = False
 
     async def _write(self, data: bytes) -> None:
+        if self._detached:
+            return  # the socket belongs to a parked stream
         lock = self.send_lock
         try:
             lock.acquire_nowait()
@@ -315,6 +318,14 @@ class EdgeTCPServer(TCPServer):
         (``server.api.edge``), which needs no task of its own to notice its client leave."""
         self._on_close = callback
 
+    def detach(self) -> None:
+        """Give the socket up to a parked SSE stream (``server.events.parked``), which
+        holds its own duplicate: this connection writes nothing more, sends no EOF, and
+        ends its tasks, closing only its own descriptor. Not called back on close."""
+        self._detached = True
+        self._on_close = None
+        self._request_close()
+
     async def _close(self) -> None:
         callback, self._on_close = self._on_close, None
         if callback is not None:
@@ -328,5 +339,6 @@ class EdgeTCPServer(TCPServer):
                 trio.BusyResourceError,
                 trio.ClosedResourceError,
             ):
-                await self.stream.send_eof()
+                if not self._detached:
+                    await self.stream.send_eof()
             await self.stream.aclose()
