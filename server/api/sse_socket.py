@@ -79,6 +79,7 @@ class SocketWriter:
         "_connection_sock",
         "_detach",
         "_fd",
+        "_handoff",
         "_lock",
         "_on_close",
         "_rest",
@@ -102,6 +103,7 @@ class SocketWriter:
         self._rest = b""  # the unwritten end of a partly written chunk
         self._detach = detach  # EdgeTCPServer.detach, or None: the stream cannot be parked
         self._fd = -1
+        self._handoff: Any = None  # from ``detach``: released when the socket is closed
         self.parked = False  # the connection's tasks ended; this writer owns the socket
 
     def start(self) -> bool:
@@ -129,7 +131,7 @@ class SocketWriter:
         if self._detach is None or self._sock is None or self._rest or self._lock.locked():
             return False
         detach, self._detach = self._detach, None
-        detach()
+        self._handoff = detach()
         self.parked = True
         self._on_close = None
         self._chunked = None
@@ -164,7 +166,11 @@ class SocketWriter:
         if sent != 5:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        trio.lowlevel.notify_closing(sock)
         sock.close()
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:
+            handoff.release()
 
     def write_nowait(self, data: bytes) -> WriteResult:
         sock = self._sock

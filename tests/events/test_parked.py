@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
-from tests.events.sse_client import open_stream
+from tests.events.sse_client import connect, open_stream, read_head
 from tests.events.test_sse_endpoint import put_file, setup
 from tests.events.test_stream_lifecycle import open_fds, stalled_clients, wait_for
 
@@ -136,3 +136,27 @@ async def test_a_client_that_stops_reading_is_dropped_and_closed(
                 except trio.BrokenResourceError:
                     pass  # reset: closed with unread data
             await stream.aclose()
+
+
+async def test_a_parked_stream_keeps_its_place_under_the_connection_cap(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(max_connections=3)
+    parked = parked_of(server)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        user, pid = await setup(client)
+    async with (
+        open_stream(server.url, pid, user.headers),
+        open_stream(server.url, pid, user.headers),
+        open_stream(server.url, pid, user.headers),
+    ):
+        await wait_for(lambda: len(parked) == 3, "parked")
+        extra = await connect(server.url, "/api/health")
+        async with extra:
+            status, _, _ = await read_head(extra)
+        assert status == 503  # the parked streams still count
+    await wait_for(lambda: len(parked) == 0, "ended")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        with trio.fail_after(15):
+            while (await client.get("/api/health")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.05)
