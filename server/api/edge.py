@@ -27,6 +27,9 @@ A stream is sent by this request's task. HTTP/1.1 streams get the socket fast pa
 (``sse_socket.socket_writer_for_send``). A client that leaves cancels the stream: the
 connection tells it when it closes (``EdgeTCPServer.on_close``) when the fast path owns it;
 otherwise a second task waits for ``http.disconnect``, as quart-trio's does.
+An idle fast-path stream is then parked (``server.events.parked``): the generator returns,
+the connection's tasks end without closing the socket, and the response is not ended here
+(``SocketWriter.parked``): the parked stream ends it.
 """
 
 from __future__ import annotations

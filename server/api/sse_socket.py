@@ -27,6 +27,11 @@ a ``SocketWriter`` only for plain-TCP HTTP/1.1 served by hypercorn's trio worker
 else (HTTP/2, TLS, HTTP/1.0, another server) gives None and the stream keeps the normal
 ASGI path. ``abort`` works whether or not direct writes are used: it shuts the connection
 down, which also ends a write hypercorn is blocked in (a client that stopped reading).
+
+Parking (``server.events.parked``; only on stretto's ``EdgeTCPServer``): ``park`` calls the
+connection's ``detach`` (its tasks end, its descriptor is closed, not the socket) and drops
+every reference to hypercorn's objects; the duplicate then owns the socket, and ``finish``
+writes the terminating chunk itself and closes it.
 """
 
 from __future__ import annotations

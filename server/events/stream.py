@@ -18,6 +18,12 @@ writer), the pings, and re-arms when its queue is empty. The generator then yiel
 more and returns at the end, so that the server writes the terminating chunk. A write
 still pending at the end of the lifetime aborts the connection (``DirectWriter.abort``).
 
+That live part is ``live_writes`` over a ``Live`` (its state), so that it can move: given a
+``Parker`` (``server.events.parked``), an idle stream is handed over instead of waiting, and
+the generator returns without closing anything (the parker owns the subscription, the
+writer and the user's slot, ``StreamSlot``, from then on; the writer tells the server not
+to end the response).
+
 Cancellation (the client went away) propagates out of the generator; the subscription is
 closed on the way out. A body never iterated (the request cancelled between the route's
 return and the first frame) leaves its subscription to the hub, which drops it as slow
