@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from server.auth.tokens import TokenService
     from server.config import Settings
     from server.events.hub import EventHub
+    from server.events.parked import ParkedStreams
     from server.events.siblings import SiblingNotifier
     from server.observability.metrics import Metrics
     from server.store.protocol import Store
@@ -61,3 +62,4 @@ class Services:
     tickets: TicketService
     user_streams: UserCounter = field(default_factory=UserCounter)  # SSE streams per user
     siblings: SiblingNotifier | None = None  # ``--workers N`` on SQLite: the other workers
+    parked: ParkedStreams | None = None  # idle SSE streams served by one task

@@ -27,6 +27,9 @@ A stream is sent by this request's task. HTTP/1.1 streams get the socket fast pa
 (``sse_socket.socket_writer_for_send``). A client that leaves cancels the stream: the
 connection tells it when it closes (``EdgeTCPServer.on_close``) when the fast path owns it;
 otherwise a second task waits for ``http.disconnect``, as quart-trio's does.
+An idle fast-path stream is then parked (``server.events.parked``): the generator returns,
+the connection's tasks end without closing the socket, and the response is not ended here
+(``SocketWriter.parked``): the parked stream ends it.
 """
 
 from __future__ import annotations
@@ -230,17 +233,22 @@ async def _send_stream(
     with trio.CancelScope() as scope:
         if connection is not None and connection.when_closed(scope.cancel):
             await _send_chunks(stream, send)
+            if not connection.parked:  # else the parked stream ends the response itself
+                await send(_END)
             return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_on_disconnect, receive, scope)
             await _send_chunks(stream, send)
+            await send(_END)
             nursery.cancel_scope.cancel()
 
 
 async def _send_chunks(stream: AsyncIterator[bytes], send: Any) -> None:
     async for chunk in stream:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 async def _cancel_on_disconnect(receive: Any, scope: trio.CancelScope) -> None:

@@ -30,7 +30,7 @@ from server.api.sse_socket import socket_writer_for_current_request
 from server.api.validation import object_schema
 from server.errors import NotFound, RateLimited, StoreUnavailable, Unauthorized, ValidationFailed
 from server.events.sse import parse_last_event_id
-from server.events.stream import StreamOptions, open_event_stream
+from server.events.stream import StreamOptions, StreamSlot, open_event_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -158,13 +158,16 @@ async def _open_stream(
     direct = connection if svc.settings.sse_direct_writes else None
     # Subscribed before the headers leave. Dropped as slow: the connection is closed.
     abort = connection.abort if connection is not None else None
+    slot = StreamSlot(release)  # released by the body, or by the parked stream at its end
     try:
-        stream = await open_event_stream(svc.hub, svc.store, project_id, options, direct, abort)
+        stream = await open_event_stream(
+            svc.hub, svc.store, project_id, options, direct, abort, svc.parked, slot
+        )
     except BaseException:
-        release()
+        slot()
         raise
-    body = _counted(stream, release)
-    weakref.finalize(body, release)  # a body never iterated is never closed, only collected
+    body = _counted(stream, slot)
+    weakref.finalize(body, slot)  # a body never iterated is never closed, only collected
     return Answer(
         200, dict(STREAM_HEADERS), content_type=EVENT_STREAM, stream=body, connection=connection
     )

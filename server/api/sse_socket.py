@@ -27,6 +27,11 @@ a ``SocketWriter`` only for plain-TCP HTTP/1.1 served by hypercorn's trio worker
 else (HTTP/2, TLS, HTTP/1.0, another server) gives None and the stream keeps the normal
 ASGI path. ``abort`` works whether or not direct writes are used: it shuts the connection
 down, which also ends a write hypercorn is blocked in (a client that stopped reading).
+
+Parking (``server.events.parked``; only on stretto's ``EdgeTCPServer``): ``park`` calls the
+connection's ``detach`` (its tasks end, its descriptor is closed, not the socket) and drops
+every reference to hypercorn's objects; the duplicate then owns the socket, and ``finish``
+writes the terminating chunk itself and closes it.
 """
 
 from __future__ import annotations
@@ -74,10 +79,26 @@ class SocketWriter:
     """``DirectWriter`` (``server.events.sink``) on one response's connection. See the
     module doc. ``start`` dups the socket once h11 frames the body as chunks."""
 
-    __slots__ = ("_chunked", "_connection_sock", "_lock", "_on_close", "_rest", "_sock")
+    __slots__ = (
+        "_chunked",
+        "_connection_sock",
+        "_detach",
+        "_fd",
+        "_handoff",
+        "_lock",
+        "_on_close",
+        "_rest",
+        "_sock",
+        "parked",
+    )
 
     def __init__(
-        self, connection_sock: Any, lock: trio.Lock, chunked: Any, on_close: Any = None
+        self,
+        connection_sock: Any,
+        lock: trio.Lock,
+        chunked: Any,
+        on_close: Any = None,
+        detach: Any = None,
     ) -> None:
         self._connection_sock = connection_sock  # the trio socket hypercorn writes on
         self._on_close = on_close  # EdgeTCPServer.on_close, or None (hypercorn's own server)
@@ -85,6 +106,10 @@ class SocketWriter:
         self._chunked = chunked  # () -> bool: h11 is sending this body chunked
         self._sock: socket.socket | None = None  # a non-blocking duplicate
         self._rest = b""  # the unwritten end of a partly written chunk
+        self._detach = detach  # EdgeTCPServer.detach, or None: the stream cannot be parked
+        self._fd = -1
+        self._handoff: Any = None  # from ``detach``: released when the socket is closed
+        self.parked = False  # the connection's tasks ended; this writer owns the socket
 
     def start(self) -> bool:
         if self._sock is not None:
@@ -97,7 +122,60 @@ class SocketWriter:
             return False
         sock.setblocking(False)
         self._sock = sock
+        self._fd = sock.fileno()
         return True
+
+    # -- ParkableWriter (server.events.parked) ---------------------------------------------
+    def park(self) -> bool:
+        """End the connection's tasks (``EdgeTCPServer.detach``: no more reads or writes,
+        its descriptor closed, not the socket): this writer's duplicate owns the socket, and
+        the server must not end the response (``parked``). Drops every reference to the
+        connection, so that its HTTP state is freed."""
+        if self.parked:
+            return True
+        if self._detach is None or self._sock is None or self._rest or self._lock.locked():
+            return False
+        detach, self._detach = self._detach, None
+        self._handoff = detach()
+        self.parked = True
+        self._on_close = None
+        self._chunked = None
+        self._connection_sock = None
+        self._lock = trio.Lock()  # hypercorn's no longer writes here
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def peek(self) -> bytes | None:
+        sock = self._sock
+        if sock is None:
+            return b""
+        try:
+            return sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def finish(self, final: bool) -> None:
+        """End a parked response: the last chunk if the socket takes all of it now (else
+        an abort), then close."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        sent = 0
+        if final and not self._rest:
+            with contextlib.suppress(OSError):
+                sent = sock.send(b"0\r\n\r\n")
+        if sent != 5:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        trio.lowlevel.notify_closing(sock)
+        sock.close()
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:
+            handoff.release()
 
     def write_nowait(self, data: bytes) -> WriteResult:
         sock = self._sock
@@ -144,13 +222,19 @@ class SocketWriter:
         return True
 
     def abort(self) -> None:
+        target = self._sock if self.parked else self._connection_sock
+        if target is None:
+            return
         with contextlib.suppress(OSError):  # already closed
-            self._connection_sock.shutdown(socket.SHUT_RDWR)
+            target.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Release the duplicate. When the connection could not take hypercorn's
         terminating chunk now (a client that stopped reading) or a chunk is half written,
         abort it instead: hypercorn's own write is shielded and would wait forever."""
+        if self.parked:
+            self.finish(False)
+            return
         if self._on_close is not None:
             self._on_close(None)
         if self._sock is not None:
@@ -285,4 +369,10 @@ def _from_send(send: Any) -> SocketWriter | None:
             and isinstance(connection._writer, ChunkedWriter)
         )
 
-    return SocketWriter(trio_sock, lock, chunked, getattr(server, "on_close", None))
+    return SocketWriter(
+        trio_sock,
+        lock,
+        chunked,
+        getattr(server, "on_close", None),
+        getattr(server, "detach", None),
+    )

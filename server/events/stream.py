@@ -18,6 +18,12 @@ writer), the pings, and re-arms when its queue is empty. The generator then yiel
 more and returns at the end, so that the server writes the terminating chunk. A write
 still pending at the end of the lifetime aborts the connection (``DirectWriter.abort``).
 
+That live part is ``live_writes`` over a ``Live`` (its state), so that it can move: given a
+``Parker`` (``server.events.parked``), an idle stream is handed over instead of waiting, and
+the generator returns without closing anything (the parker owns the subscription, the
+writer and the user's slot, ``StreamSlot``, from then on; the writer tells the server not
+to end the response).
+
 Cancellation (the client went away) propagates out of the generator; the subscription is
 closed on the way out. A body never iterated (the request cancelled between the route's
 return and the first frame) leaves its subscription to the hub, which drops it as slow
@@ -26,10 +32,11 @@ once its buffer fills, or at project deletion or shutdown.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -88,6 +95,84 @@ def reset_reason(
     return last_event_id, None
 
 
+class Outcome(enum.Enum):
+    """How ``live_writes`` returned."""
+
+    PARKED = "parked"  # a ``Parker`` took the stream over (it owns everything now)
+    ENDED = "ended"  # the stream ended: the response may end normally
+    GONE = "gone"  # the connection broke or was aborted
+
+
+class Parker(Protocol):
+    """Takes over an idle stream that writes directly (``server.events.parked``)."""
+
+    def park(self, live: Live) -> bool:
+        """True: the parker owns ``live`` (its subscription, writer and slot) from now on."""
+        ...
+
+
+class StreamSlot:
+    """The user's stream count (``release``, idempotent), released once by whoever ends the
+    stream: the body, or a ``Parker`` that took the stream over (``take_over``)."""
+
+    __slots__ = ("__weakref__", "_release")
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release: Callable[[], None] | None = release
+
+    def __call__(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def take_over(self) -> Callable[[], None]:
+        """The release, which this slot no longer calls."""
+        release, self._release = self._release, None
+        return release or _nothing
+
+
+def _nothing() -> None:
+    return None
+
+
+class Live:
+    """The live part of a stream that writes through a ``DirectWriter``: what
+    ``live_writes`` needs, so that another task (a ``Parker``'s) can go on with it."""
+
+    __slots__ = (
+        "cursor",
+        "end_at",
+        "heartbeat_s",
+        "last_write",
+        "parker",
+        "release",
+        "state",
+        "store",
+        "subscription",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        store: Store,
+        subscription: Subscription,
+        cursor: ReplayCursor,
+        writer: DirectWriter,
+        heartbeat_s: float,
+        end_at: float,
+    ) -> None:
+        self.store = store
+        self.subscription = subscription
+        self.cursor = cursor
+        self.writer = writer
+        self.heartbeat_s = heartbeat_s
+        self.end_at = end_at
+        self.last_write = trio.current_time()
+        self.release: Callable[[], None] = _nothing  # set by a parker that takes it over
+        self.parker: Any = None  # the parker's own state
+        self.state = 0  # the parker's own state
+
+
 async def open_event_stream(
     hub: EventHub,
     store: Store,
@@ -95,6 +180,8 @@ async def open_event_stream(
     options: StreamOptions,
     direct: DirectWriter | None = None,
     on_drop: Callable[[], None] | None = None,
+    parker: Parker | None = None,
+    slot: StreamSlot | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Subscribe and read where the stream starts, then return its body (``event_stream``).
 
@@ -102,7 +189,8 @@ async def open_event_stream(
     is then delivered. ``on_drop`` (aborting the connection) is called if the hub drops
     the stream as slow. Raises ``NotFound`` (the project is gone), ``ShuttingDown``, or
     ``StoreUnavailable`` (any store error not already an ``AppError``); nothing stays
-    subscribed then. The body owns the subscription and ``direct`` from the return on.
+    subscribed then. The body owns the subscription and ``direct`` from the return on;
+    ``parker``/``slot``: see ``event_stream``.
     """
     subscription = hub.open_subscription(project_id, options.run_id)
     subscription.on_drop = on_drop
@@ -120,7 +208,7 @@ async def open_event_stream(
             raise StoreUnavailable() from exc
         raise
     hub.set_baseline(project_id, last)
-    return event_stream(store, subscription, options, first, last, direct)
+    return event_stream(store, subscription, options, first, last, direct, parker, slot)
 
 
 async def event_stream(
@@ -130,11 +218,17 @@ async def event_stream(
     first: int,
     last: int,
     direct: DirectWriter | None = None,
+    parker: Parker | None = None,
+    slot: StreamSlot | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The stream's bytes, chunk by chunk. See the module doc. ``first``/``last``: the
     project's first retained and last assigned seq, read after ``subscription`` was made.
-    Owns ``subscription`` and ``direct``: both are closed when the generator ends."""
+    Owns ``subscription`` and ``direct``: both are closed when the generator ends, unless
+    ``parker`` took the stream over (then the generator returns without closing them, and
+    the parker also owns ``slot``'s release; the response must not be ended by the server:
+    ``DirectWriter`` says so)."""
     project_id = subscription.project_id
+    parked = False
     try:
         position, reason = reset_reason(
             options.last_event_id_given, options.last_event_id, first, last
@@ -158,24 +252,28 @@ async def event_stream(
         end_at = trio.current_time() + jittered_lifetime(options.max_lifetime_s)
         # Every byte yielded so far has been written by the server: from here on, the
         # stream may write on the connection itself.
-        writer = direct if direct is not None and direct.start() else None
+        if direct is not None and direct.start():
+            live = Live(store, subscription, cursor, direct, options.heartbeat_s, end_at)
+            if parker is not None and slot is not None:
+                live.release = slot.take_over()
+                outcome = await live_writes(live, parker)
+                if outcome is Outcome.PARKED:
+                    parked = True
+                    return
+                live.release()
+            else:
+                await live_writes(live, None)
+            return
         last_write = trio.current_time()
         while True:
             frames: list[Frame] = []
             ended = _drain_queued(subscription, frames)
             if not frames and not ended:
-                written = subscription.direct_writes
-                if writer is not None:
-                    subscription.arm(writer, cursor)  # nothing queued, no await since
                 with trio.move_on_at(min(last_write + options.heartbeat_s, end_at)):
                     try:
                         frames.append(await subscription.receive())
                     except trio.EndOfChannel:
                         ended = True
-                subscription.disarm()
-                now = trio.current_time()
-                if subscription.direct_writes != written:
-                    last_write = now
                 if frames:
                     ended = ended or _drain_queued(subscription, frames)
             out: list[bytes] = []
@@ -191,24 +289,69 @@ async def event_stream(
                 if now < last_write + options.heartbeat_s:
                     continue
                 out.append(PING_FRAME)
-            data = b"".join(out)
-            if writer is not None:
-                with trio.move_on_at(end_at) as lifetime:
-                    if not await writer.write(data):
-                        return  # the client is gone
-                if lifetime.cancelled_caught:
-                    writer.abort()  # a chunk may be half written: the response cannot end
-                    return
-            elif data:
-                yield data
+            yield b"".join(out)
             last_write = trio.current_time()
             if ended:
                 return
     finally:
-        subscription.close("unsubscribed")
-        subscription.receive_channel.close()
-        if direct is not None:
-            direct.close()
+        if not parked:
+            subscription.close("unsubscribed")
+            subscription.receive_channel.close()
+            if direct is not None:
+                direct.close()
+
+
+async def live_writes(live: Live, parker: Parker | None) -> Outcome:
+    """The live part of a stream through its ``DirectWriter``: frames the subscription
+    queued, gaps read from the log, and pings, written by this task; the subscription is
+    armed while it waits so that ``publish`` writes the rest straight through. With a
+    ``parker``, an idle stream is handed to it instead of waiting (``Outcome.PARKED``).
+    Closes nothing: the caller (or the parker) owns the subscription and the writer."""
+    subscription = live.subscription
+    cursor = live.cursor
+    writer = live.writer
+    store = live.store
+    project_id = subscription.project_id
+    while True:
+        frames: list[Frame] = []
+        ended = _drain_queued(subscription, frames)
+        if not frames and not ended:
+            written = subscription.direct_writes
+            subscription.arm(writer, cursor)  # nothing queued, no await since
+            if parker is not None and subscription.closed_reason is None and parker.park(live):
+                return Outcome.PARKED
+            with trio.move_on_at(min(live.last_write + live.heartbeat_s, live.end_at)):
+                try:
+                    frames.append(await subscription.receive())
+                except trio.EndOfChannel:
+                    ended = True
+            subscription.disarm()
+            if subscription.direct_writes != written:
+                live.last_write = trio.current_time()
+            if frames:
+                ended = ended or _drain_queued(subscription, frames)
+        out: list[bytes] = []
+        for frame in frames:
+            out.extend(cursor.live(frame))
+        while cursor.fill_after is not None:  # a gap: read it from the log
+            page = await _read_log(store, project_id, cursor.fill_after)
+            out.extend(cursor.page(page, complete=len(page) < REPLAY_PAGE))
+        now = trio.current_time()
+        if not out and not ended:
+            if now >= live.end_at:
+                return Outcome.ENDED
+            if now < live.last_write + live.heartbeat_s:
+                continue
+            out.append(PING_FRAME)
+        with trio.move_on_at(live.end_at) as lifetime:
+            if not await writer.write(b"".join(out)):
+                return Outcome.GONE  # the client is gone
+        if lifetime.cancelled_caught:
+            writer.abort()  # a chunk may be half written: the response cannot end
+            return Outcome.GONE
+        live.last_write = trio.current_time()
+        if ended:
+            return Outcome.ENDED
 
 
 async def _read_log(store: Store, project_id: str, after: int) -> list[StoredEvent]:

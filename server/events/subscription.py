@@ -45,6 +45,7 @@ class Subscription:
         "project_id",
         "receive_channel",
         "run_id",
+        "wake",
     )
 
     def __init__(
@@ -63,6 +64,9 @@ class Subscription:
         self._cursor: ReplayCursor | None = None
         self.direct_writes = 0  # frames written straight through so far
         self.on_drop: Callable[[], None] | None = None  # aborts the connection
+        # Set while the stream is parked (``server.events.parked``): called when a frame is
+        # queued or the subscription closes, since no task waits on the queue then.
+        self.wake: Callable[[], None] | None = None
 
     @property
     def closed_as_slow(self) -> bool:
@@ -118,6 +122,8 @@ class Subscription:
             return Offer.FULL
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return Offer.GONE
+        if self.wake is not None:
+            self.wake()
         return Offer.QUEUED
 
     def close(self, reason: str) -> None:
@@ -130,3 +136,5 @@ class Subscription:
         self._on_close(self)
         if reason == "slow" and self.on_drop is not None:
             self.on_drop()
+        if self.wake is not None:
+            self.wake()

@@ -132,6 +132,28 @@ class _HeadSend:
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class Handoff:
+    """What a detached connection still holds once its tasks ended (its place under the
+    connection cap: ``server.runtime.connection_gate`` adds its release with ``add``),
+    released when the parked stream that took its socket ends (``release``)."""
+
+    __slots__ = ("_callbacks",)
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[], None]] | None = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        if self._callbacks is None:
+            callback()  # the stream already ended
+        else:
+            self._callbacks.append(callback)
+
+    def release(self) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback()
+
+
 class EdgeTCPServer(TCPServer):
     """hypercorn's ``TCPServer`` with the connection rules in the module docstring."""
 
@@ -153,6 +175,9 @@ class EdgeTCPServer(TCPServer):
         self._read_scope: trio.CancelScope | None = None
         self._response_done: trio.Event | None = None
         self._on_close: Callable[[], None] | None = None
+        self._detached = False
+        # Set by ``detach``: the connection cap keeps this connection's place until then.
+        self.keep_open: Callable[[Callable[[], None]], None] | None = None
         terminated = _terminated_event(context)
         if terminated is not None:
             terminated.servers.add(self)
@@ -235,6 +260,8 @@ class EdgeTCPServer(TCPServer):
                 self._idle = False
 
     async def _write(self, data: bytes) -> None:
+        if self._detached:
+            return  # the socket belongs to a parked stream
         lock = self.send_lock
         try:
             lock.acquire_nowait()
@@ -315,6 +342,18 @@ class EdgeTCPServer(TCPServer):
         (``server.api.edge``), which needs no task of its own to notice its client leave."""
         self._on_close = callback
 
+    def detach(self) -> Handoff:
+        """Give the socket up to a parked SSE stream (``server.events.parked``), which
+        holds its own duplicate: this connection writes nothing more, sends no EOF, and
+        ends its tasks, closing only its own descriptor. Not called back on close. The
+        stream calls the returned ``Handoff.release`` when it closes the socket."""
+        handoff = Handoff()
+        self.keep_open = handoff.add
+        self._detached = True
+        self._on_close = None
+        self._request_close()
+        return handoff
+
     async def _close(self) -> None:
         callback, self._on_close = self._on_close, None
         if callback is not None:
@@ -328,5 +367,6 @@ class EdgeTCPServer(TCPServer):
                 trio.BusyResourceError,
                 trio.ClosedResourceError,
             ):
-                await self.stream.send_eof()
+                if not self._detached:
+                    await self.stream.send_eof()
             await self.stream.aclose()

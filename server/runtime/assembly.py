@@ -20,6 +20,7 @@ from server.auth.ratelimit import LoginGuard
 from server.auth.tickets import TicketService
 from server.auth.tokens import TokenService
 from server.events.hub import EventHub
+from server.events.parked import ParkedStreams
 from server.events.retention import EventRetention
 from server.fairness import FairLimiter
 from server.observability.metrics import Metrics, PoolUsage
@@ -157,6 +158,9 @@ async def start_background(nursery: trio.Nursery, services: Services) -> None:
     ``nursery.start``), then resume the runs a previous process left unfinished."""
     settings = services.settings
     await nursery.start(services.hub.run)
+    parked = ParkedStreams()
+    await nursery.start(parked.run)
+    services.parked = parked  # idle SSE streams, ended when the nursery is cancelled
     if services.siblings is not None:
         await nursery.start(services.siblings.run)
     await nursery.start(services.tokens.run)  # JWKS URL refresher (no-op without one)

@@ -133,7 +133,11 @@ def install() -> None:
             try:
                 await super().run()
             finally:
-                gate.leave()
+                keep_open = getattr(self, "keep_open", None)
+                if keep_open is not None:  # a parked SSE stream took the socket over
+                    keep_open(gate.leave)  # (server.http.worker.Handoff)
+                else:
+                    gate.leave()
 
     GatedTCPServer.__name__ = GatedTCPServer.__qualname__ = f"Gated{current.__name__}"
     hypercorn.trio.run.TCPServer = GatedTCPServer  # type: ignore[attr-defined]

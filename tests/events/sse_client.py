@@ -34,6 +34,7 @@ class SSEStream:
         self.decoder = SSEDecoder()
         self.raw = b""  # the first RAW_KEPT bytes of the (de-chunked) body
         self.ended = False
+        self.terminated = False  # the chunked terminator (``0\r\n\r\n``) was read
         self._wire = b""
         self._messages: deque[SSEMessage] = deque()
 
@@ -50,6 +51,7 @@ class SSEStream:
             size = int(head.split(b";")[0], 16)
             if size == 0:
                 self.ended = True
+                self.terminated = True
                 self._wire = b""
                 return
             if len(rest) < size + 2:

@@ -1,6 +1,7 @@
 """SSE streams answered below Quart (server.api.edge) on HTTP/1.1: a client that leaves ends
 its stream (subscription and per-user place released), and the stream costs the
-connection no task beyond hypercorn's two (the connection's reader, the request's task)."""
+connection no task beyond hypercorn's two (the connection's reader, the request's task);
+with direct writes an idle stream is parked and costs no task at all."""
 
 from __future__ import annotations
 
@@ -52,14 +53,21 @@ async def test_a_client_that_leaves_ends_its_stream(
         user = await register_user(client)
         pid = await create_project(client, user)
         count = 5
+        parked = server.services.parked
+        assert parked is not None
         async with open_stream(client, pid, user.headers) as first, AsyncExitStack() as more:
+            await wait_until(lambda: len(parked) == (1 if direct else 0))
             before = task_count()  # the project's first stream may start a bus listener
             for _ in range(count - 1):
                 await more.enter_async_context(open_stream(client, pid, user.headers))
             assert hub.statistics().subscribers == count
             assert held(user.user_id) == count
-            # hypercorn's connection task and request task per stream, nothing more
-            assert task_count() - before == 2 * (count - 1)
+            if direct:  # parked (server.events.parked): no task of its own at all
+                await wait_until(lambda: len(parked) == count)
+                assert task_count() - before == 0
+            else:  # hypercorn's connection task and request task per stream, nothing more
+                assert len(parked) == 0
+                assert task_count() - before == 2 * (count - 1)
             assert first.status == 200
         await wait_until(lambda: hub.statistics().subscribers == 0)
         await wait_until(lambda: not held(user.user_id))
