@@ -181,7 +181,9 @@ def render(results: list[Result], meta: dict[str, Any] | None = None) -> str:
     lines.append(
         "Medians of the runs, (lowest-highest) when they differ. Ratios are stretto / peer: "
         "below 1x is better for times, memory and losses, above 1x for requests/s and "
-        "streams held. machine: 1-minute load average before the runs, and the most CPU "
+        "streams held; a [variant] row (stretto only) is compared with the peers' row of "
+        "the same scenario without the variant. machine: 1-minute load average before the "
+        "runs, and the most CPU "
         "other processes used during one (percent of one core)."
     )
     lines += ["", *footnotes] if footnotes else []
