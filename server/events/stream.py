@@ -276,12 +276,7 @@ async def event_stream(
                         ended = True
                 if frames:
                     ended = ended or _drain_queued(subscription, frames)
-            out: list[bytes] = []
-            for frame in frames:
-                out.extend(cursor.live(frame))
-            while cursor.fill_after is not None:  # a gap: read it from the log
-                page = await _read_log(store, project_id, cursor.fill_after)
-                out.extend(cursor.page(page, complete=len(page) < REPLAY_PAGE))
+            out = await _encode_live(store, project_id, cursor, frames)
             now = trio.current_time()
             if not out and not ended:
                 if now >= end_at:
@@ -330,12 +325,7 @@ async def live_writes(live: Live, parker: Parker | None) -> Outcome:
                 live.last_write = trio.current_time()
             if frames:
                 ended = ended or _drain_queued(subscription, frames)
-        out: list[bytes] = []
-        for frame in frames:
-            out.extend(cursor.live(frame))
-        while cursor.fill_after is not None:  # a gap: read it from the log
-            page = await _read_log(store, project_id, cursor.fill_after)
-            out.extend(cursor.page(page, complete=len(page) < REPLAY_PAGE))
+        out = await _encode_live(store, project_id, cursor, frames)
         now = trio.current_time()
         if not out and not ended:
             if now >= live.end_at:
@@ -352,6 +342,20 @@ async def live_writes(live: Live, parker: Parker | None) -> Outcome:
         live.last_write = trio.current_time()
         if ended:
             return Outcome.ENDED
+
+
+async def _encode_live(
+    store: Store, project_id: str, cursor: ReplayCursor, frames: list[Frame]
+) -> list[bytes]:
+    """The bytes of ``frames`` through ``cursor``, with any gap they reveal read from the
+    log (the one step both live loops share)."""
+    out: list[bytes] = []
+    for frame in frames:
+        out.extend(cursor.live(frame))
+    while cursor.fill_after is not None:  # a gap: read it from the log
+        page = await _read_log(store, project_id, cursor.fill_after)
+        out.extend(cursor.page(page, complete=len(page) < REPLAY_PAGE))
+    return out
 
 
 async def _read_log(store: Store, project_id: str, after: int) -> list[StoredEvent]:
