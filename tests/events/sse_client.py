@@ -97,11 +97,16 @@ class SSEStream:
         return out
 
     async def until_comment(self) -> str:
+        await self.until_comments(1)
+        return self.decoder.comments[0]
+
+    async def until_comments(self, count: int) -> list[str]:
+        """Read until ``count`` comments (heartbeats) have arrived in all."""
         with trio.fail_after(HANG_GUARD_S):
-            while not self.decoder.comments:
+            while len(self.decoder.comments) < count:
                 if not await self._read():
                     raise EOFError("stream ended")
-        return self.decoder.comments[0]
+        return self.decoder.comments
 
 
 async def connect(

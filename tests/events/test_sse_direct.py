@@ -11,9 +11,19 @@ import httpx
 
 from tests.events.sse_client import open_stream
 from tests.events.test_sse_endpoint import put_file, setup
+from tests.events.test_stream_lifecycle import wait_for
 
 if TYPE_CHECKING:
     from tests.fixtures.server import RunningServer, StartServer
+
+
+async def armed(server: RunningServer, streams: int = 1) -> None:
+    """Wait until the streams wait for events with their subscriptions armed for direct
+    writes: an idle HTTP/1.1 stream is parked right after arming. Before that (the head,
+    the replay), an event is queued and written by the stream's task instead."""
+    parked = server.services.parked
+    assert parked is not None
+    await wait_for(lambda: len(parked) == streams, "the stream armed and parked")
 
 
 async def test_http11_stream_is_written_directly(
@@ -25,6 +35,7 @@ async def test_http11_stream_is_written_directly(
     async with open_stream(client, pid, user.headers, params={"last_event_id": "0"}) as stream:
         replayed = await stream.next()  # through the server's path, before direct mode
         assert replayed.event == "file.changed"
+        await armed(server)
         before = hub.statistics().direct_writes
         for i in range(5):
             await put_file(client, user, pid, f"f{i}.txt")
@@ -47,6 +58,7 @@ async def test_heartbeat_in_direct_mode(start_server: StartServer) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
         user, pid = await setup(client)
         async with open_stream(client, pid, headers=user.headers) as stream:
+            await armed(server)
             await put_file(client, user, pid, "a.txt")
             assert (await stream.next()).event == "file.changed"
             assert server.services.hub.statistics().direct_writes == 1
@@ -61,6 +73,7 @@ async def test_slow_reader_falls_back_and_receives_everything_in_order(
     async with httpx.AsyncClient(base_url=server.url) as client:
         user, pid = await setup(client)
         async with open_stream(client, pid, user.headers, receive_buffer=4096) as stream:
+            await armed(server)
             await put_file(client, user, pid, "first.txt")
             assert (await stream.next()).event == "file.changed"
             before = hub.statistics().direct_writes
@@ -80,6 +93,7 @@ async def test_slow_reader_falls_back_and_receives_everything_in_order(
             assert all(len(json.loads(m.data)["text"]) == len(payload) for m in messages[:-1])
             assert messages[-1].event == "file.changed"
             # Backlog written: the publisher writes directly again.
+            await armed(server)
             before = hub.statistics().direct_writes
             await put_file(client, user, pid, "after.txt")
             assert json.loads((await stream.next()).data)["path"] == "after.txt"
