@@ -17,7 +17,7 @@ profile_server.py; nothing in the server changes.
   writes ``--out``.start / .end, so the caller knows it was taken.
 - On exit (``SIGTERM``: the server's own clean shutdown) the window's entries are written to
   ``--out`` as JSON (see ``_entries``), with the process's CPU time (all threads, user +
-  system, ``os.times()``) and wall time between the marks. ``--off`` runs the same process
+  system, ``getrusage``) and wall time between the marks. ``--off`` runs the same process
   without profilers (the unprofiled baseline has the same code path).
 
 Why cProfile and not yappi or py-spy: cProfile is in the standard library (no dependency, it
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import cProfile
 import json
-import os
+import resource
 import signal
 import sys
 import threading
@@ -74,8 +74,8 @@ def _raw(profiler: cProfile.Profile) -> Raw:
 
 
 def _cpu_s() -> tuple[float, float]:
-    times = os.times()
-    return (times.user, times.system)
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # µs resolution (os.times: 10 ms)
+    return (usage.ru_utime, usage.ru_stime)
 
 
 def _mark(signum: int, _frame: object) -> None:
