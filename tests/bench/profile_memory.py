@@ -138,14 +138,14 @@ def _file_group(path: str, stdlib: str) -> str:
     return path
 
 
-def child(mode: str, settle_s: float, top: int, serve_args: list[str]) -> int:
+def child(mode: str, settle_s: float, top: int, frames: int, serve_args: list[str]) -> int:
     """Run ``stretto serve`` here; ``settle_s`` after READY, print the report and stop."""
     start_kb = rss_kb()
     record: dict[str, list[Any]] = {}
     if mode == "tracemalloc":
         import tracemalloc
 
-        tracemalloc.start(128)  # deep enough to see an import frame
+        tracemalloc.start(frames)  # deep enough to see an import frame
     else:
         _hook_imports(record)
     from server.cli.main import main as stretto_main
@@ -182,6 +182,7 @@ def _run_child(mode: str, args: argparse.Namespace) -> tuple[dict[str, Any], str
         command = [sys.executable, *(["-X", "importtime"] if mode == "imports" else [])]
         command += [str(Path(__file__).resolve()), "--child", mode]
         command += ["--settle-s", f"{args.settle_s:g}", "--top", str(args.top)]
+        command += ["--frames", str(args.frames)]
         command += ["--", "--data-dir", data, "--log-level", "warning"]
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
@@ -272,9 +273,11 @@ def tables(result: dict[str, Any], top: int) -> str:
         "|---|---|---:|---:|---:|---:|",
     ]
     ranked = sorted(packages.items(), key=lambda item: -item[1][0])
-    for name, (kb, modules) in ranked[:top]:
+    for name, (kb, modules, importer) in ranked[:top]:
         own_ms, cum_ms = times.get(name, [0.0, 0.0])
-        lines.append(f"| {name} | {modules} | {kb / 1024:.2f} | {own_ms:.1f} | {cum_ms:.1f} |")
+        lines.append(
+            f"| {name} | {importer} | {modules} | {kb / 1024:.2f} | {own_ms:.1f} | {cum_ms:.1f} |"
+        )
     rest = ranked[top:]
     if rest:
         kb = sum(item[1][0] for item in rest)
@@ -319,11 +322,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settle-s", type=float, default=2.0)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=128,
+        help="tracemalloc frames kept per allocation (fewer: faster, imports less well told "
+        "apart from start-up allocations)",
+    )
     parser.add_argument("--child", choices=("imports", "tracemalloc"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if args.child:
         serve_args = rest[1:] if rest[:1] == ["--"] else rest
-        return child(args.child, args.settle_s, args.top, serve_args)
+        return child(args.child, args.settle_s, args.top, args.frames, serve_args)
     result = measure(args)
     with open("/proc/loadavg", encoding="ascii") as loadavg:
         load = ", ".join(loadavg.read().split()[:3])
