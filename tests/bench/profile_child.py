@@ -83,12 +83,15 @@ def _mark(signum: int, _frame: object) -> None:
     main_profiler = _profilers[0] if _profilers else None
     if main_profiler is not None:
         main_profiler.disable()  # the snapshot is not part of the window
+    if which == "end":  # the process's CPU is read on the window's side of the snapshot,
+        _marks[which] = (_cpu_s(), time.monotonic())  # which costs tens of ms
     with _lock:
         for profiler in _profilers:
             _snapshots[which][id(profiler)] = _raw(profiler)
-    if main_profiler is not None and which == "start":
-        main_profiler.enable()
-    _marks[which] = (_cpu_s(), time.monotonic())
+    if which == "start":
+        if main_profiler is not None:
+            main_profiler.enable()
+        _marks[which] = (_cpu_s(), time.monotonic())
     if _out:
         with open(f"{_out}.{which}", "w", encoding="ascii") as done:
             done.write("marked\n")  # profile_server.py waits for this before the load
