@@ -67,9 +67,10 @@ def package_of(module: str) -> str:
 # -- the child: the real server in this process ---------------------------------------
 
 
-def _hook_imports(record: dict[str, list[Any]]) -> None:
-    """Wrap ``_find_and_load``: per top-level package [own RSS kB, modules, the package
-    that first imported it]."""
+def _hook_imports(record: dict[str, list[Any]], stdlib: dict[str, list[Any]]) -> None:
+    """Wrap ``_find_and_load``: per top-level package [own RSS kB, modules, the nearest
+    non-stdlib package that first imported it]; the same per top-level stdlib module in
+    ``stdlib``."""
     import importlib._bootstrap as bootstrap
 
     original = bootstrap._find_and_load  # type: ignore[attr-defined]
@@ -78,9 +79,10 @@ def _hook_imports(record: dict[str, list[Any]]) -> None:
     def find_and_load(name: str, import_: Any) -> Any:
         before = rss_kb()
         package = package_of(name)
-        if package not in record:
-            importer = package_of(nested[-1][0]) if nested else "(this script)"
-            record[package] = [0, 0, importer]
+        outside = (package_of(m) for m, _ in reversed(nested) if package_of(m) != STDLIB)
+        importer = next(outside, "(this script)")  # the nearest one that is not the stdlib
+        record.setdefault(package, [0, 0, importer])
+        top = stdlib.setdefault(name.split(".", 1)[0], [0, 0, importer])
         nested.append([name, 0])
         try:
             return original(name, import_)
@@ -89,6 +91,9 @@ def _hook_imports(record: dict[str, list[Any]]) -> None:
             total = rss_kb() - before
             record[package][0] += total - inner
             record[package][1] += 1
+            if package == STDLIB:
+                top[0] += total - inner
+                top[1] += 1
             if nested:
                 nested[-1][1] += total
 
@@ -142,12 +147,13 @@ def child(mode: str, settle_s: float, top: int, frames: int, serve_args: list[st
     """Run ``stretto serve`` here; ``settle_s`` after READY, print the report and stop."""
     start_kb = rss_kb()
     record: dict[str, list[Any]] = {}
+    stdlib: dict[str, list[Any]] = {}
     if mode == "tracemalloc":
         import tracemalloc
 
         tracemalloc.start(frames)  # deep enough to see an import frame
     else:
-        _hook_imports(record)
+        _hook_imports(record, stdlib)
     from server.cli.main import main as stretto_main
     from server.ops import sdnotify
 
@@ -160,6 +166,7 @@ def child(mode: str, settle_s: float, top: int, frames: int, serve_args: list[st
             out.update(_tracemalloc_by_package(top))
         else:
             out["imports"] = record
+            out["stdlib"] = {name: entry for name, entry in stdlib.items() if entry[1]}
         out["rss_kb"] = rss_kb()
         print(MARKER + json.dumps(out), flush=True)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -288,6 +295,14 @@ def tables(result: dict[str, Any], top: int) -> str:
         f"| **all** | | {sum(e[1] for e in packages.values())} | **{imports_kb / 1024:.2f}** | "
         f"{sum(t[0] for t in times.values()):.1f} | |"
     )
+    lines += [
+        "",
+        "| stdlib module | first imported by | modules | own RSS MB |",
+        "|---|---|---:|---:|",
+    ]
+    ranked = sorted(imp.get("stdlib", {}).items(), key=lambda item: -item[1][0])
+    for name, (kb, modules, importer) in ranked[: max(5, top // 2)]:
+        lines.append(f"| {name} | {importer} | {modules} | {kb / 1024:.2f} |")
     lines += [
         "",
         f"tracemalloc when settled: {traced['traced_kb'] / 1024:.1f} MB of Python allocations "

@@ -79,6 +79,7 @@ def test_the_import_hook_attributes_the_real_servers_imports_by_package(tmp_path
         assert imports[package][1] > 0, package  # modules imported
     assert imports[memory.STRETTO][2] == "(this script)"
     assert imports["h11"][2] in ("hypercorn", memory.STRETTO)
+    assert report["stdlib"]["json"][1] > 0  # a stdlib module, with its own figures
     assert sum(kb for kb, _, _ in imports.values()) > 0
     assert report["rss_kb"] > report["start_kb"]
 
@@ -114,6 +115,7 @@ def test_a_whole_run_prints_parts_that_add_up_to_the_in_process_server(tmp_path:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| **= the in-process server, settled** |" in done.stdout
     assert "| package | first imported by |" in done.stdout
+    assert "| stdlib module | first imported by |" in done.stdout
     assert "| start-up allocations (not imports) by where | kB |" in done.stdout
     result = json.loads(out.read_text())
     run = result["imports_run"]
