@@ -47,7 +47,20 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "/itsdangerous/",
         ),
     ),
-    ("trio", ("/trio/", "/outcome/", "/sniffio/", "/trio_asyncio/", "/exceptiongroup/")),
+    (
+        "trio",
+        (
+            "/trio/",
+            "/outcome/",
+            "/sniffio/",
+            "/trio_asyncio/",
+            "/exceptiongroup/",
+            "<attrs generated methods trio.",
+            "<attrs generated methods outcome.",
+        ),
+    ),
+    ("jsonschema", ("/jsonschema/", "/referencing/", "/jsonschema_specifications/", "/rpds/")),
+    ("prometheus_client", ("/prometheus_client/",)),
     ("json", ("/json/",)),
     ("sqlite", ("/sqlite3/",)),
     ("pyjwt + cryptography", ("/jwt/", "/cryptography/")),
@@ -69,6 +82,8 @@ ORDER = (
     "json",
     "sqlite",
     "pyjwt + cryptography",
+    "jsonschema",
+    "prometheus_client",
     "argon2 (the bench's register)",
     "other: stdlib",
     OTHER,
@@ -84,7 +99,7 @@ def layer_of_file(path: str, stretto_root: str) -> str:
         if any(mark in path for mark in marks):
             return layer
     stdlib = f"/lib/python{sys.version_info.major}.{sys.version_info.minor}/"
-    if stdlib in path and "-packages/" not in path:
+    if (stdlib in path and "-packages/" not in path) or path.startswith("<frozen "):
         return "other: stdlib"
     return OTHER
 

@@ -223,6 +223,7 @@ def run_stretto(args: argparse.Namespace, profile: bool, work: Path) -> dict[str
         _load(args, port, True, state)
         os.kill(process.pid, signal.SIGUSR1)
         _wait(Path(f"{out}.start").exists, "the start mark")
+        load_avg = _uptime()
         load = _load(args, port, False, state)
         os.kill(process.pid, signal.SIGUSR2)
         _wait(Path(f"{out}.end").exists, "the end mark")
@@ -236,7 +237,7 @@ def run_stretto(args: argparse.Namespace, profile: bool, work: Path) -> dict[str
     if not out.exists():
         raise RuntimeError(f"no profile written (exit {process.returncode}); see {log.name}")
     report: dict[str, Any] = json.loads(out.read_text())
-    report.update(units=load.units, unit=load.unit, load=load.result)
+    report.update(units=load.units, unit=load.unit, load=load.result, load_avg=load_avg)
     return report
 
 
@@ -294,7 +295,7 @@ def run_peer(args: argparse.Namespace) -> dict[str, Any]:
 def summary(args: argparse.Namespace, off: dict[str, Any] | None, on: dict[str, Any]) -> str:
     """The printed report: CPU per unit, then the three tables."""
     unit, units = on["unit"], on["units"]
-    lines = [f"scenario {args.scenario}: {_load_line(on)}; uptime: {_uptime()}"]
+    lines = [f"scenario {args.scenario}: {_load_line(on)}; before the load: {on['load_avg']}"]
     off_cpu = None
     if off is not None:
         off_cpu = off["cpu_user_s"] + off["cpu_system_s"]
@@ -302,7 +303,7 @@ def summary(args: argparse.Namespace, off: dict[str, Any] | None, on: dict[str, 
         lines.append(
             f"unprofiled: {off_cpu * per:,.1f} µs CPU per {unit} "
             f"(user {off['cpu_user_s'] * per:,.1f}, system {off['cpu_system_s'] * per:,.1f}); "
-            f"{_load_line(off)}"
+            f"{_load_line(off)}; before the load: {off['load_avg']}"
         )
         off_cpu = off_cpu / off["units"] * units  # the unprofiled CPU for the profiled units
     on_cpu = on["cpu_user_s"] + on["cpu_system_s"]
@@ -324,7 +325,8 @@ def summary(args: argparse.Namespace, off: dict[str, Any] | None, on: dict[str, 
                 else ""
             )
         )
-    strip = (sysconfig.get_paths()["purelib"] + "/", str(ROOT) + "/")
+    paths = sysconfig.get_paths()
+    strip = (paths["purelib"] + "/", paths["stdlib"] + "/", str(ROOT) + "/")
     lines += ["", *layers.layer_table(parts, units, unit, off_cpu), ""]
     lines += [*layers.files_table(parts, units, unit, args.top), ""]
     lines += layers.top_table(parts, units, unit, args.top, strip)

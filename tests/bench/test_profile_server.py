@@ -92,8 +92,11 @@ def test_the_child_profiles_exactly_the_window_between_the_marks(tmp_path: Path)
     assert report["cpu_user_s"] + report["cpu_system_s"] > 0
     assert set(report["calibration"]) == {"py_callee", "py_caller", "c_callee", "c_caller"}
     entries = report["entries"]
-    # One access-log/metrics record per request: 7 in the window, not 57.
-    assert _entry(entries, "server/observability/http.py", "record_request")["calls"] == 7
+    # Every request's target is checked once, before its answer is sent (so before the
+    # client sends the next signal): 7 in the window, not 57. (The access log is written
+    # after the answer: it may land on either side of a mark.)
+    check = _entry(entries, "server/api/validation.py", "check_request_target")
+    assert check["calls"] == 7
     split = layers.split(entries, str(ROOT), report["calibration"])
     for layer in ("h11", "trio", layers.STRETTO, layers.KERNEL):
         assert split.self_s.get(layer, 0.0) > 0, (layer, split.self_s)
