@@ -217,14 +217,27 @@ class RunSupervisor:
             lease=(self.instance_id, self._lease_until()),  # started here without a claim
             now=utc_now(),
         )
-        stored, created, events = await self.store.create_run(
-            run, [created_event], max_in_flight=self.settings.max_runs_per_user
-        )
+        # Inserted started: run.created, run.started and the first wave's starts in one commit.
+        executor = RunExecutor(self.deps, run, parsed)
+        try:
+            stored, created, events = await self.store.create_run(
+                run,
+                [created_event],
+                max_in_flight=self.settings.max_runs_per_user,
+                then=executor.start_with_insert(),
+            )
+        except BaseException:
+            executor.discard()
+            raise
+        if created and self.deps.observer is not None:
+            self.deps.observer.run_status(str(RunStatus.PENDING))
+        if created:
+            executor.inserted(stored, events)
         self.publisher.publish(events)
         if created:
-            if self.deps.observer is not None:
-                self.deps.observer.run_status(str(RunStatus.PENDING))
-            self._start(stored, parsed, claimed=True)
+            self._start(stored, parsed, claimed=True, executor=executor)
+        else:
+            executor.discard()
         return stored, created
 
     def check_accepting(self) -> None:
@@ -236,12 +249,23 @@ class RunSupervisor:
         """Execute a stored run in this process (nothing for one awaiting approval)."""
         self._start(run)
 
-    def _start(self, run: Run, plan: Plan | None = None, *, claimed: bool = False) -> None:
+    def _start(
+        self,
+        run: Run,
+        plan: Plan | None = None,
+        *,
+        claimed: bool = False,
+        executor: RunExecutor | None = None,
+    ) -> None:
+        """Execute ``run`` in a task of the supervisor's nursery (``executor``: one made for
+        it already, e.g. started with its insert; discarded when the run does not start)."""
         if self._nursery is None or run.id in self._active:
+            if executor is not None:
+                executor.discard()  # shutting down: the run resumes from its lease later
             return
         if run.status is RunStatus.AWAITING_APPROVAL:
             return  # it waits for a person: approve() starts it
-        executor = RunExecutor(self.deps, run, plan)
+        executor = executor or RunExecutor(self.deps, run, plan)
         active = _Active(executor=executor, owner_id=run.owner_id, claimed=claimed)
         self._active[run.id] = active
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")

@@ -22,6 +22,7 @@ from server.store.models import (
     Run,
     RunChange,
     RunStatus,
+    StateWrite,
     Step,
     StepChange,
 )
@@ -74,7 +75,12 @@ class MemoryRunStore:
         return out
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
+        self,
+        run: Run,
+        events: Sequence[NewEvent],
+        *,
+        max_in_flight: int | None = None,
+        then: StateWrite | None = None,
     ) -> tuple[Run, bool, list[StoredEvent]]:
         await trio.lowlevel.checkpoint()
         if run.idempotency_key:
@@ -85,7 +91,15 @@ class MemoryRunStore:
                 ):
                     return existing, False, []
         self.runs[run.id] = run
-        return run, True, self._append(events)
+        if then is None:
+            return run, True, self._append(events)
+        stored = self._append(events)
+        # One transaction with the insert: not a ``write_run_state`` (whose faults the
+        # doubles built on this one inject).
+        stored += await MemoryRunStore.write_run_state(
+            self, run=then.run, new_steps=then.new_steps, steps=then.steps, events=then.events
+        )
+        return self.runs[run.id], True, stored
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
         await trio.lowlevel.checkpoint()

@@ -27,9 +27,9 @@ import trio
 
 from server.bench.api import ApiClient
 from server.bench.errors import BenchError
+from server.bench.scenarios.workflow_trace import Seen, phase_medians, run_phases, server_time
 from server.bench.sse import SseRequest, hold_with_reconnect
 from server.bench.stats import percentiles, process_cpu_s, rounded
-from server.bench.scenarios.workflow_trace import Seen, phase_medians, run_phases, server_time
 from server.bench.wire import last_event_id, parse_events
 
 if TYPE_CHECKING:
