@@ -31,6 +31,7 @@ class Frame:
     run_id: str | None
     data: bytes
     gap_before: int | None = None
+    events: int = 1  # transient events joined in ``data`` (``server.events.coalesce``)
 
 
 class Offer(enum.Enum):

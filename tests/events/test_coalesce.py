@@ -1,0 +1,91 @@
+"""Coalesced transient events: one project's ``step.delta`` frames of one tick go out as one
+frame per run, in publication order, flushed before anything else of the project."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from trio.testing import wait_all_tasks_blocked
+
+from server.events.coalesce import combined
+from server.events.hub import EventHub
+from server.events.sse import encode_transient
+from tests.events.test_hub import drain, event
+
+
+def delta(n: int, run: str = "r1", project: str = "p1") -> dict[str, Any]:
+    return {"type": "step.delta", "project_id": project, "run_id": run, "step_id": "s", "n": n}
+
+
+def test_combined_joins_consecutive_frames_of_one_run_in_order() -> None:
+    held = [("r1", b"a"), ("r1", b"b"), ("r2", b"c"), (None, b"d"), ("r1", b"e"), ("r1", b"f")]
+    frames = list(combined(held))
+    assert [(f.run_id, f.data, f.events, f.seq) for f in frames] == [
+        ("r1", b"ab", 2, None),
+        ("r2", b"c", 1, None),
+        (None, b"d", 1, None),
+        ("r1", b"ef", 2, None),
+    ]
+    assert list(combined([])) == []
+
+
+async def test_the_deltas_of_one_tick_reach_a_subscriber_as_one_frame() -> None:
+    hub = EventHub(buffer=8)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        with hub.subscribe("p1") as sub, hub.subscribe("p1", run_id="r2") as only_r2:
+            for n in range(5):
+                hub.publish_transient("p1", delta(n))
+            hub.publish_transient("p1", delta(5, run="r2"))
+            assert drain(sub) == []  # held until the tick ends
+            await wait_all_tasks_blocked()
+            frames = drain(sub)
+            assert [(f.run_id, f.events) for f in frames] == [("r1", 5), ("r2", 1)]
+            assert frames[0].data == b"".join(encode_transient(delta(n)) for n in range(5))
+            assert [f.data for f in drain(only_r2)] == [encode_transient(delta(5, run="r2"))]
+            stats = hub.statistics()
+            assert (stats.published, stats.delivered) == (6, 6 + 1)  # per event, per sink
+        nursery.cancel_scope.cancel()
+
+
+async def test_held_deltas_go_before_a_committed_event_published_after_them() -> None:
+    hub = EventHub(buffer=8)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        with hub.subscribe("p1") as sub:
+            hub.publish_transient("p1", delta(0))
+            hub.publish([event(1)])
+            hub.publish_transient("p1", delta(1))
+            await wait_all_tasks_blocked()
+            frames = drain(sub)
+            assert [(f.seq, f.data) for f in frames] == [
+                (None, encode_transient(delta(0))),
+                (1, frames[1].data),
+                (None, encode_transient(delta(1))),
+            ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_ending_a_project_or_the_hub_flushes_what_is_held() -> None:
+    hub = EventHub(buffer=8)
+    other = hub.open_subscription("p2")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        with hub.subscribe("p1") as sub:
+            hub.publish_transient("p1", delta(0))
+            hub.end_project("p1")
+            assert [f.events for f in drain(sub)] == [1]
+            assert sub.closed_reason == "project_deleted"
+        hub.publish_transient("p2", delta(1, project="p2"))
+        nursery.cancel_scope.cancel()  # the hub's service ends: it flushes on the way out
+    assert [f.events for f in drain(other)] == [1]
+    other.close("unsubscribed")
+
+
+async def test_without_the_hub_service_each_delta_goes_out_at_once() -> None:
+    hub = EventHub(buffer=8)
+    with hub.subscribe("p1") as sub:
+        hub.publish_transient("p1", delta(0))
+        hub.publish_transient("p1", delta(1))
+        assert [f.data for f in drain(sub)] == [encode_transient(delta(n)) for n in (0, 1)]
