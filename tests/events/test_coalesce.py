@@ -3,15 +3,26 @@ frame per run, in publication order, flushed before anything else of the project
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 from trio.testing import wait_all_tasks_blocked
 
 from server.events.coalesce import combined
 from server.events.hub import EventHub
+from server.events.model import NewEvent
 from server.events.sse import encode_transient
+from tests.events.sse_client import open_stream
 from tests.events.test_hub import drain, event
+from tests.events.test_sse_direct import armed
+from tests.events.test_sse_endpoint import setup
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tests.fixtures.server import RunningServer
 
 
 def delta(n: int, run: str = "r1", project: str = "p1") -> dict[str, Any]:
@@ -89,3 +100,33 @@ async def test_without_the_hub_service_each_delta_goes_out_at_once() -> None:
         hub.publish_transient("p1", delta(0))
         hub.publish_transient("p1", delta(1))
         assert [f.data for f in drain(sub)] == [encode_transient(delta(n)) for n in (0, 1)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the hub's part: one backend
+async def test_a_parked_stream_gets_a_tick_of_deltas_and_events_once_in_order(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    # Real server and socket: deltas and a committed event published in one tick reach an
+    # idle (parked, direct-write) HTTP/1.1 stream complete, once each, in publication order.
+    hub = server.services.hub
+    user, pid = await setup(client)
+    async with open_stream(client, pid, user.headers) as stream:
+        await armed(server)
+        body = {"type": "file.changed", "project_id": pid, "at": "x", "path": "a.txt"}
+        stored = await server.services.store.append_events([NewEvent(pid, "file.changed", body)])
+        before = hub.statistics().direct_writes
+        for i in range(4):
+            hub.publish_transient(pid, {**delta(i), "project_id": pid})
+        hub.publish(stored)
+        for i in range(4, 8):
+            hub.publish_transient(pid, {**delta(i), "project_id": pid})
+        messages = await stream.take(9)
+        assert [m.event for m in messages] == ["step.delta"] * 4 + ["file.changed"] + [
+            "step.delta"
+        ] * 4
+        assert [json.loads(m.data)["n"] for m in messages if m.event == "step.delta"] == list(
+            range(8)
+        )
+        assert messages[4].id == str(stored[0].seq)
+        assert hub.statistics().direct_writes - before == 9  # counted per event
+        await armed(server)  # parked again: nothing was left queued
