@@ -310,7 +310,8 @@ class Store(Protocol):
         a repeated key.
 
         Raises ``RateLimited`` when the owner already has ``max_in_flight`` unfinished runs
-        (counted in the inserting transaction: no race, across instances); ``NotFound``.
+        (counted in the inserting transaction: no race, across instances); ``NotFound``
+        when the project does not exist or is not the run owner's.
         """
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:

@@ -125,6 +125,8 @@ class RunStore(UnitRunner):
         started = None if then is None else _Encoded(then.run, then.steps, None)
 
         def program() -> Program[tuple[Run, bool, list[StoredEvent]]]:
+            if (yield value(sql.PROJECT_OWNER, run.project_id)) != run.owner_id:
+                raise NotFound("No such project.")  # none, or another user's
             if max_in_flight is not None:
                 yield LockUser(run.owner_id)
                 if run.idempotency_key is not None:

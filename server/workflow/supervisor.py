@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import NotFound, ShuttingDown
+from server.errors import AppError, NotFound, ShuttingDown
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
 from server.workflow import cancelling, hitl
@@ -198,14 +198,19 @@ class RunSupervisor:
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
         self.check_accepting()
-        if await self.store.get_project(owner_id, project_id) is None:
-            raise NotFound("No such project.")
-        check_request(prompt, plan, self.planner is not None)
-        opts = validate_options(options, self.settings)
-        parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
-        model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
-        if prompt is not None or model_steps:
-            self.check_token_budget(owner_id)  # RateLimited (429) before any model call
+        try:
+            check_request(prompt, plan, self.planner is not None)
+            opts = validate_options(options, self.settings)
+            parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
+            model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
+            if prompt is not None or model_steps:
+                self.check_token_budget(owner_id)  # RateLimited (429) before any model call
+        except AppError:
+            # A missing project answers first (404), as if checked before: the insert checks
+            # it on the way that succeeds, so that way reads nothing more.
+            if await self.store.get_project(owner_id, project_id) is None:
+                raise NotFound("No such project.") from None
+            raise
         run, created_event = new_run(
             run_id=new_id(),
             owner_id=owner_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,17 @@ async def test_a_run_is_inserted_started_in_one_transaction(store: Store, projec
     )
     assert (again, created_again, events_again) == (stored, False, [])
     assert await store.event_bounds(project.id) == (1, 3)
+
+
+async def test_a_run_of_a_missing_or_another_users_project_is_not_inserted(
+    store: Store, project: Project, other: User
+) -> None:
+    theirs = make_run(project)
+    for run in (replace(theirs, owner_id=other.id), replace(theirs, project_id=new_id())):
+        with pytest.raises(NotFound):
+            await store.create_run(run, [created_event(run)], then=started_with(run, "read"))
+        assert await store.get_run(run.id) is None
+    assert await store.event_bounds(project.id) == (1, 0)
 
 
 async def test_an_insert_whose_start_fails_writes_nothing(store: Store, project: Project) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from server.config import Settings
-from server.errors import RunStatusChanged, ToolError
+from server.errors import NotFound, RunStatusChanged, ToolError
 from server.events.model import NewEvent, StoredEvent
 from server.store.models import (
     RUN_MUTABLE_FIELDS,
@@ -83,6 +83,9 @@ class MemoryRunStore:
         then: StateWrite | None = None,
     ) -> tuple[Run, bool, list[StoredEvent]]:
         await trio.lowlevel.checkpoint()
+        project = self.projects.get(run.project_id)
+        if project is None or project.owner_id != run.owner_id:
+            raise NotFound("No such project.")
         if run.idempotency_key:
             for existing in self.runs.values():
                 if (
