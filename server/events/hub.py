@@ -111,6 +111,8 @@ class EventHub:
         self._direct_writes = 0
         self.relay: HubRelay | None = None  # other processes (``server.events.siblings``)
         self._transient = TransientBatch(self._deliver_held)
+        # While ``_accept`` runs: each topic's frames, offered together when it ends.
+        self._outbox: dict[int, tuple[_Topic, list[Frame]]] | None = None
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, events: Sequence[StoredEvent]) -> None:
@@ -327,6 +329,17 @@ class EventHub:
             self._skip_gap(project_id, topic)
 
     def _accept(self, events: Sequence[StoredEvent]) -> None:
+        """Deliver committed events; the frames one call delivers to a topic are offered
+        together (``offer_many``: one write per stream for one commit's events)."""
+        self._outbox = {}
+        try:
+            self._accept_each(events)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for topic, frames in outbox.values():
+                self._fan_out_all(topic, frames)
+
+    def _accept_each(self, events: Sequence[StoredEvent]) -> None:
         for event in events:
             topic = self._topics.get(event.project_id)
             if topic is None:
@@ -379,21 +392,30 @@ class EventHub:
         self._drain_pending(project_id, topic)
 
     def _fan_out(self, topic: _Topic, frame: Frame) -> None:
+        if self._outbox is not None:  # in ``_accept``: offered with the topic's others
+            self._outbox.setdefault(id(topic), (topic, []))[1].append(frame)
+            return
+        self._fan_out_all(topic, [frame])
+
+    def _fan_out_all(self, topic: _Topic, frames: list[Frame]) -> None:
+        joined = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
         dropped: list[tuple[FrameSink, str]] = []
         for sink in topic.subscribers:
-            offer = sink.offer(frame)
-            if offer is Offer.IGNORED:
-                continue
-            if offer is Offer.QUEUED:
-                self._delivered += frame.events
-            elif offer is Offer.WRITTEN:
-                self._delivered += frame.events
-                self._direct_writes += frame.events
-            elif offer is Offer.FULL:
-                self._dropped += 1
-                dropped.append((sink, "slow"))
+            if len(frames) == 1:
+                offers = [sink.offer(frames[0])]
             else:
-                dropped.append((sink, "disconnected"))
+                offers = sink.offer_many(frames, joined)
+            for frame, offer in zip(frames, offers, strict=False):
+                if offer is Offer.QUEUED:
+                    self._delivered += frame.events
+                elif offer is Offer.WRITTEN:
+                    self._delivered += frame.events
+                    self._direct_writes += frame.events
+                elif offer is Offer.FULL:
+                    self._dropped += 1
+                    dropped.append((sink, "slow"))
+                elif offer is Offer.GONE:
+                    dropped.append((sink, "disconnected"))
         for sink, reason in dropped:
             topic.subscribers.pop(sink, None)
             sink.close(reason)

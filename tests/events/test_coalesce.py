@@ -1,9 +1,11 @@
-"""Coalesced transient events: one project's ``step.delta`` frames of one tick go out as one
-frame per run, in publication order, flushed before anything else of the project."""
+"""Coalesced writes: one project's ``step.delta`` frames of one tick go out as one frame per
+run, flushed before anything else of the project; one commit's events go to an armed stream
+in one write. In publication order, each once."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,13 +13,17 @@ import trio
 from trio.testing import wait_all_tasks_blocked
 
 from server.events.coalesce import combined
+from server.events.cursor import ReplayCursor
 from server.events.hub import EventHub
-from server.events.model import NewEvent
-from server.events.sse import encode_transient
+from server.events.model import NewEvent, StoredEvent, dumps
+from server.events.sink import WriteResult
+from server.events.sse import encode_stored, encode_transient
+from server.events.subscription import FLUSH
 from tests.events.sse_client import open_stream
 from tests.events.test_hub import drain, event
 from tests.events.test_sse_direct import armed
 from tests.events.test_sse_endpoint import setup
+from tests.events.test_subscription import ScriptedWriter, ready_cursor
 
 if TYPE_CHECKING:
     import httpx
@@ -130,3 +136,60 @@ async def test_a_parked_stream_gets_a_tick_of_deltas_and_events_once_in_order(
         assert messages[4].id == str(stored[0].seq)
         assert hub.statistics().direct_writes - before == 9  # counted per event
         await armed(server)  # parked again: nothing was left queued
+
+
+def stored(seq: int, run: str | None = None) -> StoredEvent:
+    type_ = "step.started" if run else "file.changed"
+    data = {"type": type_, "project_id": "p1", "at": "x", "n": seq, "run_id": run}
+    return StoredEvent("p1", seq, type_, dumps(data), datetime(2026, 1, 2, tzinfo=UTC))
+
+
+async def test_one_commits_events_go_to_an_armed_stream_in_one_write() -> None:
+    hub = EventHub(buffer=8)
+    writer = ScriptedWriter(WriteResult.WRITTEN, WriteResult.WRITTEN)
+    with hub.subscribe("p1") as sub:
+        cursor = ready_cursor(0)
+        sub.arm(writer, cursor)
+        events = [stored(1), stored(2), stored(3)]
+        hub.publish(events)
+        assert writer.written == [b"".join(encode_stored(e) for e in events)]
+        assert cursor.position == 3
+        assert drain(sub) == []
+        stats = hub.statistics()
+        assert (stats.direct_writes, stats.delivered) == (3, 3)
+        hub.publish([stored(4)])  # still armed: the next one goes straight through too
+        assert writer.written[-1] == encode_stored(stored(4))
+
+
+async def test_a_refused_or_partial_joined_write_keeps_every_frame_in_order() -> None:
+    hub = EventHub(buffer=8)
+    refused = ScriptedWriter(WriteResult.REFUSED)
+    held = ScriptedWriter(WriteResult.HELD)
+    with hub.subscribe("p1") as a, hub.subscribe("p1") as b:
+        cursor_a, cursor_b = ready_cursor(0), ready_cursor(0)
+        a.arm(refused, cursor_a)
+        b.arm(held, cursor_b)
+        hub.publish([stored(1), stored(2)])
+        # Refused: nothing went; both queued in order, for the stream's task (cursor kept).
+        assert [f.seq for f in drain(a)] == [1, 2]
+        assert cursor_a.position == 0
+        # Partly written: the writer holds the rest; the stream's task flushes it.
+        assert drain(b) == [FLUSH]
+        assert cursor_b.position == 2
+        hub.publish([stored(3)])  # both disarmed: queued behind
+        assert [f.seq for f in drain(a)] == [3]
+        assert [f.seq for f in drain(b)] == [3]
+
+
+async def test_frames_a_stream_cannot_take_in_one_write_go_one_by_one() -> None:
+    hub = EventHub(buffer=8)
+    behind = ScriptedWriter(WriteResult.WRITTEN, WriteResult.WRITTEN)
+    filtered = ScriptedWriter(WriteResult.WRITTEN)
+    with hub.subscribe("p1") as sub, hub.subscribe("p1", run_id="r1") as only_r1:
+        sub.arm(behind, ready_cursor(1))  # already has seq 1: it is skipped
+        r1_cursor = ReplayCursor("p1", "r1", 0)
+        assert r1_cursor.page([], complete=True) == []
+        only_r1.arm(filtered, r1_cursor)  # other runs' frames are not for it
+        hub.publish([stored(1), stored(2, "r1"), stored(3)])
+        assert behind.written == [encode_stored(stored(2, "r1")), encode_stored(stored(3))]
+        assert filtered.written == [encode_stored(stored(2, "r1"))]
