@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from server.workflow.slots import Held
     from server.workflow.tools.registry import Tool
 
+    _Starting = tuple[PlanStep, Tool, Held]  # a dispatched step, its tool, its slots
+
 __all__ = [
     "ExecutorDeps",
     "RunExecutor",
@@ -77,9 +79,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("stretto.workflow")
-
-if TYPE_CHECKING:
-    _Starting = tuple[PlanStep, Tool, Held]
 
 STORED_READ_DEADLINE_S = 10.0
 
