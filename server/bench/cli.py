@@ -195,6 +195,15 @@ def add_parser(subparsers: Any) -> None:
         default=100.0,
         help="The server's offline-provider latency (STRETTO_OFFLINE_LATENCY_MS).",
     )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help=(
+            "Also report phases_ms: the median of each phase of a run (POST -> first step "
+            "start, per wave the ends' spread and the hand-off to the next wave, last end -> "
+            "terminal event), from the events' server timestamps and this client's clock."
+        ),
+    )
 
     p = scenarios.add_parser(
         "http",
@@ -263,6 +272,7 @@ def _scenario(args: argparse.Namespace) -> tuple[Scenario, Any, float]:
             runs=args.runs,
             latency_ms=args.latency_ms,
             concurrent=args.concurrent,
+            trace=args.trace,
         )
         return workflow.run, wo, 60 + 61 * wo.runs
     if name == "capacity":

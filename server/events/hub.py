@@ -9,7 +9,9 @@
   that has subscribers; duplicates are dropped, and an event arriving after a gap is held
   until the gap is filled, by a later ``publish`` or by reading the store's log in
   ``run()`` (the hub's service task, required when a store is given).
-Transient events (``step.delta``) bypass ordering and carry no ``seq``.
+Transient events (``step.delta``) bypass ordering and carry no ``seq``; those of one
+project published in one scheduler tick go out as one frame (``server.events.coalesce``,
+flushed by ``run``; a project's held ones before anything else of it).
 
 Other processes (``--workers N``, other instances): an optional ``relay`` (``HubRelay``) is
 told what this process publishes (committed seqs, transient events, closed projects) and
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from server.errors import ShuttingDown
+from server.events.coalesce import TransientBatch
 from server.events.model import run_id_of
 from server.events.sink import Frame, FrameSink, Offer
 from server.events.sse import encode_stored, encode_transient
@@ -107,6 +110,9 @@ class EventHub:
         self._gap_fills = 0
         self._direct_writes = 0
         self.relay: HubRelay | None = None  # other processes (``server.events.siblings``)
+        self._transient = TransientBatch(self._deliver_held)
+        # While ``_accept`` runs: each topic's frames, offered together when it ends.
+        self._outbox: dict[int, tuple[_Topic, list[Frame]]] | None = None
 
     # -- Publisher ---------------------------------------------------------------------
     def publish(self, events: Sequence[StoredEvent]) -> None:
@@ -135,9 +141,15 @@ class EventHub:
         topic = self._topics.get(project_id)
         if topic is None:
             return
-        event_type = str(data.get("type", ""))
-        frame = Frame(None, run_id_of(event_type, data), encode_transient(data))
-        self._fan_out(topic, frame)
+        run_id = run_id_of(str(data.get("type", "")), data)
+        encoded = encode_transient(data)
+        if not self._transient.hold(project_id, run_id, encoded):
+            self._fan_out(topic, Frame(None, run_id, encoded))
+
+    def _deliver_held(self, project_id: str, frame: Frame) -> None:
+        topic = self._topics.get(project_id)
+        if topic is not None:
+            self._fan_out(topic, frame)
 
     # -- subscribers ------------------------------------------------------------------------
     def open_subscription(self, project_id: str, run_id: str | None = None) -> Subscription:
@@ -186,6 +198,7 @@ class EventHub:
 
     def end_project(self, project_id: str) -> None:
         """End the project's streams in this process (queued frames are still read)."""
+        self._transient.flush(project_id)
         topic = self._topics.pop(project_id, None)
         self._fill_wanted.pop(project_id, None)
         if topic is not None:
@@ -194,6 +207,7 @@ class EventHub:
 
     def close_all(self) -> None:
         """Shutdown: end every stream and refuse new subscribers."""
+        self._transient.flush_all()
         self._closed = True
         topics, self._topics = self._topics, {}
         self._fill_wanted.clear()
@@ -240,13 +254,19 @@ class EventHub:
 
     # -- service -------------------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fill gaps from the store's log. Runs until cancelled; needs ``store``.
+        """Fill gaps from the store's log, and flush the transient events held in a tick
+        (``TransientBatch.run``). Runs until cancelled; needs ``store``.
 
         Survives any error of the store (the database may be away): the projects it could
         not read are retried with a doubling backoff, and the failure is logged at most
         once per ``FAILURE_LOG_EVERY_S``. Never raises but ``trio.Cancelled``.
         """
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._transient.run)
+            task_status.started()
+            await self._fill_forever()
+
+    async def _fill_forever(self) -> None:
         backoff = 0.0
         last_logged = float("-inf")
         while True:
@@ -309,6 +329,17 @@ class EventHub:
             self._skip_gap(project_id, topic)
 
     def _accept(self, events: Sequence[StoredEvent]) -> None:
+        """Deliver committed events; the frames one call delivers to a topic are offered
+        together (``offer_many``: one write per stream for one commit's events)."""
+        self._outbox = {}
+        try:
+            self._accept_each(events)
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for topic, frames in outbox.values():
+                self._fan_out_all(topic, frames)
+
+    def _accept_each(self, events: Sequence[StoredEvent]) -> None:
         for event in events:
             topic = self._topics.get(event.project_id)
             if topic is None:
@@ -321,6 +352,7 @@ class EventHub:
 
     def _deliver_committed(self, project_id: str, topic: _Topic, frame: Frame) -> None:
         assert frame.seq is not None
+        self._transient.flush(project_id)  # the transient events published before it first
         if (topic.last is None and self._store is None) or (
             topic.last is not None and frame.seq == topic.last + 1
         ):
@@ -337,6 +369,7 @@ class EventHub:
 
     def _drain_pending(self, project_id: str, topic: _Topic) -> None:
         assert topic.last is not None
+        self._transient.flush(project_id)
         for seq in [s for s in topic.pending if s <= topic.last]:
             del topic.pending[seq]
             self._duplicates += 1
@@ -350,6 +383,7 @@ class EventHub:
     def _skip_gap(self, project_id: str, topic: _Topic) -> None:
         if not topic.pending:
             return
+        self._transient.flush(project_id)
         first = min(topic.pending)
         if topic.last is not None:
             log.warning("events of project %s missing before seq %d", project_id, first)
@@ -358,21 +392,30 @@ class EventHub:
         self._drain_pending(project_id, topic)
 
     def _fan_out(self, topic: _Topic, frame: Frame) -> None:
+        if self._outbox is not None:  # in ``_accept``: offered with the topic's others
+            self._outbox.setdefault(id(topic), (topic, []))[1].append(frame)
+            return
+        self._fan_out_all(topic, [frame])
+
+    def _fan_out_all(self, topic: _Topic, frames: list[Frame]) -> None:
+        joined = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
         dropped: list[tuple[FrameSink, str]] = []
         for sink in topic.subscribers:
-            offer = sink.offer(frame)
-            if offer is Offer.IGNORED:
-                continue
-            if offer is Offer.QUEUED:
-                self._delivered += 1
-            elif offer is Offer.WRITTEN:
-                self._delivered += 1
-                self._direct_writes += 1
-            elif offer is Offer.FULL:
-                self._dropped += 1
-                dropped.append((sink, "slow"))
+            if len(frames) == 1:
+                offers = [sink.offer(frames[0])]
             else:
-                dropped.append((sink, "disconnected"))
+                offers = sink.offer_many(frames, joined)
+            for frame, offer in zip(frames, offers, strict=False):
+                if offer is Offer.QUEUED:
+                    self._delivered += frame.events
+                elif offer is Offer.WRITTEN:
+                    self._delivered += frame.events
+                    self._direct_writes += frame.events
+                elif offer is Offer.FULL:
+                    self._dropped += 1
+                    dropped.append((sink, "slow"))
+                elif offer is Offer.GONE:
+                    dropped.append((sink, "disconnected"))
         for sink, reason in dropped:
             topic.subscribers.pop(sink, None)
             sink.close(reason)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class Frame:
     run_id: str | None
     data: bytes
     gap_before: int | None = None
+    events: int = 1  # transient events joined in ``data`` (``server.events.coalesce``)
 
 
 class Offer(enum.Enum):
@@ -48,6 +52,11 @@ class FrameSink(Protocol):
 
     def offer(self, frame: Frame) -> Offer:
         """Take ``frame`` without blocking; never raises."""
+        ...
+
+    def offer_many(self, frames: Sequence[Frame], joined: bytes) -> list[Offer]:
+        """``offer`` each frame in order until one is ``FULL`` or ``GONE`` (the answers so
+        far); ``joined`` is their bytes, shared by every sink (one write for them all)."""
         ...
 
     def close(self, reason: str) -> None:

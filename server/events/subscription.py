@@ -5,7 +5,9 @@ waits with nothing queued, the right to write frames straight through a ``Direct
 (``arm``/``disarm``). Which frames may go straight through is the stream's
 ``ReplayCursor``'s decision (``ReplayCursor.fast``); anything else (a gap, a frame the
 connection refused, what follows a partly written frame) is queued, in order, and the
-stream's task writes it. ``offer`` never blocks and never raises.
+stream's task writes it. ``offer`` never blocks and never raises. ``offer_many`` offers
+several frames in order, and writes them straight through in one write when all of them may
+go (``ReplayCursor.fast_all``): one send for the events of one commit or one tick.
 
 Closing it as ``slow`` (buffer full) also aborts its connection, if the stream gave one
 (``on_drop``): a client that stopped reading must not keep its socket.
@@ -21,7 +23,7 @@ from server.events.cursor import Fast
 from server.events.sink import Frame, Offer, WriteResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from server.events.cursor import ReplayCursor
     from server.events.sink import DirectWriter
@@ -116,6 +118,42 @@ class Subscription:
                 if result is WriteResult.HELD:
                     cursor.advance(frame)
                     frame = FLUSH  # the writer holds the rest: the stream's task writes it
+        return self._queue(frame)
+
+    def offer_many(self, frames: Sequence[Frame], joined: bytes) -> list[Offer]:
+        """``offer`` each of ``frames`` in order, stopping at ``FULL`` or ``GONE``: the
+        answers so far. ``joined``: their bytes (the same object for every sink): written in
+        one write when every frame may go straight through, else frame by frame."""
+        writer, cursor = self._writer, self._cursor
+        result = None
+        if (
+            writer is not None
+            and cursor is not None
+            and all(map(self.wants, frames))
+            and cursor.fast_all(frames)
+        ):
+            self._writer = None  # disarmed unless they are all written below
+            result = writer.write_nowait(joined)
+        if result is WriteResult.BROKEN:
+            return [Offer.GONE]
+        if result is None or result is WriteResult.REFUSED:  # frame by frame (queued if refused)
+            offers: list[Offer] = []
+            for frame in frames:
+                offers.append(self.offer(frame) if result is None else self._queue(frame))
+                if offers[-1] in (Offer.FULL, Offer.GONE):
+                    break
+            return offers
+        assert cursor is not None
+        assert writer is not None
+        for frame in frames:
+            cursor.advance(frame)
+        if result is WriteResult.HELD:  # the writer holds the rest: the stream's task writes it
+            return [*([Offer.WRITTEN] * (len(frames) - 1)), self._queue(FLUSH)]
+        self._writer = writer
+        self.direct_writes += len(frames)
+        return [Offer.WRITTEN] * len(frames)
+
+    def _queue(self, frame: Frame) -> Offer:
         try:
             self._send.send_nowait(frame)
         except trio.WouldBlock:

@@ -7,8 +7,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
+
+    from server.events.model import NewEvent
 
 T = TypeVar("T")
 
@@ -242,6 +244,17 @@ class StepChange:
     run_id: str
     step_id: str
     fields: StepFields
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """A ``write_run_state`` (without its conditions) carried into another unit's
+    transaction: ``create_run``'s ``then``, so a run is inserted already started."""
+
+    run: RunChange | None = None
+    new_steps: Sequence[Step] = ()
+    steps: Sequence[StepChange] = ()
+    events: Sequence[NewEvent] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         RunFileSpan,
         RunStatus,
         StagedChange,
+        StateWrite,
         Step,
         StepChange,
         User,
@@ -293,13 +294,24 @@ class Store(Protocol):
 
     # -- workflow runs -----------------------------------------------------------------
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
+        self,
+        run: Run,
+        events: Sequence[NewEvent],
+        *,
+        max_in_flight: int | None = None,
+        then: StateWrite | None = None,
     ) -> tuple[Run, bool, list[StoredEvent]]:
         """Insert a run with its steps. With ``run.idempotency_key`` set and a run of the same
         owner and key existing, return that one and ``created=False`` (no events).
 
+        ``then``: a state change applied in the same transaction once the run is inserted
+        (the run started with its first steps), its events appended after ``events``; the
+        run returned is as it stands after it. Not applied to an existing run returned for
+        a repeated key.
+
         Raises ``RateLimited`` when the owner already has ``max_in_flight`` unfinished runs
-        (counted in the inserting transaction: no race, across instances); ``NotFound``.
+        (counted in the inserting transaction: no race, across instances); ``NotFound``
+        when the project does not exist or is not the run owner's.
         """
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:

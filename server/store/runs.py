@@ -15,7 +15,7 @@ from server.errors import NotFound, RunStatusChanged
 from server.store import codec, sql
 from server.store.codec import decode_cursor, page_cursor
 from server.store.limits import check_runs_in_flight
-from server.store.models import Page, Run, RunChange, RunStatus, Step, StepChange
+from server.store.models import Page, Run, RunChange, RunStatus, StateWrite, Step, StepChange
 from server.store.program import (
     Access,
     Append,
@@ -65,13 +65,68 @@ def _upsert_steps(steps: Sequence[Step], missing: str | None = None) -> Program[
                    missing)  # fmt: skip
 
 
+class _Encoded:
+    """A run state change encoded for the statements (outside the unit: pure work)."""
+
+    __slots__ = ("guard", "lease", "run", "run_sets", "step_sets", "steps")
+
+    def __init__(
+        self, run: RunChange | None, steps: Sequence[StepChange], if_status: RunStatus | None
+    ) -> None:
+        self.run, self.steps = run, steps
+        self.guard = () if if_status is None else (RunStatus(if_status).value,)
+        run_fields = None if run is None else dict(run.fields)
+        if run_fields is not None and run_fields.get("status") == RunStatus.SUCCEEDED:
+            run_fields.setdefault("error", None)  # drop a cancel request that came too late
+        self.run_sets = (
+            {} if run_fields is None else codec.run_change_values(run_fields, time_as_text=False)
+        )
+        lease_keys = codec.LEASE_FIELDS & self.run_sets.keys()
+        self.lease = {k: self.run_sets.pop(k) for k in lease_keys}  # the run_leases row
+        self.step_sets = [codec.step_change_values(s.fields, time_as_text=False) for s in steps]
+
+
+def _apply_state(
+    change: _Encoded, new_steps: Sequence[Step] = (), replace_steps: bool = False
+) -> Program[None]:
+    """Update the run (guarded), insert/replace steps, update steps: the writes of
+    ``write_run_state`` before its events."""
+    run, run_sets, guard = change.run, change.run_sets, change.guard
+    if run is not None and (run_sets or change.lease):
+        statement = sql.run_update(run_sets, if_status=bool(guard))
+        if (yield value(statement, run.run_id, *run_sets.values(), *guard)) is None:
+            if guard:
+                raise RunStatusChanged(details={"run_id": run.run_id})
+            raise NotFound("Run not found.", {"run_id": run.run_id})
+        yield from _write_lease(run.run_id, change.lease)
+        if replace_steps:
+            yield execute(sql.STEPS_DELETE, run.run_id)
+    yield from _upsert_steps(new_steps, "Run not found.")
+    for step_change, sets in zip(change.steps, change.step_sets, strict=True):
+        if not sets:
+            continue
+        statement = sql.step_update(sets)
+        found = yield value(statement, step_change.run_id, step_change.step_id, *sets.values())
+        if found is None:
+            raise NotFound("Step not found.", {"step_id": step_change.step_id})
+
+
 class RunStore(UnitRunner):
     """Run operations of the ``Store`` protocol; the backend provides ``_unit``."""
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
+        self,
+        run: Run,
+        events: Sequence[NewEvent],
+        *,
+        max_in_flight: int | None = None,
+        then: StateWrite | None = None,
     ) -> tuple[Run, bool, list[StoredEvent]]:
+        started = None if then is None else _Encoded(then.run, then.steps, None)
+
         def program() -> Program[tuple[Run, bool, list[StoredEvent]]]:
+            if (yield value(sql.PROJECT_OWNER, run.project_id)) != run.owner_id:
+                raise NotFound("No such project.")  # none, or another user's
             if max_in_flight is not None:
                 yield LockUser(run.owner_id)
                 if run.idempotency_key is not None:
@@ -89,7 +144,11 @@ class RunStore(UnitRunner):
                 lease = {"lease_owner": run.lease_owner, "lease_expires_at": run.lease_expires_at}
                 yield from _write_lease(run.id, lease)
             yield from _upsert_steps(run.steps)
-            stored: list[StoredEvent] = yield Append(events, utc_now())
+            appended = list(events)
+            if started is not None and then is not None:
+                yield from _apply_state(started, then.new_steps)
+                appended += then.events
+            stored: list[StoredEvent] = yield Append(appended, utc_now())
             created = yield from _one_with_steps((yield row(sql.RUN_BY_ID, run.id)))
             return created, True, stored
 
@@ -130,33 +189,10 @@ class RunStore(UnitRunner):
         if_status: RunStatus | None = None,
         replace_steps: bool = False,
     ) -> list[StoredEvent]:
-        guard = () if if_status is None else (RunStatus(if_status).value,)
-        run_fields = None if run is None else dict(run.fields)
-        if run_fields is not None and run_fields.get("status") == RunStatus.SUCCEEDED:
-            run_fields.setdefault("error", None)  # drop a cancel request that came too late
-        run_sets = (
-            {} if run_fields is None else codec.run_change_values(run_fields, time_as_text=False)
-        )
-        lease = {k: run_sets.pop(k) for k in codec.LEASE_FIELDS & run_sets.keys()}  # run_leases
-        step_sets = [codec.step_change_values(s.fields, time_as_text=False) for s in steps]
+        change = _Encoded(run, steps, if_status)
 
         def program() -> Program[list[StoredEvent]]:
-            if run is not None and (run_sets or lease):
-                statement = sql.run_update(run_sets, if_status=bool(guard))
-                if (yield value(statement, run.run_id, *run_sets.values(), *guard)) is None:
-                    if guard:
-                        raise RunStatusChanged(details={"run_id": run.run_id})
-                    raise NotFound("Run not found.", {"run_id": run.run_id})
-                yield from _write_lease(run.run_id, lease)
-                if replace_steps:
-                    yield execute(sql.STEPS_DELETE, run.run_id)
-            yield from _upsert_steps(new_steps, "Run not found.")
-            for change, sets in zip(steps, step_sets, strict=True):
-                if not sets:
-                    continue
-                statement = sql.step_update(sets)
-                if (yield value(statement, change.run_id, change.step_id, *sets.values())) is None:
-                    raise NotFound("Step not found.", {"step_id": change.step_id})
+            yield from _apply_state(change, new_steps, replace_steps)
             stored: list[StoredEvent] = yield Append(events, utc_now())
             return stored
 

@@ -22,7 +22,9 @@ One transaction per wave. The steps a commit readies are started in that same co
 their slots are free (``StepSlots.try_take``): their ``step.started`` follows, in the same
 transaction, the records that readied them, and their tasks begin once it committed. So a
 step never runs before its ``step.started`` (and its needs' success) is stored, and the
-first wave starts with ``run.started``. A step whose slot is taken waits for it in its own
+first wave starts with ``run.started``; a submitted run with its plan is even inserted
+started (``start_with_insert``: ``run.created``, ``run.started`` and the first wave's starts
+in the insert's transaction). A step whose slot is taken waits for it in its own
 task and records its start then. The run's last records (``run.succeeded``...) go in the
 commit of its last step's end when nothing else can happen (``commit_and_dispatch``).
 
@@ -55,12 +57,17 @@ from server.workflow.transitions import Records, RunState, end_stored, steps_of
 from server.workflow.writer import RunWriter, WorkflowObserver, WriteAbandoned
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from server.events.model import StoredEvent
     from server.fairness import FairLimiter
-    from server.store.models import Run
+    from server.store.models import Run, StateWrite
     from server.workflow.endings import CancelReason
     from server.workflow.plan import Plan, PlanStep
     from server.workflow.slots import Held
     from server.workflow.tools.registry import Tool
+
+    _Starting = tuple[PlanStep, Tool, Held]  # a dispatched step, its tool, its slots
 
 __all__ = [
     "ExecutorDeps",
@@ -98,6 +105,10 @@ class RunExecutor:
         self._plan: Plan | None = None
         self._nursery: trio.Nursery | None = None
         self._final_committed = False  # the run's last records went with its last step's
+        # Started with the insert (``start_with_insert``): its records, the steps whose slots
+        # it took (released by ``discard`` or spawned by ``execute``) and the waiting ones.
+        self._prestart: tuple[Records, list[_Starting], list[PlanStep]] | None = None
+        self._prestart_committed = False
         self.outputs: dict[str, Any] = {}
         self.tools: dict[str, str] = {}
         self.item_steps: dict[str, PlanStep] = {}  # fan-out items, by step id
@@ -173,6 +184,7 @@ class RunExecutor:
             log.error("run %s: aborted", self.run_id, exc_info=group)
             failed = True
         finally:
+            self.discard()  # started with the insert but never spawned (cancelled first)
             # Shielded: the final write is the one that must happen. Bounded all the same:
             # every write by the writer's window, the one read by its own deadline.
             with trio.CancelScope(shield=True):
@@ -180,9 +192,44 @@ class RunExecutor:
             self.finished.set()
         return self.status
 
+    def start_with_insert(self) -> StateWrite | None:
+        """A submitted run with its plan, not awaiting approval: start it now, its records
+        (``run.started`` and the first wave's ``step.started``, their slots taken) to be
+        committed with the run's insert (``store.create_run(then=...)``). Then call
+        ``inserted`` (committed) or ``discard`` (not). None: the run starts in ``execute``."""
+        plan = self._parsed
+        if plan is None or not plan.steps or awaits(self.run) or self.run.started_at is not None:
+            return None
+        self._plan = plan
+        self.tools = {step.id: step.tool for step in plan.steps}
+        records = self.state.start(plan, (), True, self.clock.now(), self.run.status)
+        self.monitor.run_started()
+        starting, waiting = self._dispatch(records)
+        self._prestart = (records, starting, waiting)
+        return self.writer.state_write(records)
+
+    def inserted(self, run: Run, stored: Sequence[StoredEvent]) -> None:
+        """The run (as stored) was inserted with ``start_with_insert``'s records."""
+        self.run = run
+        if self._prestart is not None:
+            self._prestart_committed = True
+            self.writer.committed_elsewhere(self._prestart[0], stored)
+
+    def discard(self) -> None:
+        """This executor will not run: release the slots ``start_with_insert`` took."""
+        prestart, self._prestart = self._prestart, None
+        for _step, _tool, held in prestart[1] if prestart is not None else ():
+            held.release()
+
     async def _start_run(self, plan: Plan) -> None:
         """Restore what an earlier process finished, then pending -> running (``run.started``)
-        with the first wave's ``step.started`` in the same commit."""
+        with the first wave's ``step.started`` in the same commit (or, started with the
+        insert, start the steps that commit started)."""
+        prestart = self._prestart
+        if prestart is not None and self._prestart_committed:
+            self._prestart = None
+            self._spawn(prestart[1], prestart[2])
+            return
         self.tools = {step.id: step.tool for step in plan.steps}
         records = self.state.start(
             plan,
@@ -205,17 +252,10 @@ class RunExecutor:
         """Commit ``records`` with the start of every step they ready whose slots are free,
         then start those steps' tasks (and the tasks of the steps that wait for a slot).
         When nothing is left to run, the run's last records go in the same commit."""
-        starting: list[tuple[PlanStep, Tool, Held]] = []
+        starting: list[_Starting] = []
         waiting: list[PlanStep] = []
         if self._nursery is not None and not self._scope.cancel_called:
-            for step_id in self.state.dispatch_ready():
-                self.monitor.step_ready(step_id)
-                step = self.item_steps.get(step_id) or self.plan.step(step_id)
-                held = self._try_start(step, records) if step.for_each is None else None
-                if held is None:
-                    waiting.append(step)
-                else:
-                    starting.append((step, held[0], held[1]))
+            starting, waiting = self._dispatch(records)
         nursery = self._nursery
         finishing = not starting and not waiting and self.state.ending is None
         finishing = finishing and nursery is not None and self.state.completed
@@ -232,8 +272,28 @@ class RunExecutor:
             raise
         if finishing:
             self._final_committed, self.status = True, final
-        if nursery is None:
-            return
+        if nursery is not None:
+            self._spawn(starting, waiting)
+
+    def _dispatch(self, records: Records) -> tuple[list[_Starting], list[PlanStep]]:
+        """The steps now ready: those whose slots are free (their starts added to
+        ``records``, their slots held) and those that wait for a slot in their own task."""
+        starting: list[_Starting] = []
+        waiting: list[PlanStep] = []
+        for step_id in self.state.dispatch_ready():
+            self.monitor.step_ready(step_id)
+            step = self.item_steps.get(step_id) or self.plan.step(step_id)
+            held = self._try_start(step, records) if step.for_each is None else None
+            if held is None:
+                waiting.append(step)
+            else:
+                starting.append((step, held[0], held[1]))
+        return starting, waiting
+
+    def _spawn(self, starting: list[_Starting], waiting: list[PlanStep]) -> None:
+        """Start the tasks of dispatched steps in the run's nursery."""
+        nursery = self._nursery
+        assert nursery is not None
         for step, tool, slots in starting:
             nursery.start_soon(self._run_started, step, tool, slots, name=f"step {step.id}")
         for step in waiting:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from server.errors import NotFound, ShuttingDown
+from server.errors import AppError, NotFound, ShuttingDown
 from server.store.models import Run, RunChange, RunStatus
 from server.timeutil import new_id, utc_now
 from server.workflow import cancelling, hitl
@@ -198,14 +198,19 @@ class RunSupervisor:
         Returns (run, created); ``created`` is False for a repeated ``Idempotency-Key``.
         """
         self.check_accepting()
-        if await self.store.get_project(owner_id, project_id) is None:
-            raise NotFound("No such project.")
-        check_request(prompt, plan, self.planner is not None)
-        opts = validate_options(options, self.settings)
-        parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
-        model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
-        if prompt is not None or model_steps:
-            self.check_token_budget(owner_id)  # RateLimited (429) before any model call
+        try:
+            check_request(prompt, plan, self.planner is not None)
+            opts = validate_options(options, self.settings)
+            parsed = parse_plan(plan, self.registry, self.settings.max_plan_steps) if plan else None
+            model_steps = [s for s in parsed.steps if calls_model(s.tool)] if parsed else []
+            if prompt is not None or model_steps:
+                self.check_token_budget(owner_id)  # RateLimited (429) before any model call
+        except AppError:
+            # A missing project answers first (404), as if checked before: the insert checks
+            # it on the way that succeeds, so that way reads nothing more.
+            if await self.store.get_project(owner_id, project_id) is None:
+                raise NotFound("No such project.") from None
+            raise
         run, created_event = new_run(
             run_id=new_id(),
             owner_id=owner_id,
@@ -217,14 +222,27 @@ class RunSupervisor:
             lease=(self.instance_id, self._lease_until()),  # started here without a claim
             now=utc_now(),
         )
-        stored, created, events = await self.store.create_run(
-            run, [created_event], max_in_flight=self.settings.max_runs_per_user
-        )
+        # Inserted started: run.created, run.started and the first wave's starts in one commit.
+        executor = RunExecutor(self.deps, run, parsed)
+        try:
+            stored, created, events = await self.store.create_run(
+                run,
+                [created_event],
+                max_in_flight=self.settings.max_runs_per_user,
+                then=executor.start_with_insert(),
+            )
+        except BaseException:
+            executor.discard()
+            raise
+        if created and self.deps.observer is not None:
+            self.deps.observer.run_status(str(RunStatus.PENDING))
+        if created:
+            executor.inserted(stored, events)
         self.publisher.publish(events)
         if created:
-            if self.deps.observer is not None:
-                self.deps.observer.run_status(str(RunStatus.PENDING))
-            self._start(stored, parsed, claimed=True)
+            self._start(stored, parsed, claimed=True, executor=executor)
+        else:
+            executor.discard()
         return stored, created
 
     def check_accepting(self) -> None:
@@ -236,12 +254,23 @@ class RunSupervisor:
         """Execute a stored run in this process (nothing for one awaiting approval)."""
         self._start(run)
 
-    def _start(self, run: Run, plan: Plan | None = None, *, claimed: bool = False) -> None:
+    def _start(
+        self,
+        run: Run,
+        plan: Plan | None = None,
+        *,
+        claimed: bool = False,
+        executor: RunExecutor | None = None,
+    ) -> None:
+        """Execute ``run`` in a task of the supervisor's nursery (``executor``: one made for
+        it already, e.g. started with its insert; discarded when the run does not start)."""
         if self._nursery is None or run.id in self._active:
+            if executor is not None:
+                executor.discard()  # shutting down: the run resumes from its lease later
             return
         if run.status is RunStatus.AWAITING_APPROVAL:
             return  # it waits for a person: approve() starts it
-        executor = RunExecutor(self.deps, run, plan)
+        executor = executor or RunExecutor(self.deps, run, plan)
         active = _Active(executor=executor, owner_id=run.owner_id, claimed=claimed)
         self._active[run.id] = active
         self._nursery.start_soon(self._drive, active, name=f"run {run.id}")

@@ -28,7 +28,7 @@ import trio
 
 from server.backoff import Backoff
 from server.errors import NotReady, StoreUnavailable
-from server.store.models import RunChange, StepChange, StepStatus
+from server.store.models import RunChange, StateWrite, StepChange, StepStatus
 from server.workflow.transitions import Records
 
 if TYPE_CHECKING:
@@ -187,12 +187,26 @@ class RunWriter:
         )
         raise WriteAbandoned(f"store unavailable for {policy.window_s:g}s")
 
-    async def _write_once(self, records: Records) -> list[StoredEvent]:
-        return await self.store.write_run_state(
+    def state_write(self, records: Records) -> StateWrite:
+        """``records`` as the store's change (to commit in another unit: ``create_run``)."""
+        return StateWrite(
             run=RunChange(self.run_id, records.run) if records.run else None,
             new_steps=records.new_steps,
             steps=[StepChange(self.run_id, sid, f) for sid, f in records.steps],
             events=records.events,
+        )
+
+    def committed_elsewhere(self, records: Records, stored: Sequence[StoredEvent]) -> None:
+        """``records`` were committed by another unit (``stored``: that unit's events, which
+        its caller publishes): note them as this writer's own commit would."""
+        if stored:
+            self._last_seq = stored[-1].seq
+        self._observe(records)
+
+    async def _write_once(self, records: Records) -> list[StoredEvent]:
+        change = self.state_write(records)
+        return await self.store.write_run_state(
+            run=change.run, new_steps=change.new_steps, steps=change.steps, events=change.events
         )
 
     async def _committed(self, events: Sequence[NewEvent]) -> list[StoredEvent] | None:

@@ -174,6 +174,41 @@ async def test_workflow_reports_wall_time_and_critical_path(
 
 
 @SQLITE_ONLY
+async def test_workflow_trace_reports_the_phases_of_a_run(
+    start_server: StartServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await start_server(offline_latency_ms=5.0)
+    code, result = await bench(
+        capsys, "workflow", "--url", server.url, "--steps", "4", "--width", "2", "--runs", "2",
+        "--latency-ms", "5", "--trace",
+    )  # fmt: skip
+    assert code == 0, result
+    phases = result["phases_ms"]
+    for key in (
+        "post_to_first_start",
+        "first_start_seen",
+        "wave0_ends_spread",
+        "wave1_handoff",
+        "end_seen",
+        "last_end_to_terminal",
+        "terminal_seen",
+        "post_to_terminal_seen",
+    ):
+        assert isinstance(phases[key], float), key  # fmt: skip
+    # Causality, whatever the machine's speed: a step starts after the POST, an event is
+    # seen after the server decided it, a wave-1 step after its need's end.
+    assert phases["post_to_first_start"] > 0
+    assert phases["first_start_seen"] >= phases["post_to_first_start"]
+    assert phases["wave1_handoff"] >= 0
+    assert phases["terminal_seen"] >= 0
+    assert phases["post_to_terminal_seen"] >= result["critical_path_ms"]
+    code, plain = await bench(capsys, "workflow", "--url", server.url, "--steps", "2",
+                              "--width", "2", "--runs", "1", "--latency-ms", "5")  # fmt: skip
+    assert code == 0, plain
+    assert "phases_ms" not in plain  # only asked for
+
+
+@SQLITE_ONLY
 async def test_workflow_concurrent_rounds_report_cpu_and_event_rate(
     start_server: StartServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

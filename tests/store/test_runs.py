@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,15 @@ import trio
 
 from server.errors import NotFound
 from server.events.model import NewEvent
-from server.store.models import Run, RunChange, RunStatus, Step, StepChange, StepStatus
+from server.store.models import (
+    Run,
+    RunChange,
+    RunStatus,
+    StateWrite,
+    Step,
+    StepChange,
+    StepStatus,
+)
 from server.timeutil import new_id, utc_now
 from tests.fixtures.postgres import open_migrated_store
 from tests.store.helpers import data
@@ -80,6 +89,61 @@ async def test_create_run_is_idempotent_per_owner(
     _, created_other, _ = await store.create_run(make_run(theirs, key="k-1"), [])
     assert created_other
     assert await store.event_bounds(project.id) == (1, 1)
+
+
+def started_with(run: Run, step_id: str) -> StateWrite:
+    """``run.started`` and ``step_id``'s start, as the executor inserts a run started."""
+    now = utc_now()
+    return StateWrite(
+        run=RunChange(run.id, {"status": RunStatus.RUNNING, "started_at": now}),
+        steps=[StepChange(run.id, step_id, {"status": StepStatus.RUNNING, "attempts": 1,
+                                            "started_at": now})],
+        events=[NewEvent(run.project_id, "run.started", {"run_id": run.id}),
+                NewEvent(run.project_id, "step.started", {"run_id": run.id, "step_id": step_id})],
+    )  # fmt: skip
+
+
+async def test_a_run_is_inserted_started_in_one_transaction(store: Store, project: Project) -> None:
+    run = make_run(project, key="k-start")
+    stored, created, events = await store.create_run(
+        run, [created_event(run)], max_in_flight=5, then=started_with(run, "read")
+    )
+    assert created
+    assert [(e.seq, e.type) for e in events] == [
+        (1, "run.created"), (2, "run.started"), (3, "step.started")
+    ]  # fmt: skip
+    assert (stored.status, stored.started_at is not None) == (RunStatus.RUNNING, True)
+    assert [(s.id, s.status, s.attempts) for s in stored.steps] == [
+        ("read", StepStatus.RUNNING, 1), ("gen", StepStatus.PENDING, 0)
+    ]  # fmt: skip
+    assert await store.get_run(run.id) == stored
+    # A repeated key gets the run as it stands; its start is not applied again.
+    retry = make_run(project, key="k-start")
+    again, created_again, events_again = await store.create_run(
+        retry, [created_event(retry)], max_in_flight=5, then=started_with(retry, "read")
+    )
+    assert (again, created_again, events_again) == (stored, False, [])
+    assert await store.event_bounds(project.id) == (1, 3)
+
+
+async def test_a_run_of_a_missing_or_another_users_project_is_not_inserted(
+    store: Store, project: Project, other: User
+) -> None:
+    theirs = make_run(project)
+    for run in (replace(theirs, owner_id=other.id), replace(theirs, project_id=new_id())):
+        with pytest.raises(NotFound):
+            await store.create_run(run, [created_event(run)], then=started_with(run, "read"))
+        assert await store.get_run(run.id) is None
+    assert await store.event_bounds(project.id) == (1, 0)
+
+
+async def test_an_insert_whose_start_fails_writes_nothing(store: Store, project: Project) -> None:
+    run = make_run(project)
+    start = started_with(run, "no-such-step")
+    with pytest.raises(NotFound):
+        await store.create_run(run, [created_event(run)], then=start)
+    assert await store.get_run(run.id) is None
+    assert await store.event_bounds(project.id) == (1, 0)
 
 
 async def test_concurrent_idempotent_creates_make_one_run(store: Store, project: Project) -> None:

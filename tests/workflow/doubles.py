@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 
 from server.config import Settings
-from server.errors import RunStatusChanged, ToolError
+from server.errors import NotFound, RunStatusChanged, ToolError
 from server.events.model import NewEvent, StoredEvent
 from server.store.models import (
     RUN_MUTABLE_FIELDS,
@@ -22,6 +22,7 @@ from server.store.models import (
     Run,
     RunChange,
     RunStatus,
+    StateWrite,
     Step,
     StepChange,
 )
@@ -74,9 +75,17 @@ class MemoryRunStore:
         return out
 
     async def create_run(
-        self, run: Run, events: Sequence[NewEvent], *, max_in_flight: int | None = None
+        self,
+        run: Run,
+        events: Sequence[NewEvent],
+        *,
+        max_in_flight: int | None = None,
+        then: StateWrite | None = None,
     ) -> tuple[Run, bool, list[StoredEvent]]:
         await trio.lowlevel.checkpoint()
+        project = self.projects.get(run.project_id)
+        if project is None or project.owner_id != run.owner_id:
+            raise NotFound("No such project.")
         if run.idempotency_key:
             for existing in self.runs.values():
                 if (
@@ -85,7 +94,15 @@ class MemoryRunStore:
                 ):
                     return existing, False, []
         self.runs[run.id] = run
-        return run, True, self._append(events)
+        if then is None:
+            return run, True, self._append(events)
+        stored = self._append(events)
+        # One transaction with the insert: not a ``write_run_state`` (whose faults the
+        # doubles built on this one inject).
+        stored += await MemoryRunStore.write_run_state(
+            self, run=then.run, new_steps=then.new_steps, steps=then.steps, events=then.events
+        )
+        return self.runs[run.id], True, stored
 
     async def get_run(self, run_id: str, owner_id: str | None = None) -> Run | None:
         await trio.lowlevel.checkpoint()

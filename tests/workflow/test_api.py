@@ -161,6 +161,12 @@ async def test_another_user_cannot_read_list_or_cancel(client: httpx.AsyncClient
     assert [r["id"] for r in mine.json()["items"]] == [run_id]
     submit = await post_run(client, other, {"project_id": project_id, "plan": PARALLEL_PLAN})
     assert submit.status_code == 404
+    assert submit.json()["error"]["message"] == "No such project."
+    # Another user's project is not found before the plan is judged (as when it was read
+    # first; the insert checks it on the way that succeeds).
+    bad = {"project_id": project_id, "plan": {"steps": [{"id": "x", "tool": "nope"}]}}
+    assert (await post_run(client, other, bad)).status_code == 404
+    assert (await post_run(client, owner, bad)).status_code == 400
     finished = await client.post(f"/api/workflow/runs/{run_id}/cancel", headers=owner.headers)
     assert finished.status_code == 409
     assert finished.json()["error"]["code"] == "run_finished"

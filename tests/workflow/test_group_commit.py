@@ -21,13 +21,15 @@ if TYPE_CHECKING:
     from trio.testing import MockClock
 
     from server.events.model import NewEvent, StoredEvent
+    from server.store.models import Run, StateWrite
 
 
 class RecordingStore(MemoryRunStore):
-    """Records the event types of every ``write_run_state`` transaction. Fault injection:
+    """Records the event types of every ``write_run_state`` transaction (and of an insert
+    carrying its start: ``create_run(then=...)``). Fault injection:
     ``fail_on``: the first transaction holding an event of that type fails (``error``, before
     committing, or after committing when ``lost_answer``); ``down``: every write fails;
-    ``stall``: every write hangs."""
+    ``stall``: every write hangs; ``fail_insert``: ``fail_on`` fails the insert instead."""
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class RecordingStore(MemoryRunStore):
         *,
         error: Exception | None = None,
         lost_answer: bool = False,
+        fail_insert: bool = False,
     ) -> None:
         super().__init__()
         self.transactions: list[list[str]] = []
@@ -42,6 +45,7 @@ class RecordingStore(MemoryRunStore):
         self.fail_on = fail_on
         self.error = error or StoreUnavailable("connection lost")
         self.lost_answer = lost_answer
+        self.fail_insert = fail_insert  # ``fail_on`` applies to the insert, not the writes
         self.down = False
         self.stall = False
         self.failures = 0
@@ -52,7 +56,8 @@ class RecordingStore(MemoryRunStore):
         types = [e.type for e in events]
         if self.stall:
             await trio.sleep_forever()
-        if self.down or (self.fail_on is not None and self.fail_on in types):
+        failing = self.fail_on is not None and not self.fail_insert and self.fail_on in types
+        if self.down or failing:
             self.fail_on = None
             self.failures += 1
             if self.lost_answer:
@@ -60,9 +65,26 @@ class RecordingStore(MemoryRunStore):
                 await super().write_run_state(events=events, **kw)
             await trio.lowlevel.checkpoint()
             raise self.error
-        self.transactions.append(types)
-        self.named.append([f"{e.type}:{e.data.get('step_id')}" for e in events])
+        self._record(events)
         return await super().write_run_state(events=events, **kw)
+
+    async def create_run(
+        self, run: Run, events: Sequence[NewEvent], **kw: Any
+    ) -> tuple[Run, bool, list[StoredEvent]]:
+        then: StateWrite | None = kw.get("then")
+        everything = [*events, *(then.events if then is not None else ())]
+        if self.fail_insert and self.fail_on in [e.type for e in everything]:
+            self.fail_on = None
+            self.failures += 1
+            await trio.lowlevel.checkpoint()
+            raise self.error
+        created = await super().create_run(run, events, **kw)
+        self._record(everything)
+        return created
+
+    def _record(self, events: Sequence[NewEvent]) -> None:
+        self.transactions.append([e.type for e in events])
+        self.named.append([f"{e.type}:{e.data.get('step_id')}" for e in events])
 
 
 async def test_steps_started_and_finished_together_share_transactions(
@@ -106,14 +128,50 @@ async def test_a_wave_starts_in_the_transaction_that_readied_it(
     assert not any("step.started" in t and len(t) == 1 for t in store.transactions)
 
 
-@pytest.mark.parametrize("kind", ["step.started", "step.succeeded", "run.started"])
+async def test_a_submitted_run_is_inserted_started(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # run.created, run.started and the first wave's starts: one transaction, the insert's.
+    store = RecordingStore()
+    h = build_harness(tmp_path, store=store)
+    await nursery.start(h.supervisor.run)
+    run = await h.run([sleep("a", 1.0), sleep("b", 1.0), sleep("c", 1.0, ("a",))])
+    assert run.status is RunStatus.SUCCEEDED
+    check_event_invariants(h, run.id)
+    assert store.named[0] == ["run.created:None", "run.started:None", "step.started:a",
+                              "step.started:b"]  # fmt: skip
+    assert "step.started:c" in store.named[1]  # with a's success
+    assert not any("run.started" in t for t in store.transactions[1:])
+
+
+async def test_an_insert_that_fails_starts_nothing_and_holds_no_slot(
+    tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
+) -> None:
+    # The insert carrying the start fails: the submission fails (503 at the API), nothing
+    # is stored or published, and the slots its first wave took are free again.
+    store = RecordingStore(fail_on="run.started", fail_insert=True)
+    h = build_harness(tmp_path, store=store, run_concurrency=2, global_concurrency=2)
+    await nursery.start(h.supervisor.run)
+    with pytest.raises(StoreUnavailable):
+        await h.submit([sleep("a", 1.0), sleep("b", 1.0)])
+    assert (store.failures, store.runs, store.transactions) == (1, {}, [])
+    assert h.publisher.published == []
+    assert h.supervisor.active_runs == 0
+    run = await h.run([sleep("a", 1.0), sleep("b", 1.0)])  # both slots free: one wave
+    assert run.status is RunStatus.SUCCEEDED
+    assert store.named[0][-2:] == ["step.started:a", "step.started:b"]
+
+
+@pytest.mark.parametrize("kind", ["step.started", "step.succeeded", "run.succeeded"])
 async def test_a_transient_write_error_is_retried_and_does_not_decide_the_run(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock, kind: str
 ) -> None:
+    # Two waves: the second's starts are written with the first's ends, after the insert.
     store = RecordingStore(fail_on=kind)
     h = build_harness(tmp_path, store=store)
     await nursery.start(h.supervisor.run)
-    run = await h.run([sleep(f"s{i}", 1.0) for i in range(4)])
+    steps = [sleep(f"s{i}", 1.0, (f"s{i - 2}",) if i >= 2 else ()) for i in range(4)]
+    run = await h.run(steps)
     assert store.failures == 1
     assert run.status is RunStatus.SUCCEEDED
     check_event_invariants(h, run.id)
@@ -159,17 +217,20 @@ async def test_a_store_that_stays_down_leaves_the_run_to_be_resumed(
 async def test_a_failed_write_fails_the_run_from_the_stored_state(
     tmp_path: Path, nursery: trio.Nursery, autojump_clock: MockClock
 ) -> None:
-    # A non-transient error writing step.started: the step never started as far as the
-    # log knows, so it gets no step.cancelled (the bug of issue 11 item 2).
+    # A non-transient error writing step.started (the second wave's, with its need's end;
+    # the first's went with the insert): those steps never started as far as the log
+    # knows, so they get no step.cancelled (the bug of issue 11 item 2); the step whose end
+    # was lost is cancelled.
     store = RecordingStore(fail_on="step.started", error=RuntimeError("bug"))
     h = build_harness(tmp_path, store=store)
     await nursery.start(h.supervisor.run)
-    run = await h.run([sleep(f"s{i}", 1.0) for i in range(4)])
+    run = await h.run([sleep("s0", 1.0), *(sleep(f"s{i}", 1.0, ("s0",)) for i in (1, 2, 3))])
     assert run.status is RunStatus.FAILED
     assert run.error is not None
     assert run.error["code"] == "internal_error"
     assert all(s.status is not StepStatus.RUNNING for s in run.steps)
-    assert h.store.event_data(run.id, "step.cancelled") == []
+    cancelled = h.store.event_data(run.id, "step.cancelled")
+    assert [e["step_id"] for e in cancelled] == ["s0"]
     check_event_invariants(h, run.id)
 
 
@@ -182,7 +243,7 @@ async def test_a_store_error_that_will_not_pass_is_not_retried(
     store = RecordingStore(fail_on="step.started", error=error)
     h = build_harness(tmp_path, store=store)
     await nursery.start(h.supervisor.run)
-    run = await h.run([sleep(f"s{i}", 1.0) for i in range(2)])
+    run = await h.run([sleep("s0", 1.0), sleep("s1", 1.0, ("s0",))])  # s1 starts in a write
     assert store.failures == 1
     assert run.status is RunStatus.FAILED
     check_event_invariants(h, run.id)

@@ -9,12 +9,16 @@ Scale rows (how the cost grows with steps and with runs): ``--steps 1000 --width
 ``--max-plan-steps 1000 --run-concurrency 100 --ai-concurrency 1000 --global-concurrency 1000
 --max-runs-per-user 100`` (else its limits, not its overhead, set the wall time). With
 ``--pid`` the server's CPU time over the rounds is reported (per run and per step), and the
-events the stream received per second of the rounds."""
+events the stream received per second of the rounds. With ``--trace``, ``phases_ms``: the
+median time of each phase of a run (``workflow_trace``: POST -> first step start, per wave
+the ends' spread and the hand-off to the next wave, last end -> terminal event), from the
+events' server timestamps and the client's clock."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -23,6 +27,7 @@ import trio
 
 from server.bench.api import ApiClient
 from server.bench.errors import BenchError
+from server.bench.scenarios.workflow_trace import Seen, phase_medians, run_phases, server_time
 from server.bench.sse import SseRequest, hold_with_reconnect
 from server.bench.stats import percentiles, process_cpu_s, rounded
 from server.bench.wire import last_event_id, parse_events
@@ -43,6 +48,7 @@ class WorkflowOptions:
     latency_ms: float = 100.0
     run_timeout_s: float = 60.0
     concurrent: int = 1  # runs submitted at once per round
+    trace: bool = False  # report the phase breakdown (``workflow_trace``)
 
 
 @dataclass(slots=True)
@@ -52,6 +58,8 @@ class _RunTrace:
     terminal: str | None = None
     done_at: float = 0.0
     server_wall_ms: float | None = None
+    posted: float = 0.0  # wall clock when its POST was sent
+    seen: list[Seen] = field(default_factory=list)
 
 
 def build_plan(steps: int, width: int) -> dict[str, Any]:
@@ -114,6 +122,8 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     last_id: list[str | None] = [None]
     server_closes = [0]
 
+    wall_offset = time.time() - trio.current_time()  # trio clock -> wall clock
+
     def on_frames(frames: bytes, at: float) -> None:
         last_id[0] = last_event_id(frames) or last_id[0]
         for event in parse_events(frames):
@@ -123,7 +133,10 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
                 continue
             trace = traces.setdefault(run_id, _RunTrace())
             step = data.get("step_id")
-            trace.events.append((event.event, step if isinstance(step, str) else None))
+            step_id = step if isinstance(step, str) else None
+            trace.events.append((event.event, step_id))
+            if opts.trace:
+                trace.seen.append(Seen(event.event, step_id, server_time(data), at + wall_offset))
             if event.event in TERMINAL and trace.terminal is None:
                 trace.terminal = event.event
                 trace.done_at = at
@@ -139,6 +152,7 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     server_walls: list[float | None] = []
     server_critical: list[float | None] = []
     parallelism: list[int] = []
+    phases: list[dict[str, float]] = []
     complete = order_ok = True
     failed_runs = 0
     first_accept_ms: float | None = None
@@ -150,11 +164,13 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
     async def start_one(index: int, t0: float, ids: list[str | None]) -> None:
         nonlocal first_accept_ms
         body = {"project_id": project_id, "plan": plan}
+        posted = time.time()
         created = await api.call("POST", "/api/workflow/runs", body, 202, "create run")
         if first_accept_ms is None:
             first_accept_ms = (trio.current_time() - t0) * 1000
         run_id = ids[index] = str(created["id"])
         trace = traces.setdefault(run_id, _RunTrace())
+        trace.posted = posted
         with trio.move_on_after(opts.run_timeout_s):
             await trace.done.wait()
         if not trace.done.is_set():
@@ -201,6 +217,12 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
                 run_complete, run_order_ok = check_order(plan, trace.events)
                 complete, order_ok = complete and run_complete, order_ok and run_order_ok
                 parallelism.append(max_parallelism(trace.events))
+                if opts.trace:
+                    phases.append(
+                        run_phases(
+                            trace.seen, trace.posted, opts.steps, opts.width, opts.latency_ms
+                        )
+                    )
                 metrics = await _server_metrics(api, run_id)
                 server_walls.append(trace.server_wall_ms or metrics.get("wall_ms"))
                 server_critical.append(metrics.get("critical_path_ms"))
@@ -238,6 +260,7 @@ async def _run(ctx: RunContext, opts: WorkflowOptions, api: ApiClient) -> dict[s
         "max_parallelism": max(parallelism, default=0),
         "post_202_ms_first": rounded(first_accept_ms) if first_accept_ms is not None else None,
         "failed_runs": failed_runs,
+        **({"phases_ms": phase_medians(phases)} if opts.trace else {}),
         "events_complete": complete,
         "dag_order_ok": order_ok,
     }
