@@ -22,6 +22,10 @@
 #                 runs of 20 steps; `stretto bench workflow --help`)
 #   CAPACITY_STEPS  stream totals of the capacity scenario (stretto bench capacity, all servers,
 #                 none pinned; stretto with --workers auto); each step held heartbeat (15 s) + 7 s
+#   CAPACITY_MANY_STEPS  with the capacity scenario, also stretto with CAPACITY_WORKERS
+#                 (default 10) worker processes on the same cores, each with its own open-files
+#                 limit (a "[workers-N]" row): how many streams the machine holds when one
+#                 process's limit is not the bound (default: empty, not run; e.g. 100000,190000)
 #   QUICK         1 = tiny sizes (SUBS=20 EVENTS=20 RATES=20 IDLE_CONNS=50 STEPS=4 WIDTH=2 RUNS=1
 #                 HTTP_SECONDS=1 IDLE_MANY=200 CAPACITY_STEPS=50, capacity held 3 s without the
 #                 heartbeat check); the sizes can also be set one by one
@@ -198,6 +202,13 @@ for rep in $(seq "$REPEAT"); do
           measure "$rep" "$s" "$s" "$flags" -- $STRETTO_CMD bench capacity --steps "$CAPACITY_STEPS" \
             "${CAPACITY_ARGS[@]}" --pid @PID --json --quiet
         done
+        # Past one process's open-files limit, which bounds --workers auto at about twice one
+        # process's streams: N workers on the same two cores show what the machine holds.
+        if [ -n "${CAPACITY_MANY_STEPS:-}" ]; then
+          workers="${CAPACITY_WORKERS:-10}"
+          measure "$rep" stretto "stretto+workers-$workers" "--workers $workers" -- $STRETTO_CMD bench capacity \
+            --steps "$CAPACITY_MANY_STEPS" "${CAPACITY_ARGS[@]}" --pid @PID --json --quiet
+        fi
         SERVER_CPU=0 CLIENT_PIN=(taskset -c 1) ;;
       startup)
         st=("${order[@]}"); [ -n "${STRETTO_BIN:-}" ] && st+=(stretto+binary)
