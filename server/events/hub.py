@@ -398,27 +398,38 @@ class EventHub:
         self._fan_out_all(topic, [frame])
 
     def _fan_out_all(self, topic: _Topic, frames: list[Frame]) -> None:
-        joined = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
-        dropped: list[tuple[FrameSink, str]] = []
-        for sink in topic.subscribers:
-            if len(frames) == 1:
-                offers = [sink.offer(frames[0])]
-            else:
+        if len(frames) == 1:  # the common case (one event per publish): no lists per sink
+            frame = frames[0]
+            dropped = [
+                d
+                for sink in topic.subscribers
+                if (d := self._count(sink, frame, sink.offer(frame)))
+            ]
+        else:
+            joined = b"".join(f.data for f in frames)
+            dropped = []
+            for sink in topic.subscribers:
                 offers = sink.offer_many(frames, joined)
-            for frame, offer in zip(frames, offers, strict=False):
-                if offer is Offer.QUEUED:
-                    self._delivered += frame.events
-                elif offer is Offer.WRITTEN:
-                    self._delivered += frame.events
-                    self._direct_writes += frame.events
-                elif offer is Offer.FULL:
-                    self._dropped += 1
-                    dropped.append((sink, "slow"))
-                elif offer is Offer.GONE:
-                    dropped.append((sink, "disconnected"))
+                for frame, offer in zip(frames, offers, strict=False):
+                    if drop := self._count(sink, frame, offer):
+                        dropped.append(drop)
         for sink, reason in dropped:
             topic.subscribers.pop(sink, None)
             sink.close(reason)
+
+    def _count(self, sink: FrameSink, frame: Frame, offer: Offer) -> tuple[FrameSink, str] | None:
+        """Count one offer's outcome; the sink and why, when the hub must drop it."""
+        if offer is Offer.WRITTEN:
+            self._delivered += frame.events
+            self._direct_writes += frame.events
+        elif offer is Offer.QUEUED:
+            self._delivered += frame.events
+        elif offer is Offer.FULL:
+            self._dropped += 1
+            return sink, "slow"
+        elif offer is Offer.GONE:
+            return sink, "disconnected"
+        return None
 
     def remove_sink(self, sink: FrameSink) -> None:
         """Stop offering frames to ``sink`` (idempotent)."""
